@@ -1,0 +1,50 @@
+"""``create_app(settings)``: wires the store, the node and the routes. No logic here."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from hub.config import Settings
+from hub.node import Node
+from hub.store import open_store
+from hub.web import api
+from hub.web.compat import rocketchat
+from hub.web.ws import websocket_endpoint
+
+STATIC = Path(__file__).parent / "static"
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def create_app(settings: Settings) -> Starlette:
+    node = Node(settings, open_store(settings))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await node.start()
+        try:
+            yield
+        finally:
+            await node.stop()
+
+    routes = [
+        WebSocketRoute("/ws", websocket_endpoint),
+        *api.routes,
+        *rocketchat.routes,
+        Route("/", index, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.node = node
+    app.state.settings = settings
+    return app

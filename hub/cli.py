@@ -1,0 +1,185 @@
+"""The ``presence-hub`` command: serve, token, check (and more, see ``--help``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from hub.config import ConfigError, Settings
+
+
+def dev_keys_path() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "presence-hub" / "dev-keys.json"
+
+
+def with_dev_keys(settings: Settings) -> Settings:
+    """Missing keys come from the dev-keys file, else are generated and saved there (0600),
+    so tokens survive a restart and ``presence-hub token`` can sign for the running hub."""
+    if settings.secret and settings.admin_key:
+        return settings
+    path = dev_keys_path()
+    saved: dict[str, str] = {}
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    if saved.get("secret") and saved.get("admin_key"):
+        return replace(
+            settings,
+            secret=settings.secret or saved["secret"],
+            admin_key=settings.admin_key or saved["admin_key"],
+            generated_keys=True,
+        )
+    generated = settings.with_generated_keys()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"secret": generated.secret, "admin_key": generated.admin_key}, f)
+    except OSError:
+        pass
+    return generated
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "store"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return replace(settings, **overrides) if overrides else settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from hub import logs, server
+    from hub.app import create_app
+
+    settings = with_dev_keys(_settings(args))
+    logs.setup(settings.log_format, settings.log_level)
+    app = create_app(settings)
+    node = app.state.node
+    url = f"http://{'localhost' if settings.host in ('127.0.0.1', '0.0.0.0') else settings.host}"
+    url += f":{settings.port}/"
+    print(f"Presence Hub on {url}  (store: {_redact(settings.store)}, node {node.id})", flush=True)
+    if settings.generated_keys:
+        print(
+            "Development keys (set HUB_SECRET and HUB_ADMIN_KEY in production):\n"
+            f"  HUB_SECRET={settings.secret}\n  HUB_ADMIN_KEY={settings.admin_key}\n"
+            f"  saved in {dev_keys_path()}; `presence-hub token USER_ID` signs with them",
+            flush=True,
+        )
+    server.run(app, settings)
+    return 0
+
+
+def _redact(url: str) -> str:
+    """A store URL without its password."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from hub.auth import issue_token
+
+    settings = with_dev_keys(Settings.from_env())
+    roles = tuple(r for r in (args.roles or "").split(",") if r)
+    ttl = None if args.ttl <= 0 else args.ttl
+    print(
+        issue_token(
+            settings.secret,
+            args.user,
+            name=args.name or "",
+            username=args.username or "",
+            roles=roles,
+            ttl_s=ttl,
+        )
+    )
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from hub.store import StoreUnavailable, open_store
+
+    settings = _settings(args)
+    print(f"store      {_redact(settings.store)}")
+    print(f"window     {settings.window_s} s   grace {settings.offline_grace_s} s   "
+          f"node TTL {settings.node_ttl_s} s   tick {settings.tick_ms} ms")
+    print(f"channel    {settings.channel}   key prefix {settings.key_prefix}")
+    print(f"secret     {'set' if settings.secret else 'not set (serve generates one)'}")
+    print(f"admin key  {'set' if settings.admin_key else 'not set (serve generates one)'}")
+
+    async def probe() -> int:
+        store = open_store(settings)
+        try:
+            await store.start()
+            now = await store.now()
+            await store.close()
+        except StoreUnavailable as exc:
+            print(f"store      UNREACHABLE: {exc}")
+            return 1
+        print(f"store      reachable, clock {now}")
+        return 0
+
+    return asyncio.run(probe())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="presence-hub", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the hub")
+    serve.add_argument("--host", help="bind address (HUB_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (PORT or HUB_PORT, default 8000)")
+    serve.add_argument("--store", help="memory:// (default), redis://..., redis+cluster://...")
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="print a user token signed with HUB_SECRET")
+    token.add_argument("user", help="the user id (the token's sub)")
+    token.add_argument("--name", help="display name claim")
+    token.add_argument("--username", help="username claim")
+    token.add_argument("--roles", help="comma-separated roles")
+    token.add_argument("--ttl", type=float, default=86400, help="seconds; 0 = no expiry")
+    token.set_defaults(func=cmd_token)
+
+    check = sub.add_parser("check", help="show the configuration and probe the store")
+    check.add_argument("--store", help="store URL to probe")
+    check.set_defaults(func=cmd_check)
+
+    extra = _extra_commands()
+    for name, (help_text, configure) in extra.items():
+        configure(sub.add_parser(name, help=help_text))
+    return parser
+
+
+def _extra_commands() -> dict[str, Any]:
+    """Commands living in their own modules (``watch``, ``bench``), when present."""
+    found: dict[str, Any] = {}
+    import importlib
+
+    for name in ("watch",):
+        try:
+            module = importlib.import_module(f"hub.{name}")
+        except ImportError:
+            continue
+        found[name] = (module.HELP, module.configure)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except ConfigError as exc:
+        print(f"presence-hub: {exc}", file=sys.stderr)
+        return 2
+    return result

@@ -1,0 +1,139 @@
+"""Settings: the one place that reads the environment.
+
+Every tunable of the hub lives in the frozen :class:`Settings`. ``Settings.from_env()``
+reads ``HUB_*`` variables (fractional seconds accepted); the CLI overrides individual
+fields with ``dataclasses.replace``. Nothing else in the package touches ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+
+class ConfigError(ValueError):
+    """A setting has a value the hub cannot use; the message names the variable."""
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the hub can be told; defaults are the documented ones."""
+
+    store: str = "memory://"
+    secret: str = ""
+    admin_key: str = ""
+    window_s: float = 600.0
+    offline_grace_s: float = 5.0
+    node_ttl_s: float = 10.0
+    channel: str = "hub:presence"
+    key_prefix: str = "hub:"
+    tick_ms: int = 50
+    host: str = "127.0.0.1"
+    port: int = 8000
+    node_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    outbox_frames: int = 256
+    max_frame_bytes: int = 64 * 1024
+    hello_timeout_s: float = 5.0
+    auto_register: bool = True
+    log_format: str = "json"
+    log_level: str = "info"
+    rate_per_s: float = 50.0
+    buckets: int = 0
+    generated_keys: bool = False
+
+    @property
+    def window_ms(self) -> int:
+        return int(self.window_s * 1000)
+
+    @property
+    def grace_ms(self) -> int:
+        return int(self.offline_grace_s * 1000)
+
+    @property
+    def node_ttl_ms(self) -> int:
+        return int(self.node_ttl_s * 1000)
+
+    @property
+    def sweep_s(self) -> float:
+        """How often a node heartbeats and sweeps: a third of the TTL, at most 1 s."""
+        return max(0.05, min(1.0, self.node_ttl_s / 3))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        log_format = env.get("HUB_LOG_FORMAT", "json")
+        if log_format not in ("json", "text"):
+            raise ConfigError(f"HUB_LOG_FORMAT must be json or text, got {log_format!r}")
+        return cls(
+            store=env.get("HUB_STORE") or "memory://",
+            secret=env.get("HUB_SECRET", ""),
+            admin_key=env.get("HUB_ADMIN_KEY", ""),
+            window_s=_seconds(env, "HUB_WINDOW_S", 600.0, minimum=1.0),
+            offline_grace_s=_seconds(env, "HUB_OFFLINE_GRACE_S", 5.0),
+            node_ttl_s=_seconds(env, "HUB_NODE_TTL_S", 10.0, minimum=0.2),
+            channel=env.get("HUB_CHANNEL") or "hub:presence",
+            key_prefix=env.get("HUB_KEY_PREFIX") or "hub:",
+            tick_ms=_int(env, "HUB_TICK_MS", 50),
+            host=env.get("HUB_HOST") or "127.0.0.1",
+            port=_int(env, "PORT", _int(env, "HUB_PORT", 8000, minimum=0), minimum=0),
+            node_id=env.get("HUB_NODE_ID") or secrets.token_hex(6),
+            outbox_frames=_int(env, "HUB_OUTBOX_FRAMES", 256),
+            max_frame_bytes=_int(env, "HUB_MAX_FRAME_BYTES", 64 * 1024, minimum=256),
+            hello_timeout_s=_seconds(env, "HUB_HELLO_TIMEOUT_S", 5.0, minimum=0.1),
+            auto_register=_flag(env, "HUB_AUTO_REGISTER", True),
+            log_format=log_format,
+            log_level=(env.get("HUB_LOG_LEVEL") or "info").lower(),
+            rate_per_s=_seconds(env, "HUB_RATE_PER_S", 50.0, minimum=1.0),
+            buckets=_int(env, "HUB_BUCKETS", 0, minimum=0),
+        )
+
+    def with_generated_keys(self) -> Settings:
+        """Fill a missing secret or admin key with a random one (development mode)."""
+        if self.secret and self.admin_key:
+            return self
+        return replace(
+            self,
+            secret=self.secret or secrets.token_urlsafe(32),
+            admin_key=self.admin_key or secrets.token_urlsafe(24),
+            generated_keys=True,
+        )

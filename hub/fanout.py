@@ -1,0 +1,333 @@
+"""Fan-out: from the change feed to each subscriber's outbox, coalesced per tick.
+
+Changes arriving from the store feed are merged into one pending map (per user, the entry
+with the larger ``at`` wins). At most once per tick (``HUB_TICK_MS``) the pending map is
+flushed: every ``all`` subscriber gets the same frame, encoded once per codec; a ``users``
+or ``room`` subscriber gets one frame per scope holding only its users, encoded once per
+distinct payload. So a subscriber receives at most one delta frame per tick and scope,
+whatever the change rate.
+
+Each connection's :class:`Outbox` is bounded (frames and bytes). A subscriber too slow to
+drain it loses its pending frames and is marked for resync: its writer sends a fresh
+``snapshot`` per scope once it catches up. Memory never grows with a slow reader.
+
+A new subscription starts *buffering*: deltas are held until its snapshot has been queued,
+so a client never sees a delta before the snapshot it belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from hub.presence import Entry
+from hub.protocol import ALL, Codec, Scope, delta
+
+#: An outbox item telling the writer to resync its subscriptions with snapshots.
+RESYNC = object()
+
+
+class Outbox:
+    """A bounded queue of encoded frames for one connection."""
+
+    def __init__(self, max_frames: int = 256, max_bytes: int = 4 * 1024 * 1024) -> None:
+        self.max_frames = max_frames
+        self.max_bytes = max_bytes
+        self._items: deque[str | bytes | object] = deque()
+        self._bytes = 0
+        self._event = asyncio.Event()
+        self.overflows = 0
+        self._resync_pending = False
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, frame: str | bytes) -> bool:
+        """Queue a frame; False (and a resync instead) when the outbox is full."""
+        if self.closed:
+            return False
+        if self._resync_pending:
+            return False
+        size = len(frame)
+        if len(self._items) >= self.max_frames or self._bytes + size > self.max_bytes:
+            self._overflow()
+            return False
+        self._items.append(frame)
+        self._bytes += size
+        self._event.set()
+        return True
+
+    def put_control(self, frame: str | bytes) -> None:
+        """Queue a frame that must not be dropped by overflow (acks, errors, pongs).
+
+        These are answers to the client's own frames, so their number is bounded by the
+        client's rate limit, not by the change rate."""
+        if self.closed:
+            return
+        self._items.append(frame)
+        self._bytes += len(frame)
+        self._event.set()
+
+    def _overflow(self) -> None:
+        self.overflows += 1
+        kept = [i for i in self._items if i is RESYNC]
+        self._items.clear()
+        self._bytes = 0
+        self._resync_pending = True
+        self._items.extend(kept or [RESYNC])
+        self._event.set()
+
+    def request_resync(self) -> None:
+        """Drop queued deltas and have the writer send fresh snapshots."""
+        self._overflow()
+        self.overflows -= 1
+
+    async def get(self) -> str | bytes | object:
+        """The next item; :data:`RESYNC` means "send snapshots now"."""
+        while not self._items:
+            self._event.clear()
+            await self._event.wait()
+        item = self._items.popleft()
+        if item is RESYNC:
+            self._resync_pending = False
+        else:
+            assert isinstance(item, str | bytes)
+            self._bytes -= len(item)
+        return item
+
+    def close(self) -> None:
+        self.closed = True
+        self._items.clear()
+        self._bytes = 0
+        self._event.set()
+
+
+class Sink(Protocol):
+    """A connection as fan-out sees it."""
+
+    codec: Codec
+    outbox: Outbox
+
+
+@dataclass(eq=False)
+class Subscription:
+    sink: Sink
+    scope: Scope
+    buffer: list[Entry] | None = field(default_factory=list)
+
+    def hold(self, entries: Iterable[Entry]) -> None:
+        assert self.buffer is not None
+        self.buffer.extend(entries)
+
+
+class Fanout:
+    """The local subscriber index and the per-tick coalescing flush."""
+
+    def __init__(self, tick_ms: int = 50) -> None:
+        self.tick_s = tick_ms / 1000
+        self._pending: dict[str, Entry] = {}
+        self._cursor = 0
+        self._all: dict[Sink, Subscription] = {}
+        self._by_user: dict[str, dict[tuple[Sink, tuple[str, ...]], Subscription]] = {}
+        self._by_room: dict[str, dict[Sink, Subscription]] = {}
+        self._room_members: dict[str, set[str]] = {}
+        self._room_pending: dict[str, dict[str, Entry]] = {}
+        self._wake = asyncio.Event()
+        self._last_flush = 0.0
+        self.frames_sent = 0
+        self.deltas_published = 0
+
+    # -- subscriptions -------------------------------------------------------------
+
+    def subscribe(self, sink: Sink, scope: Scope) -> Subscription:
+        """Register a buffering subscription; call :meth:`go_live` after its snapshot."""
+        sub = Subscription(sink, scope)
+        if scope.kind == "all":
+            self._all[sink] = sub
+        elif scope.kind == "users":
+            for uid in set(scope.users):
+                self._by_user.setdefault(uid, {})[(sink, scope.key())] = sub
+        else:
+            self._by_room.setdefault(scope.room, {})[sink] = sub
+        return sub
+
+    def go_live(self, sub: Subscription, codec: Codec, cursor: int) -> None:
+        """Release the deltas held while the snapshot was being made."""
+        held, sub.buffer = sub.buffer, None
+        if held:
+            frame = codec.encode(delta(sub.scope, _latest(held), max(cursor, self._cursor)))
+            sub.sink.outbox.put(frame)
+
+    def unsubscribe(self, sink: Sink, scope: Scope) -> bool:
+        if scope.kind == "all":
+            return self._all.pop(sink, None) is not None
+        if scope.kind == "users":
+            found = False
+            for uid in set(scope.users):
+                subs = self._by_user.get(uid)
+                if subs is not None and subs.pop((sink, scope.key()), None) is not None:
+                    found = True
+                    if not subs:
+                        del self._by_user[uid]
+            return found
+        subs_r = self._by_room.get(scope.room)
+        if subs_r is None or subs_r.pop(sink, None) is None:
+            return False
+        if not subs_r:
+            del self._by_room[scope.room]
+        return True
+
+    def drop(self, sink: Sink, scopes: Iterable[Scope]) -> None:
+        for scope in list(scopes):
+            self.unsubscribe(sink, scope)
+
+    def subscriptions(self) -> Iterable[Subscription]:
+        yield from self._all.values()
+        seen: set[int] = set()
+        for subs in self._by_user.values():
+            for sub in subs.values():
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    yield sub
+        for rsubs in self._by_room.values():
+            yield from rsubs.values()
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(1 for _ in self.subscriptions())
+
+    # -- the feed ------------------------------------------------------------------
+
+    def feed(self, entries: Iterable[Entry], cursor: int) -> None:
+        """Merge changes from the store feed into the pending map."""
+        pending = self._pending
+        for e in entries:
+            cur = pending.get(e["id"])
+            if cur is None or e["at"] >= cur["at"]:
+                pending[e["id"]] = e
+        if cursor > self._cursor:
+            self._cursor = cursor
+        self._wake.set()
+
+    def feed_room(self, room: str, entries: Iterable[Entry], cursor: int) -> None:
+        """Membership changes of ``room`` (entries with ``member``) for its subscribers."""
+        pending = self._room_pending.setdefault(room, {})
+        for e in entries:
+            cur = pending.get(e["id"])
+            if cur is None or e["at"] >= cur["at"]:
+                pending[e["id"]] = e
+        if cursor > self._cursor:
+            self._cursor = cursor
+        self._wake.set()
+
+    def set_room_members(self, room: str, members: Iterable[str]) -> None:
+        self._room_members[room] = set(members)
+
+    def room_members(self, room: str) -> set[str]:
+        return self._room_members.setdefault(room, set())
+
+    def resync_all(self) -> None:
+        """Every subscriber gets a fresh snapshot (after the feed lost too much)."""
+        self._pending.clear()
+        self._room_pending.clear()
+        sinks = {sub.sink for sub in self.subscriptions()}
+        for sink in sinks:
+            sink.outbox.request_resync()
+
+    # -- flushing ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Flush at most once per tick, right away when the last flush is a tick old."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            wait = self._last_flush + self.tick_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_flush = time.monotonic()
+            self.flush()
+
+    def flush(self) -> None:
+        changes = self._pending
+        room_changes = self._room_pending
+        if not changes and not room_changes:
+            return
+        self._pending = {}
+        self._room_pending = {}
+        cursor = self._cursor
+        entries = list(changes.values())
+        self.deltas_published += len(entries)
+        if entries and self._all:
+            self._flush_all(entries, cursor)
+        if entries and self._by_user:
+            self._flush_users(entries, cursor)
+        if self._by_room:
+            self._flush_rooms(changes, room_changes, cursor)
+
+    def _flush_all(self, entries: list[Entry], cursor: int) -> None:
+        encoded: dict[str, str | bytes] = {}
+        frame = delta(ALL, entries, cursor)
+        for sub in self._all.values():
+            if sub.buffer is not None:
+                sub.hold(entries)
+                continue
+            codec = sub.sink.codec
+            data = encoded.get(codec.name)
+            if data is None:
+                data = encoded[codec.name] = codec.encode(frame)
+            if sub.sink.outbox.put(data):
+                self.frames_sent += 1
+
+    def _flush_users(self, entries: list[Entry], cursor: int) -> None:
+        per_sub: dict[Subscription, list[Entry]] = {}
+        by_user = self._by_user
+        for e in entries:
+            subs = by_user.get(e["id"])
+            if subs:
+                for sub in subs.values():
+                    per_sub.setdefault(sub, []).append(e)
+        self._send_each(per_sub, cursor)
+
+    def _flush_rooms(
+        self, changes: dict[str, Entry], room_changes: dict[str, dict[str, Entry]], cursor: int
+    ) -> None:
+        per_sub: dict[Subscription, list[Entry]] = {}
+        for room, subs in self._by_room.items():
+            members = self._room_members.get(room, set())
+            payload = dict(room_changes.get(room, {}))
+            for uid in members:
+                e = changes.get(uid)
+                if e is not None and (uid not in payload or e["at"] >= payload[uid]["at"]):
+                    payload[uid] = {**e, "member": True}
+            if payload:
+                for sub in subs.values():
+                    per_sub[sub] = list(payload.values())
+        self._send_each(per_sub, cursor)
+
+    def _send_each(self, per_sub: dict[Subscription, list[Entry]], cursor: int) -> None:
+        cache: dict[tuple[object, ...], str | bytes] = {}
+        for sub, es in per_sub.items():
+            if sub.buffer is not None:
+                sub.hold(es)
+                continue
+            codec = sub.sink.codec
+            key = (codec.name, sub.scope.key(), *(id(e) for e in es))
+            data = cache.get(key)
+            if data is None:
+                data = cache[key] = codec.encode(delta(sub.scope, es, cursor))
+            if sub.sink.outbox.put(data):
+                self.frames_sent += 1
+
+
+def _latest(entries: list[Entry]) -> list[Entry]:
+    out: dict[str, Entry] = {}
+    for e in entries:
+        cur = out.get(e["id"])
+        if cur is None or e["at"] >= cur["at"]:
+            out[e["id"]] = e
+    return list(out.values())

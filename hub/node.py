@@ -1,0 +1,260 @@
+"""A hub node: one process's live connections, its fan-out and its duties to the cluster.
+
+The node consumes the store feed (batches to fan-out, control messages to its sockets,
+gaps to cursor recovery), heartbeats into the store and sweeps (expired graces, dead
+nodes) every ``sweep_s``, and on SIGTERM drains: close every socket with 1012, then hand its
+connections to the grace so users who reconnect elsewhere do not flap.
+
+Recovery is by cursor: the node remembers the newest cursor the feed gave it. After a gap
+it asks the store for everything changed since then (minus a small slack, as deltas are
+idempotent states); outside the window, or when the store lost its data (a heartbeat that
+finds the node unknown), every subscriber gets a fresh snapshot instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from hub.config import Settings
+from hub.fanout import Fanout
+from hub.protocol import CloseCode
+from hub.store.base import (
+    Batch,
+    Control,
+    Gap,
+    LiveConnection,
+    PresenceStore,
+    StoreUnavailable,
+)
+
+log = logging.getLogger("hub.node")
+
+#: How far before the last seen cursor a gap recovery reads (store clocks of cluster
+#: shards may differ by a little; re-reading a state is harmless).
+RECOVERY_SLACK_MS = 2_000
+
+
+class Session(Protocol):
+    """A live connection as the node sees it (implemented by the websocket layer)."""
+
+    conn: str
+    user: str
+    dropped: bool
+
+    def live(self) -> LiveConnection: ...
+
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+
+@dataclass
+class NodeStats:
+    store_errors: int = 0
+    gaps: int = 0
+    resyncs: int = 0
+    restores: int = 0
+    store_latency_s: float = 0.0
+    store_ok: bool = True
+    last_ok: float = field(default_factory=time.monotonic)
+
+
+class Node:
+    """Wires the store feed, fan-out and live sessions of one hub process."""
+
+    def __init__(self, settings: Settings, store: PresenceStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.id = settings.node_id
+        self.fanout = Fanout(settings.tick_ms)
+        self.sessions: dict[str, Session] = {}
+        self.by_user: dict[str, set[str]] = {}
+        self.cursor = 0
+        self.stats = NodeStats()
+        self.draining = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._registered = False
+        self._control_hooks: list[Callable[[Control], Awaitable[None]]] = []
+        self._batch_hooks: list[Callable[[Batch], None]] = []
+        self._close_hooks: list[Callable[[Session], Awaitable[None]]] = []
+        self._pending_disconnects: list[tuple[str, str]] = []
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.start()
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.heartbeat(self.id, self.settings.node_ttl_ms)
+            self._registered = True
+            self.cursor = await self.store.now()
+        self._tasks = [
+            asyncio.create_task(self._consume(), name="hub-feed"),
+            asyncio.create_task(self._liveness(), name="hub-liveness"),
+            asyncio.create_task(self.fanout.run(), name="hub-fanout"),
+        ]
+
+    async def stop(self) -> None:
+        if not self.draining:
+            await self.drain()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self.store.close()
+
+    async def drain(self) -> None:
+        """SIGTERM: close sockets with 1012, give the connections to the grace."""
+        if self.draining:
+            return
+        self.draining = True
+        sessions = list(self.sessions.values())
+        await asyncio.gather(
+            *(s.close(CloseCode.RESTARTING, "node restarting") for s in sessions),
+            return_exceptions=True,
+        )
+        try:
+            await self.store.remove_node(self.id, grace=True)
+        except StoreUnavailable:
+            log.warning("drain: store unreachable; the node will be reaped after its TTL")
+        log.info("drained", extra={"connections": len(sessions)})
+
+    # -- sessions ------------------------------------------------------------------
+
+    def add(self, session: Session) -> None:
+        self.sessions[session.conn] = session
+        self.by_user.setdefault(session.user, set()).add(session.conn)
+
+    def remove(self, session: Session) -> None:
+        self.sessions.pop(session.conn, None)
+        conns = self.by_user.get(session.user)
+        if conns is not None:
+            conns.discard(session.conn)
+            if not conns:
+                del self.by_user[session.user]
+
+    def on_close(self, hook: Callable[[Session], Awaitable[None]]) -> None:
+        self._close_hooks.append(hook)
+
+    async def connection_closed(self, session: Session) -> None:
+        """A socket ended: hand its connection to the grace (unless kicked or draining)."""
+        for hook in self._close_hooks:
+            with contextlib.suppress(StoreUnavailable):
+                await hook(session)
+        if self.draining or session.dropped:
+            return
+        try:
+            await self.store.disconnect(self.id, session.conn, session.user, grace=True)
+        except StoreUnavailable:
+            # Retried by the liveness loop, so an outage cannot leave a ghost behind.
+            self._pending_disconnects.append((session.conn, session.user))
+
+    async def _retry_disconnects(self) -> None:
+        while self._pending_disconnects:
+            conn, user = self._pending_disconnects[0]
+            await self.store.disconnect(self.id, conn, user, grace=True)
+            self._pending_disconnects.pop(0)
+
+    def on_control(self, hook: Callable[[Control], Awaitable[None]]) -> None:
+        self._control_hooks.append(hook)
+
+    def on_batch(self, hook: Callable[[Batch], None]) -> None:
+        self._batch_hooks.append(hook)
+
+    async def close_user(self, user: str, code: int, reason: str) -> int:
+        """Close this node's sockets of ``user``; returns how many."""
+        conns = [self.sessions[c] for c in self.by_user.get(user, ()) if c in self.sessions]
+        await asyncio.gather(*(s.close(code, reason) for s in conns), return_exceptions=True)
+        return len(conns)
+
+    # -- the feed ------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            try:
+                async for event in self.store.events():
+                    if isinstance(event, Batch):
+                        if event.cursor > self.cursor:
+                            self.cursor = event.cursor
+                        self.fanout.feed(event.users, event.cursor)
+                        for hook in self._batch_hooks:
+                            hook(event)
+                    elif isinstance(event, Control):
+                        await self.close_user(event.user, event.code, event.reason)
+                        for chook in self._control_hooks:
+                            await chook(event)
+                    elif isinstance(event, Gap):
+                        self.stats.gaps += 1
+                        await self.recover()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("feed failed; resubscribing")
+                await asyncio.sleep(0.5)
+
+    async def recover(self) -> None:
+        """Catch up after lost feed messages, from the index by cursor."""
+        since = self.cursor - RECOVERY_SLACK_MS if self.cursor else None
+        for attempt in range(50):
+            try:
+                changes = await self.store.changes(since)
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(min(1.0, 0.1 * (attempt + 1)))
+        else:
+            self.resync()
+            return
+        if changes.full:
+            self.resync()
+        else:
+            self.fanout.feed([u.entry() for u in changes.users], changes.cursor)
+        self.cursor = max(self.cursor, changes.cursor)
+
+    def resync(self) -> None:
+        self.stats.resyncs += 1
+        self.fanout.resync_all()
+
+    # -- liveness --------------------------------------------------------------------
+
+    async def _liveness(self) -> None:
+        interval = self.settings.sweep_s
+        while True:
+            started = time.monotonic()
+            try:
+                known = await self.store.heartbeat(self.id, self.settings.node_ttl_ms)
+                self.stats.store_latency_s = time.monotonic() - started
+                if not known and self._registered:
+                    await self._restore()
+                self._registered = True
+                await self._retry_disconnects()
+                await self.store.sweep()
+                if not self.stats.store_ok:
+                    log.info("store reachable again")
+                self.stats.store_ok = True
+                self.stats.last_ok = time.monotonic()
+            except StoreUnavailable as exc:
+                self.stats.store_errors += 1
+                if self.stats.store_ok:
+                    log.warning("store unreachable: %s", exc)
+                self.stats.store_ok = False
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("liveness step failed")
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def _restore(self) -> None:
+        """The store forgot this node (restart without persistence, or we were reaped)."""
+        live = [s.live() for s in self.sessions.values()]
+        await self.store.restore(self.id, live)
+        self.stats.restores += 1
+        log.warning("store had lost this node; re-registered %d connections", len(live))
+        # Other nodes re-register within one sweep; resync after that so snapshots hold
+        # everyone who is really online.
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.settings.sweep_s * 1.5, self.resync)

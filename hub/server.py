@@ -1,0 +1,57 @@
+"""Running the app under uvicorn, with a drain before shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from types import FrameType
+
+import uvicorn
+from starlette.applications import Starlette
+
+from hub.config import Settings
+from hub.node import Node
+
+log = logging.getLogger("hub.server")
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM/SIGINT, drain the node (close 1012, hand off to the grace), then exit."""
+
+    def __init__(self, config: uvicorn.Config, node: Node) -> None:
+        super().__init__(config)
+        self.node = node
+        self._draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or sig not in (signal.SIGTERM, signal.SIGINT):
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            super().handle_exit(sig, frame)
+            return
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._drain(sig, frame)))
+
+    async def _drain(self, sig: int, frame: FrameType | None) -> None:
+        try:
+            await asyncio.wait_for(self.node.drain(), 8)
+        except Exception:
+            log.exception("drain did not finish; the node TTL reaps what is left")
+        super().handle_exit(sig, frame)
+
+
+def run(app: Starlette, settings: Settings) -> None:
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws_max_size=settings.max_frame_bytes,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    DrainingServer(config, app.state.node).run()

@@ -1,0 +1,311 @@
+"""The in-memory store: one process, nothing to install, the fastest single node.
+
+It is the reference implementation of :class:`~hub.store.base.PresenceStore`: plain dicts
+around :class:`~hub.presence.UserPresence`. The change index is an append-only list of
+``(at, id)`` that stays sorted because the clock never runs behind the last stamp; stale
+pairs (a user changed again) are skipped on read and compacted away, and pairs older than
+the window are trimmed from the front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from hub.presence import Entry, Status, UserPresence, in_window
+from hub.store.base import (
+    Batch,
+    Changes,
+    Control,
+    Event,
+    Gap,
+    LiveConnection,
+    Profile,
+    UserView,
+)
+
+#: Events a slow consumer may queue before it is told to recover from the index.
+FEED_LIMIT = 10_000
+
+
+def view(user: UserPresence) -> UserView:
+    return UserView(
+        id=user.id,
+        username=user.username,
+        name=user.name,
+        status=user.status,
+        text=user.text,
+        at=user.at,
+        chosen=user.chosen,
+        avatar=user.avatar,
+        utc_offset=user.utc_offset,
+        last_login=user.last_login,
+        connections=len(user.connections),
+    )
+
+
+class _Feed:
+    """One ``events()`` consumer: a bounded queue; on overflow, one Gap replaces the rest."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(FEED_LIMIT)
+        self.lost = False
+
+    def put(self, event: Event) -> None:
+        if self.lost:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.lost = True
+
+
+class MemoryStore:
+    """A :class:`PresenceStore` in this process's memory."""
+
+    def __init__(self, *, window_ms: int = 600_000, grace_ms: int = 5_000) -> None:
+        self.window_ms = window_ms
+        self.grace_ms = grace_ms
+        self._users: dict[str, UserPresence] = {}
+        self._usernames: dict[str, str] = {}
+        self._not_offline: set[str] = set()
+        self._index: list[tuple[int, str]] = []
+        self._indexed: dict[str, int] = {}
+        self._graces: dict[str, int] = {}
+        self._nodes: dict[str, int] = {}
+        self._node_conns: dict[str, dict[str, str]] = {}
+        self._feeds: set[_Feed] = set()
+        self._clock = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def now(self) -> int:
+        return self._now()
+
+    def _now(self) -> int:
+        wall = time.time_ns() // 1_000_000
+        if wall > self._clock:
+            self._clock = wall
+        return self._clock
+
+    # -- internals ---------------------------------------------------------------
+
+    def _user(self, user_id: str) -> UserPresence:
+        user = self._users.get(user_id)
+        if user is None:
+            user = UserPresence(id=user_id)
+            self._users[user_id] = user
+        return user
+
+    def _record(self, users: list[UserPresence]) -> None:
+        """Index and publish the users whose visible presence just changed."""
+        if not users:
+            return
+        for user in users:
+            if user.at > self._clock:
+                self._clock = user.at
+            self._index.append((user.at, user.id))
+            self._indexed[user.id] = user.at
+            if user.status == Status.OFFLINE.value:
+                self._not_offline.discard(user.id)
+            else:
+                self._not_offline.add(user.id)
+            if user.username:
+                self._usernames[user.username.lower()] = user.id
+        self._trim()
+        self._emit(Batch(cursor=self._now(), users=[u.entry() for u in users]))
+
+    def _emit(self, event: Event) -> None:
+        for feed in self._feeds:
+            feed.put(event)
+
+    def _trim(self) -> None:
+        horizon = self._clock - self.window_ms
+        cut = bisect.bisect_left(self._index, (horizon, ""))
+        if cut:
+            for at, uid in self._index[:cut]:
+                if self._indexed.get(uid) == at:
+                    del self._indexed[uid]
+            del self._index[:cut]
+        if len(self._index) > 2 * len(self._indexed) + 1024:
+            self._index = [(at, uid) for at, uid in self._index if self._indexed.get(uid) == at]
+
+    def _apply(self, user: UserPresence, changed: bool) -> UserView:
+        if user.grace_until is None:
+            self._graces.pop(user.id, None)
+        else:
+            self._graces[user.id] = user.grace_until
+        self._record([user] if changed else [])
+        return view(user)
+
+    # -- connections -------------------------------------------------------------
+
+    async def connect(self, node: str, conn: str, profile: Profile, state: str) -> UserView:
+        now = self._now()
+        user = self._user(profile.id)
+        if profile.avatar:
+            user.avatar = profile.avatar
+        if profile.utc_offset:
+            user.utc_offset = profile.utc_offset
+        user.last_login = now
+        changed = user.connect(conn, state, now, username=profile.username, name=profile.name)
+        if user.username:
+            self._usernames[user.username.lower()] = user.id
+        self._node_conns.setdefault(node, {})[conn] = profile.id
+        return self._apply(user, changed)
+
+    async def disconnect(self, node: str, conn: str, user: str, *, grace: bool = True) -> None:
+        conns = self._node_conns.get(node)
+        if conns is not None:
+            conns.pop(conn, None)
+        record = self._users.get(user)
+        if record is None or conn not in record.connections:
+            return
+        now = self._now()
+        changed = record.disconnect(conn, now, grace_ms=self.grace_ms if grace else 0)
+        self._apply(record, changed)
+
+    async def activity(self, node: str, conn: str, user: str, state: str) -> bool:
+        record = self._users.get(user)
+        if record is None or conn not in record.connections:
+            return False
+        self._apply(record, record.activity(conn, state, self._now()))
+        return True
+
+    async def set_status(
+        self, user: str, *, status: str | None = None, text: str | None = None
+    ) -> UserView | None:
+        record = self._users.get(user)
+        if record is None:
+            return None
+        return self._apply(record, record.set_status(self._now(), status=status, text=text))
+
+    async def set_profile(self, profile: Profile, *, create: bool = True) -> UserView | None:
+        record = self._users.get(profile.id)
+        if record is None:
+            if not create:
+                return None
+            record = self._user(profile.id)
+        if record.username and record.username.lower() != profile.username.lower():
+            self._usernames.pop(record.username.lower(), None)
+        record.avatar = profile.avatar or record.avatar
+        record.utc_offset = profile.utc_offset
+        changed = record.set_profile(
+            self._now(), username=profile.username or None, name=profile.name or None
+        )
+        if record.username:
+            self._usernames[record.username.lower()] = record.id
+        return self._apply(record, changed)
+
+    async def drop_user(self, user: str) -> None:
+        record = self._users.get(user)
+        if record is None:
+            return
+        for conns in self._node_conns.values():
+            for conn in list(record.connections):
+                conns.pop(conn, None)
+        self._apply(record, record.drop_all(self._now()))
+
+    # -- nodes ---------------------------------------------------------------------
+
+    async def heartbeat(self, node: str, ttl_ms: int) -> bool:
+        known = node in self._nodes
+        self._nodes[node] = self._now() + ttl_ms
+        return known
+
+    async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
+        for item in live:
+            await self.connect(node, item.conn, item.profile, item.state)
+
+    async def sweep(self) -> None:
+        now = self._now()
+        for node, deadline in list(self._nodes.items()):
+            if deadline < now:
+                del self._nodes[node]
+                await self.remove_node(node, grace=False)
+        changed = []
+        for uid, deadline in list(self._graces.items()):
+            if deadline <= now:
+                record = self._users[uid]
+                del self._graces[uid]
+                if record.expire_grace(now):
+                    changed.append(record)
+        self._record(changed)
+
+    async def remove_node(self, node: str, *, grace: bool) -> None:
+        conns = self._node_conns.pop(node, {})
+        self._nodes.pop(node, None)
+        now = self._now()
+        by_user: dict[str, list[str]] = {}
+        for conn, uid in conns.items():
+            by_user.setdefault(uid, []).append(conn)
+        changed = []
+        for uid, user_conns in by_user.items():
+            record = self._users.get(uid)
+            if record is None:
+                continue
+            did = False
+            for conn in user_conns:
+                did = record.disconnect(conn, now, grace_ms=self.grace_ms if grace else 0) or did
+            if record.grace_until is None:
+                self._graces.pop(uid, None)
+            else:
+                self._graces[uid] = record.grace_until
+            if did:
+                changed.append(record)
+        self._record(changed)
+
+    # -- queries -----------------------------------------------------------------
+
+    async def changes(self, since: int | None) -> Changes:
+        now = self._now()
+        if not in_window(since, now, self.window_ms):
+            users = [view(self._users[uid]) for uid in self._not_offline]
+            return Changes(users=users, cursor=now, full=True)
+        assert since is not None
+        start = bisect.bisect_left(self._index, (since, ""))
+        out: list[UserView] = []
+        for at, uid in self._index[start:]:
+            if self._indexed.get(uid) == at:
+                out.append(view(self._users[uid]))
+        return Changes(users=out, cursor=now, full=False)
+
+    async def users(self, ids: Sequence[str]) -> list[UserView]:
+        return [view(self._users[i]) for i in ids if i in self._users]
+
+    async def get(self, user: str) -> UserView | None:
+        record = self._users.get(user)
+        return None if record is None else view(record)
+
+    async def find_username(self, username: str) -> str | None:
+        return self._usernames.get(username.lower())
+
+    # -- feed ----------------------------------------------------------------------
+
+    async def publish_control(self, message: Control) -> None:
+        self._emit(message)
+
+    async def events(self) -> AsyncIterator[Event]:
+        feed = _Feed()
+        self._feeds.add(feed)
+        try:
+            while True:
+                if feed.lost and feed.queue.empty():
+                    feed.lost = False
+                    yield Gap()
+                    continue
+                yield await feed.queue.get()
+        finally:
+            self._feeds.discard(feed)
+
+
+def _entries(users: list[UserPresence]) -> list[Entry]:
+    return [u.entry() for u in users]

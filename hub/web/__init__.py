@@ -1,0 +1,1 @@
+"""The HTTP and websocket layer: the only package that imports Starlette."""

@@ -1,0 +1,313 @@
+"""The websocket endpoint ``/ws``: one :class:`WsSession` per connection.
+
+A session authenticates with the first frame (``hello``, within ``HUB_HELLO_TIMEOUT_S``),
+registers its connection in the store, then reads frames until the socket closes. A
+separate writer task drains the session's bounded outbox, so a slow client never blocks
+the reader or the fan-out; when the outbox overflowed, the writer answers with fresh
+snapshots. Every frame that took effect is answered with ``ack`` (when it had a ``ref``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from hub import protocol as p
+from hub.auth import AuthError, Claims, verify_token
+from hub.fanout import RESYNC, Outbox
+from hub.node import Node
+from hub.presence import Entry, in_window
+from hub.store.base import LiveConnection, StoreUnavailable, UserView
+
+log = logging.getLogger("hub.ws")
+_counter = itertools.count(1)
+
+
+class Closed(Exception):
+    """The session must end (the socket is closed or closing)."""
+
+
+class RateLimiter:
+    """A token bucket: ``rate`` frames a second, bursts up to twice that."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = rate * 2
+        self.tokens = self.capacity
+        self.last = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class WsSession:
+    """One authenticated websocket connection."""
+
+    def __init__(self, node: Node, websocket: WebSocket, codec: p.Codec, claims: Claims) -> None:
+        self.node = node
+        self.websocket = websocket
+        self.codec = codec
+        self.claims = claims
+        self.user = claims.user
+        self.conn = f"{node.id}.{next(_counter)}"
+        self.state = "online"
+        self.outbox = Outbox(node.settings.outbox_frames)
+        self.scopes: dict[tuple[str, ...], p.Scope] = {}
+        self.rooms: set[str] = set()
+        self.closing = False
+        self.dropped = False  # the store already removed this connection (kick, ban)
+        self.limiter = RateLimiter(node.settings.rate_per_s)
+
+    # -- node.Session --------------------------------------------------------------
+
+    def live(self) -> LiveConnection:
+        return LiveConnection(self.conn, self.claims.profile(), self.state)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if code in (p.CloseCode.DEACTIVATED, p.CloseCode.DISCONNECTED):
+            self.dropped = True
+        self.outbox.close()
+        with contextlib.suppress(Exception):
+            if self.websocket.application_state == WebSocketState.CONNECTED:
+                await self.websocket.close(code, reason)
+
+    # -- sending -------------------------------------------------------------------
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """Queue an answer to the client's own frame (never dropped by overflow)."""
+        self.outbox.put_control(self.codec.encode(frame))
+
+    async def _write(self, data: str | bytes) -> None:
+        if isinstance(data, str):
+            await self.websocket.send_text(data)
+        else:
+            await self.websocket.send_bytes(data)
+
+    async def writer(self) -> None:
+        try:
+            while not self.closing:
+                item = await self.outbox.get()
+                if self.closing:
+                    return
+                if item is RESYNC:
+                    await self._resync()
+                    continue
+                assert isinstance(item, str | bytes)
+                await self._write(item)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.closing = True
+        except asyncio.CancelledError:
+            raise
+
+    async def _resync(self) -> None:
+        for scope in list(self.scopes.values()):
+            try:
+                users, full, cursor = await self.snapshot(scope, None)
+            except StoreUnavailable:
+                self.outbox.request_resync()
+                await asyncio.sleep(0.5)
+                return
+            await self._write(self.codec.encode(p.snapshot(scope, full, users, cursor)))
+
+    # -- snapshots -----------------------------------------------------------------
+
+    async def snapshot(self, scope: p.Scope, since: int | None) -> tuple[list[Entry], bool, int]:
+        """The state of ``scope``: users changed since ``since`` inside the window, else
+        every user of the scope who is not offline."""
+        store = self.node.store
+        if scope.kind == "all":
+            changes = await store.changes(since)
+            return [u.entry() for u in changes.users], changes.full, changes.cursor
+        if scope.kind == "room":
+            rooms = self.node_rooms()
+            result: tuple[list[Entry], bool, int] = await rooms.snapshot(scope.room, since)
+            return result
+        cursor = await store.now()
+        views: list[UserView] = await store.users(list(dict.fromkeys(scope.users)))
+        if in_window(since, cursor, store.window_ms):
+            assert since is not None
+            return [v.entry() for v in views if v.at >= since], False, cursor
+        return [v.entry() for v in views if v.status != "offline"], True, cursor
+
+    def node_rooms(self) -> Any:
+        rooms = getattr(self.node, "rooms", None)
+        if rooms is None:
+            raise p.ProtocolError(p.ErrorCode.BAD_FIELD, "rooms are not enabled on this hub")
+        return rooms
+
+    # -- handling frames -----------------------------------------------------------
+
+    async def handle(self, msg: p.Message) -> None:
+        store = self.node.store
+        if isinstance(msg, p.Ping):
+            self.send({"op": "pong"} if msg.ref is None else {"op": "pong", "ref": msg.ref})
+            return
+        if isinstance(msg, p.Pong):
+            return
+        if isinstance(msg, p.Hello):
+            raise p.ProtocolError(p.ErrorCode.BAD_FRAME, "already authenticated", msg.ref)
+        if isinstance(msg, p.SetStatus):
+            await store.set_status(self.user, status=msg.status, text=msg.text)
+        elif isinstance(msg, p.Activity):
+            self.state = msg.state
+            await store.activity(self.node.id, self.conn, self.user, msg.state)
+        elif isinstance(msg, p.Sub):
+            await self.subscribe(msg.scope, msg.since)
+        elif isinstance(msg, p.Unsub):
+            if self.scopes.pop(msg.scope.key(), None) is None:
+                raise p.ProtocolError(
+                    p.ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {msg.scope.wire()}", msg.ref
+                )
+            self.node.fanout.unsubscribe(self, msg.scope)
+        elif isinstance(msg, p.Join):
+            await self.node_rooms().join(self, msg.room)
+            self.rooms.add(msg.room)
+        elif isinstance(msg, p.Leave):
+            await self.node_rooms().leave(self, msg.room)
+            self.rooms.discard(msg.room)
+        if msg.ref is not None:
+            self.send(p.ack(msg.ref))
+
+    async def subscribe(self, scope: p.Scope, since: int | None) -> None:
+        fanout = self.node.fanout
+        key = scope.key()
+        if key in self.scopes:
+            fanout.unsubscribe(self, scope)
+        self.scopes[key] = scope
+        sub = fanout.subscribe(self, scope)
+        try:
+            users, full, cursor = await self.snapshot(scope, since)
+        except BaseException:
+            fanout.unsubscribe(self, scope)
+            self.scopes.pop(key, None)
+            raise
+        self.outbox.put_control(self.codec.encode(p.snapshot(scope, full, users, cursor)))
+        fanout.go_live(sub, self.codec, cursor)
+
+    async def reader(self) -> None:
+        ws = self.websocket
+        limit = self.node.settings.max_frame_bytes
+        while not self.closing:
+            data = await _receive(ws)
+            if len(data) > limit:
+                await self.close(p.CloseCode.TOO_LARGE, f"frame larger than {limit} bytes")
+                return
+            if not self.limiter.allow():
+                await self.close(p.CloseCode.RATE_LIMITED, "too many frames")
+                return
+            ref: Any = None
+            try:
+                msg = p.parse(data)
+                ref = msg.ref
+                await self.handle(msg)
+            except p.ProtocolError as exc:
+                self.send(p.error(exc.code, exc.message, exc.ref))
+            except StoreUnavailable:
+                self.send(p.error(p.ErrorCode.UNAVAILABLE, "presence store unreachable", ref))
+
+
+async def _receive(ws: WebSocket) -> str | bytes:
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is not None:
+        return str(text)
+    return bytes(message.get("bytes") or b"")
+
+
+async def _hello(ws: WebSocket, node: Node) -> Claims | None:
+    """Wait for ``hello`` and verify its token; close with 4001 (or 4003) otherwise."""
+    settings = node.settings
+    try:
+        data = await asyncio.wait_for(_receive(ws), settings.hello_timeout_s)
+        msg = p.parse(data)
+        if not isinstance(msg, p.Hello):
+            raise AuthError("the first frame must be hello with a token")
+        claims = verify_token(settings.secret, msg.token)
+    except TimeoutError:
+        await ws.close(p.CloseCode.NOT_AUTHENTICATED, "no hello within the time limit")
+        return None
+    except (AuthError, p.ProtocolError) as exc:
+        await ws.close(p.CloseCode.NOT_AUTHENTICATED, str(exc)[:120])
+        return None
+    gate = getattr(node, "gate", None)
+    if gate is not None:
+        refusal = await gate(claims)
+        if refusal is not None:
+            await ws.close(refusal[0], refusal[1])
+            return None
+    return claims
+
+
+def _expire_later(session: WsSession) -> asyncio.TimerHandle | None:
+    """An expiring token closes its socket with 4001 when it expires."""
+    exp = session.claims.exp
+    if exp is None:
+        return None
+    loop = asyncio.get_running_loop()
+    delay = max(0.0, exp - time.time())
+    return loop.call_later(
+        delay,
+        lambda: loop.create_task(session.close(p.CloseCode.NOT_AUTHENTICATED, "token expired")),
+    )
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    node: Node = ws.app.state.node
+    offered = list(ws.scope.get("subprotocols") or [])
+    codec = p.codec_for(offered)
+    await ws.accept(subprotocol=codec.name if codec.name in offered else None)
+    if node.draining:
+        await ws.close(p.CloseCode.RESTARTING, "node restarting")
+        return
+    try:
+        claims = await _hello(ws, node)
+    except WebSocketDisconnect:
+        return
+    if claims is None:
+        return
+    session = WsSession(node, ws, codec, claims)
+    try:
+        user = await node.store.connect(node.id, session.conn, claims.profile(), "online")
+        cursor = await node.store.now()
+    except StoreUnavailable:
+        with contextlib.suppress(Exception):
+            await ws.send_text(json.dumps(p.error(p.ErrorCode.UNAVAILABLE, "store down")))
+            await ws.close(1013, "presence store unreachable, retry later")
+        return
+    node.add(session)
+    writer = asyncio.create_task(session.writer())
+    expiry = _expire_later(session)
+    session.send(p.ready(session.conn, user.entry(), cursor, node.settings.window_s))
+    try:
+        await session.reader()
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass
+    finally:
+        session.closing = True
+        session.outbox.close()
+        if expiry is not None:
+            expiry.cancel()
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+        node.remove(session)
+        node.fanout.drop(session, session.scopes.values())
+        await node.connection_closed(session)
