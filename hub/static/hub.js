@@ -1,0 +1,684 @@
+// Presence Hub browser client: one websocket to /ws, kept alive and in sync.
+//
+//   import { connect } from '/static/hub.js';
+//   const hub = connect({ token });
+//   hub.on('change', (entry, scope) => render(entry));
+//   await hub.subscribe({ all: true });
+//   await hub.setStatus('busy', 'In a meeting');
+//
+// The client reconnects with exponential backoff and jitter (promptly after 1012), and
+// resumes every subscription from its own cursor: the hub answers a resume inside the
+// window with only what changed (`full: false`), else with a full snapshot. It reports
+// this tab's idle state (`activity`), pings the hub and treats a missing answer as a dead
+// socket. It never reconnects on its own after 4001 (bad or expired token), 4003
+// (deactivated) or 4004 (disconnected by an admin).
+//
+// The pure parts live in their own modules (state.js, backoff.js, idle.js, protocol.js,
+// msgpack.js) and are tested in node; this module is the I/O around them. It touches
+// `window`/`document` only when they exist, so it also loads in a bundler or in node.
+
+import { backoffDelay, closePolicy, DEFAULT_BACKOFF, promptDelay } from './backoff.js';
+import { IdleTracker } from './idle.js';
+import { decodeFrame, encodeFrame, MSGPACK_PROTOCOL, protocolName, socketUrl } from './protocol.js';
+import { CHOSEN, newestEntry, normalizeScope, PresenceMap, scopeKey } from './state.js';
+
+export { CHOSEN, STATUSES, countByStatus, sortEntries, scopeKey } from './state.js';
+
+const INPUT_EVENTS = ['pointerdown', 'pointermove', 'keydown', 'wheel', 'touchstart', 'scroll', 'focus'];
+
+/** An error the hub sent (`code`, `message`, `ref`) or a local one (`closeCode`). */
+export class HubError extends Error {
+  constructor(code, message, extra = {}) {
+    super(message);
+    this.name = 'HubError';
+    this.code = code;
+    Object.assign(this, extra);
+  }
+}
+
+/**
+ * @typedef {object} HubOptions
+ * @property {string | (() => string | Promise<string>)} token  a user token, or a function
+ *   returning one (called before each connection, so it can refresh)
+ * @property {string} [url]  websocket URL; default: /ws on the page's origin
+ * @property {'json'|'msgpack'} [format='json']
+ * @property {number} [idleMs=300000]  report `away` after this long without input (0: never)
+ * @property {boolean} [awayWhenHidden=true]  report `away` while the page is hidden
+ * @property {boolean} [trackActivity=true]  listen to input and visibility on the page
+ * @property {number} [pingMs=25000]  how often to ping
+ * @property {number} [pongTimeoutMs=10000]  no frame for this long after a ping: dead socket
+ * @property {number} [connectTimeoutMs=10000]  open + hello -> ready must take less than this
+ * @property {number} [requestTimeoutMs=20000]  a setStatus/join/leave/subscribe not answered
+ *   by then is rejected (it keeps being retried across reconnects until then)
+ * @property {{baseMs?: number, factor?: number, maxMs?: number, promptMs?: number}} [backoff]
+ * @property {boolean} [watchSelf=true]  subscribe to the own user so 'status' stays current
+ * @property {typeof WebSocket} [WebSocket]  for tests and non-browser runtimes
+ */
+
+export class Hub {
+  /** @param {HubOptions} options */
+  constructor(options = {}) {
+    if (!options.token) throw new TypeError('Hub needs a token (a string or a function)');
+    const loc = globalThis.location;
+    this.options = {
+      format: 'json',
+      idleMs: 300000,
+      awayWhenHidden: true,
+      trackActivity: true,
+      pingMs: 25000,
+      pongTimeoutMs: 10000,
+      connectTimeoutMs: 10000,
+      requestTimeoutMs: 20000,
+      watchSelf: true,
+      ...options,
+      backoff: { ...DEFAULT_BACKOFF, ...(options.backoff || {}) },
+    };
+    this.url = options.url || (loc ? socketUrl(loc) : null);
+    if (!this.url) throw new TypeError('Hub needs a url outside a browser page');
+    this.protocol = protocolName(this.options.format);
+    this.WebSocket = options.WebSocket || globalThis.WebSocket;
+
+    /** 'idle' | 'connecting' | 'authenticating' | 'ready' | 'reconnecting' | 'closed' */
+    this.state = 'idle';
+    /** Own presence entry (from `ready`, then from any newer entry about this user). */
+    this.me = null;
+    /** The status this user chose ('online' means automatic). */
+    this.chosen = null;
+    /** This connection's idle state, as last reported. */
+    this.activity = 'online';
+    /** The `ready` frame's conn id, cursor and window (seconds). */
+    this.conn = null;
+    this.window = null;
+    this.rooms = new Set();
+    this.attempt = 0;
+    this.lastClose = null;
+
+    this._listeners = new Map();
+    this._subs = new Map(); // scope key -> {scope, map, public, internal, waiters}
+    this._requests = new Map(); // ref -> {frame, resolve, reject, timer, sent}
+    this._seq = 0;
+    this._ws = null;
+    this._timers = new Set();
+    this._retryTimer = null;
+    this._pingTimer = null;
+    this._deadline = null;
+    this._detach = [];
+
+    this.idle = new IdleTracker({
+      idleMs: this.options.idleMs,
+      awayWhenHidden: this.options.awayWhenHidden,
+      onChange: (state) => this._reportActivity(state),
+    });
+  }
+
+  // -- events ------------------------------------------------------------------------
+
+  /** Listen to an event; returns a function that removes the listener. */
+  on(event, fn) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(fn);
+    return () => this.off(event, fn);
+  }
+
+  off(event, fn) {
+    const set = this._listeners.get(event);
+    if (set) set.delete(fn);
+  }
+
+  /** A promise for the next `event` (its first argument). */
+  once(event) {
+    return new Promise((resolve) => {
+      const off = this.on(event, (arg) => { off(); resolve(arg); });
+    });
+  }
+
+  _emit(event, ...args) {
+    const set = this._listeners.get(event);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(...args);
+      } catch (err) {
+        // A listener's bug must not break the socket loop; surface it asynchronously.
+        setTimeout(() => { throw err; }, 0);
+      }
+    }
+  }
+
+  // -- lifecycle ---------------------------------------------------------------------
+
+  /** Open the connection (the `connect()` helper calls this). Safe to call again. */
+  connect() {
+    if (this._ws) return this;
+    this._clearRetry();
+    this._bindPage();
+    this.idle.start();
+    this._open();
+    return this;
+  }
+
+  /** Close for good: no reconnect; pending requests are rejected. */
+  close() {
+    this._clearRetry();
+    this._stopPing();
+    this._unbindPage();
+    this.idle.stop();
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) {
+      this._silence(ws);
+      try { ws.close(1000, 'client closed'); } catch { /* already closed */ }
+    }
+    const wasClosed = this.state === 'closed';
+    this.state = 'closed';
+    this._rejectAll(new HubError('closed', 'the hub client was closed'));
+    if (!wasClosed) {
+      this._emit('close', { code: 1000, reason: 'client closed', willReconnect: false });
+      this._emit('closed', { code: 1000, reason: 'client closed' });
+    }
+  }
+
+  /** Reconnect now (after a terminal close, or to skip a backoff wait). */
+  reconnect() {
+    this._clearRetry();
+    if (this._ws) {
+      const ws = this._ws;
+      this._ws = null;
+      this._silence(ws);
+      try { ws.close(1000, 'reconnecting'); } catch { /* already closed */ }
+    }
+    this._stopPing();
+    this.state = 'idle';
+    this.attempt = 0;
+    return this.connect();
+  }
+
+  /** Use another token from the next connection on (e.g. after a 4001). */
+  setToken(token) {
+    this.options.token = token;
+  }
+
+  async _token() {
+    const t = this.options.token;
+    return typeof t === 'function' ? await t() : t;
+  }
+
+  _open() {
+    // 'connecting' while a socket opens; 'reconnecting' only while waiting to retry.
+    this.state = 'connecting';
+    let ws;
+    try {
+      ws = new this.WebSocket(this.url, [this.protocol]);
+    } catch (err) {
+      this._emit('error', new HubError('connect_failed', String(err && err.message || err)));
+      this._scheduleReconnect({ code: 1006, reason: 'connect failed' });
+      return;
+    }
+    if (this.protocol === MSGPACK_PROTOCOL) ws.binaryType = 'arraybuffer';
+    this._ws = ws;
+    this._armDeadline(this.options.connectTimeoutMs, 'connect timeout');
+    ws.onopen = async () => {
+      if (this._ws !== ws) return;
+      this.state = 'authenticating';
+      this._emit('open', { protocol: ws.protocol || this.protocol, url: this.url });
+      let token;
+      try {
+        token = await this._token();
+      } catch (err) {
+        this._emit('error', new HubError('token', `could not get a token: ${err}`));
+        this._drop(ws, 1006, 'no token');
+        return;
+      }
+      if (this._ws !== ws) return;
+      this._send({ op: 'hello', token }, ws);
+    };
+    ws.onmessage = (ev) => {
+      if (this._ws !== ws) return;
+      this._onMessage(ev.data);
+    };
+    ws.onerror = () => {
+      // The close event follows with the code; nothing to decide here.
+    };
+    ws.onclose = (ev) => {
+      if (this._ws !== ws) return;
+      this._ws = null;
+      this._onClosed(ev.code, ev.reason || '');
+    };
+  }
+
+  _silence(ws) {
+    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+  }
+
+  /** Give up on a socket we believe dead, and go through the normal close path. */
+  _drop(ws, code, reason) {
+    if (this._ws !== ws) return;
+    this._ws = null;
+    this._silence(ws);
+    try { ws.close(); } catch { /* nothing to close */ }
+    this._onClosed(code, reason);
+  }
+
+  _onClosed(code, reason) {
+    this._stopPing();
+    this._clearDeadline();
+    this.lastClose = { code, reason };
+    const policy = closePolicy(code);
+    if (!policy.reconnect) {
+      this.state = 'closed';
+      const err = new HubError(policy.reason, closeMessage(code, reason), { closeCode: code });
+      this._rejectAll(err);
+      this._emit('close', { code, reason, willReconnect: false });
+      this._emit('error', err);
+      this._emit('closed', { code, reason: policy.reason });
+      return;
+    }
+    this._scheduleReconnect({ code, reason, prompt: policy.prompt });
+  }
+
+  _scheduleReconnect({ code, reason, prompt = false }) {
+    const delay = prompt
+      ? promptDelay(this.options.backoff)
+      : backoffDelay(this.attempt, this.options.backoff);
+    this.attempt += 1;
+    this.state = 'reconnecting';
+    this._emit('close', { code, reason, willReconnect: true, delay });
+    this._emit('reconnecting', { attempt: this.attempt, delay, code });
+    this._clearRetry();
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = null;
+      if (this.state === 'reconnecting') this._open();
+    }, delay);
+  }
+
+  _clearRetry() {
+    if (this._retryTimer !== null) clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+  }
+
+  _armDeadline(ms, reason) {
+    this._clearDeadline();
+    const ws = this._ws;
+    this._deadline = setTimeout(() => {
+      this._deadline = null;
+      this._drop(ws, 1006, reason);
+    }, ms);
+  }
+
+  _clearDeadline() {
+    if (this._deadline !== null) clearTimeout(this._deadline);
+    this._deadline = null;
+  }
+
+  _startPing() {
+    this._stopPing();
+    this._pingTimer = setInterval(() => {
+      const ws = this._ws;
+      if (!ws || this.state !== 'ready') return;
+      this._send({ op: 'ping' });
+      if (this._deadline === null) this._armDeadline(this.options.pongTimeoutMs, 'no pong');
+    }, this.options.pingMs);
+  }
+
+  _stopPing() {
+    if (this._pingTimer !== null) clearInterval(this._pingTimer);
+    this._pingTimer = null;
+  }
+
+  // -- page activity -----------------------------------------------------------------
+
+  _bindPage() {
+    if (!this.options.trackActivity || this._detach.length) return;
+    const win = globalThis.window;
+    const doc = globalThis.document;
+    if (!win || !doc || typeof win.addEventListener !== 'function') return;
+    const onInput = () => this.idle.input();
+    const onVisibility = () => this.idle.setHidden(doc.visibilityState === 'hidden');
+    const onOnline = () => { if (this.state === 'reconnecting') this.reconnect(); };
+    const opts = { capture: true, passive: true };
+    for (const name of INPUT_EVENTS) win.addEventListener(name, onInput, opts);
+    doc.addEventListener('visibilitychange', onVisibility);
+    win.addEventListener('online', onOnline);
+    this._detach.push(() => {
+      for (const name of INPUT_EVENTS) win.removeEventListener(name, onInput, opts);
+      doc.removeEventListener('visibilitychange', onVisibility);
+      win.removeEventListener('online', onOnline);
+    });
+    if (doc.visibilityState === 'hidden') this.idle.setHidden(true);
+  }
+
+  _unbindPage() {
+    for (const undo of this._detach.splice(0)) undo();
+  }
+
+  /** Report this connection as 'online' or 'away' yourself (idle detection does it too). */
+  setActivity(state) {
+    if (state !== 'online' && state !== 'away') {
+      throw new TypeError(`activity must be 'online' or 'away', got ${state}`);
+    }
+    this._reportActivity(state);
+  }
+
+  _reportActivity(state) {
+    if (this.activity === state) return;
+    this.activity = state;
+    this._emit('activity', state);
+    if (this.state === 'ready') this._send({ op: 'activity', state });
+  }
+
+  // -- frames ------------------------------------------------------------------------
+
+  _send(frame, ws = this._ws) {
+    if (!ws || ws.readyState !== 1) return false;
+    try {
+      ws.send(encodeFrame(frame, this.protocol));
+      return true;
+    } catch (err) {
+      this._emit('error', new HubError('send_failed', String(err && err.message || err)));
+      return false;
+    }
+  }
+
+  _onMessage(data) {
+    let frame;
+    try {
+      frame = decodeFrame(data);
+    } catch (err) {
+      this._emit('error', new HubError('bad_frame', `could not decode a frame: ${err.message}`));
+      return;
+    }
+    // Any frame proves the socket alive; a pending ping deadline is lifted.
+    if (this.state === 'ready') this._clearDeadline();
+    switch (frame.op) {
+      case 'ready': return this._onReady(frame);
+      case 'snapshot': return this._onSnapshot(frame);
+      case 'delta': return this._onDelta(frame);
+      case 'ack': return this._onAck(frame);
+      case 'error': return this._onError(frame);
+      case 'ping': this._send({ op: 'pong' }); return undefined;
+      case 'pong': return undefined;
+      default: return undefined; // newer server ops are ignored, not fatal
+    }
+  }
+
+  _onReady(frame) {
+    this._clearDeadline();
+    const resumed = this.attempt > 0 || this.conn !== null;
+    const user = frame.user || {};
+    if (this.me && user.id && this.me.id !== user.id) this._forgetUser();
+    this.state = 'ready';
+    this.attempt = 0;
+    this.conn = frame.conn;
+    this.window = frame.window;
+    this.cursor = frame.cursor;
+    if (user.id) {
+      if (!this.me || this.me.id !== user.id || (user.at ?? 0) >= (this.me.at ?? 0)) {
+        this.me = { ...user };
+      }
+      // A new connection starts `online`, so the effective status is the chosen one.
+      this.chosen = this.me.status;
+    }
+    this._startPing();
+    this._emit('ready', { conn: frame.conn, user: this.me, cursor: frame.cursor, window: frame.window, resumed });
+    if (this.me) this._emit('status', this.me);
+
+    if (this.activity === 'away') this._send({ op: 'activity', state: 'away' });
+    for (const room of this.rooms) this._send({ op: 'join', room, ref: this._ref() });
+    if (this.options.watchSelf && this.me) this._ensureSelf();
+    for (const sub of this._subs.values()) this._sendSub(sub);
+    for (const req of this._requests.values()) this._sendRequest(req);
+  }
+
+  _forgetUser() {
+    // Another user on the same client (a new token): its old maps say nothing now.
+    for (const sub of this._subs.values()) {
+      if (sub.internal && !sub.public) this._subs.delete(sub.map.key);
+      else { sub.map.cursor = null; }
+    }
+    this.rooms.clear();
+    this.me = null;
+  }
+
+  _ensureSelf() {
+    const key = scopeKey({ users: [this.me.id] });
+    const existing = this._subs.get(key);
+    if (existing) { existing.internal = true; return; }
+    for (const sub of this._subs.values()) {
+      if (sub.internal && !sub.public) this._subs.delete(sub.map.key);
+    }
+    this._subs.set(key, this._newSub({ users: [this.me.id] }, { internal: true }));
+  }
+
+  _newSub(scope, { internal = false } = {}) {
+    return { map: new PresenceMap(scope), public: !internal, internal, waiters: [], ref: null };
+  }
+
+  _sendSub(sub) {
+    const frame = { op: 'sub', ...sub.map.scope, ref: this._ref() };
+    if (sub.map.cursor !== null) frame.since = sub.map.cursor;
+    sub.ref = frame.ref;
+    this._send(frame);
+  }
+
+  _subFor(scope) {
+    let key;
+    try { key = scopeKey(scope); } catch { return null; }
+    return this._subs.get(key) || null;
+  }
+
+  _onSnapshot(frame) {
+    const sub = this._subFor(frame.scope);
+    if (!sub) return;
+    const changes = sub.map.applySnapshot(frame);
+    this._publish(sub, changes, { source: 'snapshot', full: Boolean(frame.full) });
+    if (sub.public) this._emit('snapshot', sub.map.scope, sub.map.values(), Boolean(frame.full));
+    for (const w of sub.waiters.splice(0)) w.resolve(sub.map.values());
+  }
+
+  _onDelta(frame) {
+    const sub = this._subFor(frame.scope);
+    if (!sub) return;
+    this._publish(sub, sub.map.applyDelta(frame), { source: 'delta', full: false });
+  }
+
+  _publish(sub, changes, info) {
+    for (const { entry, previous } of changes) {
+      if (this.me && entry.id === this.me.id && entry.member !== false && (entry.at ?? 0) > (this.me.at ?? -1)) {
+        this.me = { ...this.me, ...entry };
+        delete this.me.member;
+        this._emit('status', this.me);
+      }
+      if (sub.public) this._emit('change', entry, sub.map.scope, previous, info);
+    }
+  }
+
+  _onAck(frame) {
+    const req = this._requests.get(frame.ref);
+    if (!req) return;
+    this._finish(frame.ref);
+    req.resolve(frame);
+  }
+
+  _onError(frame) {
+    const err = new HubError(frame.code || 'error', frame.message || 'the hub refused a frame', { ref: frame.ref });
+    const req = frame.ref !== undefined ? this._requests.get(frame.ref) : undefined;
+    if (req) {
+      this._finish(frame.ref);
+      req.reject(err);
+      return;
+    }
+    for (const sub of this._subs.values()) {
+      if (frame.ref !== undefined && sub.ref === frame.ref && !sub.map.synced) {
+        // A refused subscription (bad scope, forbidden room): drop it and tell its waiters.
+        this._subs.delete(sub.map.key);
+        for (const w of sub.waiters.splice(0)) w.reject(err);
+        return;
+      }
+    }
+    this._emit('error', err);
+  }
+
+  _ref() {
+    this._seq += 1;
+    return this._seq;
+  }
+
+  /**
+   * Send a frame that wants an answer; resolves on `ack`, rejects on `error` with its ref.
+   * Until answered it is re-sent after each reconnect: every such frame is idempotent
+   * (setting the same status twice changes nothing), so a retry is safe.
+   */
+  _request(frame) {
+    return new Promise((resolve, reject) => {
+      const ref = this._ref();
+      const req = { frame: { ...frame, ref }, resolve, reject, timer: null };
+      req.timer = setTimeout(() => {
+        if (!this._requests.has(ref)) return;
+        this._requests.delete(ref);
+        reject(new HubError('timeout', `no answer to ${frame.op} within ${this.options.requestTimeoutMs} ms`, { ref }));
+      }, this.options.requestTimeoutMs);
+      this._requests.set(ref, req);
+      if (this.state === 'closed') {
+        this._finish(ref);
+        reject(new HubError('closed', 'the hub client is closed', { ref }));
+        return;
+      }
+      if (this.state === 'ready') this._sendRequest(req);
+    });
+  }
+
+  _sendRequest(req) {
+    this._send(req.frame);
+  }
+
+  _finish(ref) {
+    const req = this._requests.get(ref);
+    if (req && req.timer !== null) clearTimeout(req.timer);
+    this._requests.delete(ref);
+  }
+
+  _rejectAll(err) {
+    for (const [ref, req] of [...this._requests]) {
+      this._finish(ref);
+      req.reject(err);
+    }
+    for (const sub of this._subs.values()) {
+      for (const w of sub.waiters.splice(0)) w.reject(err);
+    }
+  }
+
+  // -- the API -----------------------------------------------------------------------
+
+  /**
+   * Set the chosen status ('online' = automatic, 'away', 'busy', 'offline' = invisible)
+   * and/or the status text (pass undefined to leave one unchanged; '' clears the text).
+   * Resolves when the hub acknowledged it, rejects with the hub's error.
+   */
+  setStatus(status, text) {
+    const frame = { op: 'status' };
+    if (status !== undefined && status !== null) {
+      if (!CHOSEN.includes(status)) {
+        return Promise.reject(new TypeError(`status must be one of ${CHOSEN.join(', ')}, got ${status}`));
+      }
+      frame.status = status;
+    }
+    if (text !== undefined && text !== null) {
+      if (typeof text !== 'string') return Promise.reject(new TypeError('text must be a string'));
+      frame.text = text;
+    }
+    if (frame.status === undefined && frame.text === undefined) {
+      return Promise.reject(new TypeError('setStatus needs a status and/or a text'));
+    }
+    const previous = this.chosen;
+    if (frame.status !== undefined) this.chosen = frame.status;
+    return this._request(frame).catch((err) => {
+      if (this.chosen === frame.status) this.chosen = previous;
+      throw err;
+    });
+  }
+
+  /**
+   * Subscribe to `{all: true}`, `{users: [...]}` or `{room}`. Resolves with the users
+   * once the first snapshot arrived. Subscribing twice to the same scope is one
+   * subscription. Survives reconnects (resumed by cursor).
+   */
+  subscribe(scope) {
+    let key;
+    try { key = scopeKey(scope); } catch (err) { return Promise.reject(err); }
+    if (this.state === 'closed') return Promise.reject(new HubError('closed', 'the hub client is closed'));
+    let sub = this._subs.get(key);
+    if (sub) {
+      sub.public = true;
+      if (sub.map.synced) return Promise.resolve(sub.map.values());
+    } else {
+      sub = this._newSub(normalizeScope(scope));
+      this._subs.set(key, sub);
+      if (this.state === 'ready') this._sendSub(sub);
+    }
+    return new Promise((resolve, reject) => sub.waiters.push({ resolve, reject }));
+  }
+
+  /** Stop a subscription; its map is dropped. */
+  unsubscribe(scope) {
+    const key = scopeKey(scope);
+    const sub = this._subs.get(key);
+    if (!sub) return Promise.resolve();
+    if (sub.internal) { sub.public = false; return Promise.resolve(); }
+    this._subs.delete(key);
+    for (const w of sub.waiters.splice(0)) w.reject(new HubError('unsubscribed', 'unsubscribed'));
+    if (this.state !== 'ready') return Promise.resolve();
+    return this._request({ op: 'unsub', ...sub.map.scope });
+  }
+
+  /** Join a room (re-joined after every reconnect). Resolves on the hub's ack. */
+  join(room) {
+    if (typeof room !== 'string' || !room) return Promise.reject(new TypeError('room must be a non-empty string'));
+    return this._request({ op: 'join', room }).then((ack) => {
+      this.rooms.add(room);
+      return ack;
+    });
+  }
+
+  /** Leave a room. Resolves on the hub's ack. */
+  leave(room) {
+    if (typeof room !== 'string' || !room) return Promise.reject(new TypeError('room must be a non-empty string'));
+    this.rooms.delete(room);
+    return this._request({ op: 'leave', room });
+  }
+
+  /** The newest known entry for a user id across every subscription, or undefined. */
+  presence(id) {
+    return newestEntry(id, [...this._subs.values()].map((s) => s.map), this.me ? [this.me] : []);
+  }
+
+  /** The users of one subscribed scope (an array of entries; empty if not subscribed). */
+  users(scope = { all: true }) {
+    const sub = this._subFor(scope);
+    return sub ? sub.map.values() : [];
+  }
+
+  /** The PresenceMap of a subscribed scope, or null. */
+  map(scope) {
+    const sub = this._subFor(scope);
+    return sub ? sub.map : null;
+  }
+
+  /** The scopes subscribed with subscribe(). */
+  scopes() {
+    return [...this._subs.values()].filter((s) => s.public).map((s) => s.map.scope);
+  }
+}
+
+/** Create a Hub and connect it. */
+export function connect(options) {
+  return new Hub(options).connect();
+}
+
+function closeMessage(code, reason) {
+  const what = {
+    4001: 'the token is missing, invalid or expired',
+    4003: 'this account is deactivated',
+    4004: 'an administrator disconnected this session',
+  }[code] || `the connection closed (${code})`;
+  return reason ? `${what}: ${reason}` : what;
+}

@@ -1,0 +1,460 @@
+// hub.js against a scripted fake socket: handshake, subscriptions, acks, reconnect and
+// resume by cursor, close codes, ping deadline, idle reporting, both codecs.
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, mock, test } from 'node:test';
+
+import { Hub } from '../../hub/static/hub.js';
+import { decodeFrame, encodeFrame } from '../../hub/static/protocol.js';
+
+class FakeSocket {
+  static all = [];
+
+  constructor(url, protocols) {
+    this.url = url;
+    this.protocols = protocols;
+    this.readyState = 0;
+    this.sent = [];
+    this.binaryType = 'blob';
+    FakeSocket.all.push(this);
+  }
+
+  send(data) {
+    if (this.readyState !== 1) throw new Error('send on a socket that is not open');
+    this.sent.push({ raw: data, frame: decodeFrame(data) });
+  }
+
+  close(code, reason) {
+    this.readyState = 3;
+    this.closedWith = { code, reason };
+  }
+
+  // -- the server's side --
+  open() {
+    this.readyState = 1;
+    this.protocol = this.protocols[0];
+    this.onopen?.({});
+  }
+
+  push(frame) {
+    this.onmessage?.({ data: encodeFrame(frame, this.protocol) });
+  }
+
+  drop(code, reason = '') {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+
+  frames(op) {
+    return this.sent.map((s) => s.frame).filter((f) => !op || f.op === op);
+  }
+
+  last(op) {
+    const f = this.frames(op);
+    return f[f.length - 1];
+  }
+}
+
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+const me = { id: 'ann', username: 'ann', name: 'Ann', status: 'online', text: '', at: 100 };
+const bob = (status, at, text = '') => ({ id: 'bob', username: 'bob', name: 'Bob', status, text, at });
+
+function makeHub(options = {}) {
+  return new Hub({
+    token: 'T0K',
+    url: 'ws://hub.test/ws',
+    WebSocket: FakeSocket,
+    trackActivity: false,
+    idleMs: 0,
+    backoff: { baseMs: 1000, maxMs: 8000 },
+    ...options,
+  });
+}
+
+/** Connect, open, answer hello with ready; returns the socket. */
+async function handshake(hub, user = me, cursor = 1000) {
+  hub.connect();
+  const ws = FakeSocket.all.at(-1);
+  ws.open();
+  await flush();
+  assert.deepEqual(ws.last('hello'), { op: 'hello', token: 'T0K' });
+  ws.push({ op: 'ready', conn: `c${FakeSocket.all.length}`, user, cursor, window: 600 });
+  return ws;
+}
+
+function events(hub, names) {
+  const log = [];
+  for (const n of names) hub.on(n, (...args) => log.push([n, ...args]));
+  return log;
+}
+
+beforeEach(() => {
+  FakeSocket.all = [];
+  mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'] });
+});
+
+afterEach(() => {
+  mock.timers.reset();
+});
+
+test('hello first, then ready gives own status; subscribe resolves on the snapshot', async () => {
+  const hub = makeHub();
+  const log = events(hub, ['open', 'ready', 'status', 'snapshot', 'change']);
+  const ws = await handshake(hub);
+  assert.equal(ws.url, 'ws://hub.test/ws');
+  assert.deepEqual(ws.protocols, ['hub.v1.json']);
+  assert.equal(ws.sent[0].frame.op, 'hello');
+  assert.equal(hub.state, 'ready');
+  assert.equal(hub.me.status, 'online');
+  assert.equal(hub.chosen, 'online');
+  assert.deepEqual(log.map((e) => e[0]), ['open', 'ready', 'status']);
+  // the client watches its own user so 'status' stays current
+  assert.deepEqual(ws.last('sub').users, ['ann']);
+
+  const p = hub.subscribe({ all: true });
+  const sub = ws.last('sub');
+  assert.equal(sub.all, true);
+  assert.equal(sub.since, undefined);
+  assert.notEqual(sub.ref, undefined);
+  ws.push({ op: 'ack', ref: sub.ref });
+  ws.push({ op: 'snapshot', scope: { all: true }, full: true, users: [me, bob('busy', 90, 'call')], cursor: 1001 });
+  const users = await p;
+  assert.deepEqual(users.map((u) => u.id).sort(), ['ann', 'bob']);
+  assert.equal(hub.presence('bob').text, 'call');
+  assert.ok(log.some((e) => e[0] === 'snapshot' && e[3] === true));
+
+  ws.push({ op: 'delta', scope: { all: true }, users: [bob('away', 95)], cursor: 1002 });
+  const change = log.filter((e) => e[0] === 'change').at(-1);
+  assert.equal(change[1].status, 'away');
+  assert.deepEqual(change[2], { all: true });
+  // a late, older entry does not move bob back
+  ws.push({ op: 'delta', scope: { all: true }, users: [bob('online', 91)], cursor: 1003 });
+  assert.equal(hub.presence('bob').status, 'away');
+  assert.equal(hub.map({ all: true }).cursor, 1003);
+  assert.deepEqual(hub.scopes(), [{ all: true }]);
+  hub.close();
+});
+
+test('setStatus resolves on the ack for its ref and rejects on an error with it', async () => {
+  const hub = makeHub();
+  const ws = await handshake(hub);
+  const ok = hub.setStatus('busy', 'Focus');
+  const frame = ws.last('status');
+  assert.deepEqual({ ...frame, ref: undefined }, { op: 'status', status: 'busy', text: 'Focus', ref: undefined });
+  assert.equal(hub.chosen, 'busy');
+  ws.push({ op: 'ack', ref: 999 }); // someone else's ref: nothing happens
+  ws.push({ op: 'ack', ref: frame.ref });
+  assert.equal((await ok).ref, frame.ref);
+
+  const bad = hub.setStatus('away', 'x'.repeat(200));
+  const ref = ws.last('status').ref;
+  ws.push({ op: 'error', code: 'bad_field', message: 'text must be at most 120 characters', ref });
+  await assert.rejects(bad, (err) => err.code === 'bad_field' && err.ref === ref);
+  assert.equal(hub.chosen, 'busy', 'a refused change does not stick');
+
+  await assert.rejects(hub.setStatus('sleeping'), /status must be one of/);
+  await assert.rejects(hub.setStatus(), /needs a status/);
+  const textOnly = hub.setStatus(undefined, '');
+  assert.deepEqual(ws.last('status').text, '');
+  assert.equal(ws.last('status').status, undefined);
+  ws.push({ op: 'ack', ref: ws.last('status').ref });
+  await textOnly;
+  hub.close();
+});
+
+test('own presence follows newer entries about this user', async () => {
+  const hub = makeHub();
+  const statuses = [];
+  hub.on('status', (e) => statuses.push(`${e.status}@${e.at}`));
+  const ws = await handshake(hub);
+  ws.push({ op: 'snapshot', scope: { users: ['ann'] }, full: true, users: [me], cursor: 1001 });
+  ws.push({ op: 'delta', scope: { users: ['ann'] }, users: [{ ...me, status: 'away', at: 120 }], cursor: 1002 });
+  assert.deepEqual(statuses, ['online@100', 'away@120']);
+  assert.equal(hub.presence('ann').status, 'away');
+  hub.close();
+});
+
+test('a lost socket reconnects with backoff and resumes each subscription by cursor', async () => {
+  const hub = makeHub();
+  const log = events(hub, ['close', 'reconnecting', 'ready']);
+  let ws = await handshake(hub);
+  hub.subscribe({ all: true });
+  ws.push({ op: 'snapshot', scope: { all: true }, full: true, users: [me, bob('online', 90)], cursor: 1500 });
+  ws.push({ op: 'delta', scope: { all: true }, users: [bob('busy', 95)], cursor: 1600 });
+  hub.join('ops');
+  ws.push({ op: 'ack', ref: ws.last('join').ref });
+  await flush();
+
+  ws.drop(1006);
+  const rec = log.find((e) => e[0] === 'reconnecting')[1];
+  assert.equal(rec.attempt, 1);
+  assert.ok(rec.delay >= 500 && rec.delay <= 1000, `first delay ${rec.delay}`);
+  assert.ok(log.find((e) => e[0] === 'close')[1].willReconnect);
+  assert.equal(hub.state, 'reconnecting');
+
+  // a status change while disconnected waits for the next connection
+  const pending = hub.setStatus('away');
+  mock.timers.tick(rec.delay);
+  assert.equal(FakeSocket.all.length, 2);
+  ws = FakeSocket.all[1];
+  // the next attempt fails too: the delay grows
+  ws.drop(1006);
+  const rec2 = log.filter((e) => e[0] === 'reconnecting')[1][1];
+  assert.equal(rec2.attempt, 2);
+  assert.ok(rec2.delay >= 1000 && rec2.delay <= 2000, `second delay ${rec2.delay}`);
+  mock.timers.tick(rec2.delay);
+  ws = FakeSocket.all[2];
+  ws.open();
+  await flush();
+  ws.push({ op: 'ready', conn: 'c3', user: me, cursor: 2000, window: 600 });
+  assert.ok(log.filter((e) => e[0] === 'ready').at(-1)[1].resumed);
+  assert.equal(hub.attempt, 0, 'a successful connection resets the backoff');
+
+  const subs = ws.frames('sub');
+  const all = subs.find((f) => f.all);
+  assert.equal(all.since, 1600, 'resume from the last cursor seen on that scope');
+  assert.equal(ws.last('join').room, 'ops', 'rooms are joined again');
+  const status = ws.last('status');
+  assert.equal(status.status, 'away');
+  ws.push({ op: 'ack', ref: status.ref });
+  await pending;
+
+  // the hub answers the resume with what changed (full: false)
+  ws.push({ op: 'snapshot', scope: { all: true }, full: false, users: [bob('offline', 140)], cursor: 2001 });
+  assert.equal(hub.presence('bob').status, 'offline');
+  assert.equal(hub.presence('ann').status, 'online', 'users left out of a delta keep their state');
+  hub.close();
+});
+
+test('a full snapshot on resume marks missing users offline', async () => {
+  const hub = makeHub();
+  let ws = await handshake(hub);
+  hub.subscribe({ all: true });
+  ws.push({ op: 'snapshot', scope: { all: true }, full: true, users: [me, bob('online', 90)], cursor: 1500 });
+  ws.drop(1001);
+  mock.timers.tick(1000);
+  ws = FakeSocket.all[1];
+  ws.open();
+  await flush();
+  ws.push({ op: 'ready', conn: 'c2', user: me, cursor: 999999, window: 600 });
+  assert.equal(ws.frames('sub').find((f) => f.all).since, 1500);
+  const changes = [];
+  hub.on('change', (e) => changes.push(`${e.id}:${e.status}`));
+  ws.push({ op: 'snapshot', scope: { all: true }, full: true, users: [me], cursor: 999999 });
+  assert.deepEqual(changes, ['bob:offline']);
+  hub.close();
+});
+
+test('1012 (node restarting) reconnects promptly', async () => {
+  const hub = makeHub({ backoff: { baseMs: 10000, maxMs: 60000, promptMs: 250 } });
+  const ws = await handshake(hub);
+  let delay;
+  hub.on('reconnecting', (r) => { delay = r.delay; });
+  ws.drop(1012, 'restarting');
+  assert.ok(delay <= 250, `delay ${delay}`);
+  mock.timers.tick(250);
+  assert.equal(FakeSocket.all.length, 2);
+  hub.close();
+});
+
+for (const [code, reason] of [[4001, 'not_authenticated'], [4003, 'deactivated'], [4004, 'disconnected']]) {
+  test(`close ${code} does not reconnect and says why`, async () => {
+    const hub = makeHub();
+    const log = events(hub, ['close', 'error', 'closed', 'reconnecting']);
+    const ws = await handshake(hub);
+    const pending = hub.setStatus('busy');
+    ws.drop(code, 'bye');
+    await assert.rejects(pending, (err) => err.code === reason && err.closeCode === code);
+    assert.equal(hub.state, 'closed');
+    assert.deepEqual(log.map((e) => e[0]), ['close', 'error', 'closed']);
+    assert.equal(log[0][1].willReconnect, false);
+    assert.equal(log[1][1].closeCode, code);
+    assert.equal(log[2][1].reason, reason);
+    mock.timers.tick(120000);
+    assert.equal(FakeSocket.all.length, 1);
+    await assert.rejects(hub.setStatus('online'), /closed/);
+    // an explicit reconnect() (e.g. with a fresh token) is still possible
+    hub.setToken('NEW');
+    hub.reconnect();
+    assert.equal(FakeSocket.all.length, 2);
+    FakeSocket.all[1].open();
+    await flush();
+    assert.equal(FakeSocket.all[1].last('hello').token, 'NEW');
+    hub.close();
+  });
+}
+
+test('4001 during the handshake (bad token) stops too', async () => {
+  const hub = makeHub();
+  hub.connect();
+  const ws = FakeSocket.all[0];
+  ws.open();
+  await flush();
+  ws.drop(4001, 'token expired');
+  assert.equal(hub.state, 'closed');
+  mock.timers.tick(60000);
+  assert.equal(FakeSocket.all.length, 1);
+});
+
+test('pings periodically; a missing pong kills the socket and reconnects', async () => {
+  const hub = makeHub({ pingMs: 1000, pongTimeoutMs: 500 });
+  const ws = await handshake(hub);
+  mock.timers.tick(1000);
+  assert.equal(ws.frames('ping').length, 1);
+  ws.push({ op: 'pong' });
+  mock.timers.tick(600);
+  assert.equal(hub.state, 'ready', 'answered in time');
+  mock.timers.tick(400); // second ping
+  assert.equal(ws.frames('ping').length, 2);
+  let reconnecting = null;
+  hub.on('reconnecting', (r) => { reconnecting = r; });
+  mock.timers.tick(500); // no pong
+  assert.equal(hub.state, 'reconnecting');
+  assert.ok(ws.closedWith, 'the dead socket was closed');
+  assert.equal(reconnecting.code, 1006);
+  hub.close();
+});
+
+test('the server pinging gets a pong', async () => {
+  const hub = makeHub();
+  const ws = await handshake(hub);
+  ws.push({ op: 'ping' });
+  assert.equal(ws.last().op, 'pong');
+  hub.close();
+});
+
+test('a socket that never opens is given up after connectTimeoutMs', async () => {
+  const hub = makeHub({ connectTimeoutMs: 3000 });
+  hub.connect();
+  mock.timers.tick(2999);
+  assert.equal(hub.state, 'connecting');
+  mock.timers.tick(1);
+  assert.equal(hub.state, 'reconnecting');
+  hub.close();
+});
+
+test('idle state is reported, and re-reported after a reconnect', async () => {
+  const hub = makeHub({ idleMs: 0 });
+  let ws = await handshake(hub);
+  hub.idle.setHidden(true);
+  assert.deepEqual(ws.last('activity'), { op: 'activity', state: 'away' });
+  hub.idle.setHidden(false);
+  assert.deepEqual(ws.last('activity'), { op: 'activity', state: 'online' });
+  hub.setActivity('away');
+  ws.drop(1006);
+  mock.timers.tick(1000);
+  ws = FakeSocket.all[1];
+  ws.open();
+  await flush();
+  ws.push({ op: 'ready', conn: 'c2', user: me, cursor: 2000, window: 600 });
+  assert.deepEqual(ws.last('activity'), { op: 'activity', state: 'away' });
+  hub.close();
+});
+
+test('idle detection with a real timer reports away after idleMs', async () => {
+  const hub = makeHub({ idleMs: 5000 });
+  const ws = await handshake(hub);
+  mock.timers.tick(4999);
+  assert.equal(ws.frames('activity').length, 0);
+  mock.timers.tick(1);
+  assert.deepEqual(ws.last('activity'), { op: 'activity', state: 'away' });
+  hub.idle.input();
+  assert.deepEqual(ws.last('activity'), { op: 'activity', state: 'online' });
+  hub.close();
+});
+
+test('msgpack: binary frames both ways', async () => {
+  const hub = makeHub({ format: 'msgpack' });
+  hub.connect();
+  const ws = FakeSocket.all[0];
+  assert.deepEqual(ws.protocols, ['hub.v1.msgpack']);
+  assert.equal(ws.binaryType, 'arraybuffer');
+  ws.open();
+  await flush();
+  assert.ok(ws.sent[0].raw instanceof Uint8Array);
+  ws.push({ op: 'ready', conn: 'c1', user: me, cursor: 1712345678901, window: 600 });
+  assert.equal(hub.state, 'ready');
+  const p = hub.subscribe({ room: 'ops' });
+  ws.push({ op: 'snapshot', scope: { room: 'ops' }, full: true, users: [bob('online', 1712345678000)], cursor: 1712345678902 });
+  assert.equal((await p)[0].at, 1712345678000);
+  hub.close();
+});
+
+test('join and leave resolve on ack; a refused subscription rejects', async () => {
+  const hub = makeHub();
+  const ws = await handshake(hub);
+  const joined = hub.join('design');
+  ws.push({ op: 'ack', ref: ws.last('join').ref });
+  await joined;
+  assert.ok(hub.rooms.has('design'));
+  const left = hub.leave('design');
+  ws.push({ op: 'ack', ref: ws.last('leave').ref });
+  await left;
+  assert.ok(!hub.rooms.has('design'));
+
+  const sub = hub.subscribe({ room: 'secret' });
+  ws.push({ op: 'error', code: 'forbidden', message: 'not a member', ref: ws.last('sub').ref });
+  await assert.rejects(sub, (err) => err.code === 'forbidden');
+  assert.equal(hub.map({ room: 'secret' }), null);
+
+  // an error without a ref becomes an 'error' event and the socket stays
+  let seen;
+  hub.on('error', (e) => { seen = e; });
+  ws.push({ op: 'error', code: 'unavailable', message: 'store down' });
+  assert.equal(seen.code, 'unavailable');
+  assert.equal(hub.state, 'ready');
+  hub.close();
+});
+
+test('room deltas with member: false remove the member and emit a change', async () => {
+  const hub = makeHub();
+  const ws = await handshake(hub);
+  hub.subscribe({ room: 'ops' });
+  ws.push({ op: 'snapshot', scope: { room: 'ops' }, full: true, users: [bob('online', 90)], cursor: 1 });
+  const changes = [];
+  hub.on('change', (e, scope) => changes.push([e.id, e.member, scope.room]));
+  ws.push({ op: 'delta', scope: { room: 'ops' }, users: [{ ...bob('online', 90), member: false }], cursor: 2 });
+  assert.deepEqual(changes, [['bob', false, 'ops']]);
+  assert.deepEqual(hub.users({ room: 'ops' }), []);
+  hub.close();
+});
+
+test('requests time out when never answered; garbage frames do not break the client', async () => {
+  const hub = makeHub({ requestTimeoutMs: 2000 });
+  const ws = await handshake(hub);
+  const errors = [];
+  hub.on('error', (e) => errors.push(e.code));
+  ws.onmessage({ data: '{not json' });
+  ws.onmessage({ data: '[1,2]' });
+  assert.deepEqual(errors, ['bad_frame', 'bad_frame']);
+  ws.push({ op: 'future_op' });
+  const p = hub.setStatus('busy');
+  mock.timers.tick(2000);
+  await assert.rejects(p, /no answer to status/);
+  hub.close();
+});
+
+test('close() is final and quiet', async () => {
+  const hub = makeHub();
+  const ws = await handshake(hub);
+  const log = events(hub, ['close', 'closed', 'reconnecting']);
+  hub.close();
+  assert.equal(ws.closedWith.code, 1000);
+  assert.deepEqual(log.map((e) => e[0]), ['close', 'closed']);
+  mock.timers.tick(100000);
+  assert.equal(FakeSocket.all.length, 1);
+});
+
+test('a token function is called for each connection', async () => {
+  let n = 0;
+  const hub = makeHub({ token: async () => `T${++n}` });
+  hub.connect();
+  FakeSocket.all[0].open();
+  await flush();
+  assert.equal(FakeSocket.all[0].last('hello').token, 'T1');
+  FakeSocket.all[0].drop(1006);
+  mock.timers.tick(1000);
+  FakeSocket.all[1].open();
+  await flush();
+  assert.equal(FakeSocket.all[1].last('hello').token, 'T2');
+  hub.close();
+});
