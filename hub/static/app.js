@@ -289,6 +289,9 @@ function onChange(entry, scope, previous, meta) {
 }
 
 function describe(e, scope, prev) {
+  const self = hub && hub.me && e.id === hub.me.id;
+  const is = self ? 'are' : 'is';
+  const their = self ? 'your' : 'their';
   if (scope.room !== undefined) {
     if (e.member === false) return `left #${scope.room}`;
     if (!prev) return `joined #${scope.room}`;
@@ -298,14 +301,14 @@ function describe(e, scope, prev) {
   const was = prev ? prev.status : 'offline';
   const quote = e.text ? ` — “${e.text}”` : '';
   if (was !== e.status) {
-    if (e.status === 'offline') return 'went offline';
+    if (e.status === 'offline') return self ? 'went invisible' : 'went offline';
     if (was === 'offline') return e.status === 'online' ? `came online${quote}` : `came online as ${e.status}${quote}`;
-    return `is now ${e.status}${quote}`;
+    return `${is} now ${e.status}${quote}`;
   }
   if (prev && (prev.text || '') !== (e.text || '')) {
-    return e.text ? `set status to “${e.text}”` : 'cleared their status text';
+    return e.text ? `set ${their} status to “${e.text}”` : `cleared ${their} status text`;
   }
-  if (prev && displayName(prev) !== displayName(e)) return `is now called ${displayName(e)}`;
+  if (prev && displayName(prev) !== displayName(e)) return `${is} now called ${displayName(e)}`;
   return null;
 }
 

@@ -1,0 +1,108 @@
+"""Real Chromium against a real hub process: fixtures for the live page's browser tests.
+
+Each test gets its own hub (``python -m hub serve`` on a free port, memory store, a 1 s
+offline grace, keys generated into the test's own directory so the page's dev sign-in is
+on and tokens survive a restart) and opens pages in separate browser contexts, one per
+user. Chromium is the system one at /usr/bin/chromium: when it is missing the tests fail,
+they never skip. Every wait is a Playwright expectation with a deadline, never a sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.support.hubproc import HubProcess
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+#: Longest wait for anything a page should show (a restart included).
+DEADLINE_MS = 20_000
+
+expect.set_options(timeout=DEADLINE_MS)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """The system Chromium, headless."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need the system Chromium "
+                    "(apt-get install chromium)")  # fmt: skip
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[HubProcess]:
+    """A hub with a 1 s offline grace and generated (dev) keys."""
+    process = HubProcess(
+        log_path=tmp_path / "hub.log",
+        env={"HUB_OFFLINE_GRACE_S": "1", "HUB_SECRET": "", "HUB_ADMIN_KEY": ""},
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
+OpenPage = Callable[..., Page]
+
+
+@pytest.fixture
+def open_page(browser: Browser, hub: HubProcess) -> Iterator[OpenPage]:
+    """``open_page(name, query="", width=1280, height=860)``: a signed-in page for ``name``.
+
+    Each page has its own browser context (its own session storage). Uncaught script
+    errors on any page fail the test.
+    """
+    contexts = []
+    errors: list[str] = []
+
+    def _open(name: str | None, query: str = "", *, width: int = 1280, height: int = 860) -> Page:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(f"{name}: {exc}"))
+        page.goto(f"{hub.url}/{query}")
+        if name is not None:
+            sign_in(page, name)
+        return page
+
+    yield _open
+    for context in contexts:
+        with contextlib.suppress(Exception):  # a context the test already closed
+            context.close()
+    assert not errors, f"script errors on the page: {errors}"
+
+
+def sign_in(page: Page, name: str) -> None:
+    """Use the dev sign-in form and wait until the page is live."""
+    page.get_by_label("Your name").fill(name)
+    page.get_by_role("button", name="Sign in as this name").click()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "ready")
