@@ -404,10 +404,9 @@ function renderMe() {
   $('me-name').textContent = displayName(me);
   const av = $('me-avatar');
   av.replaceWith(Object.assign(avatar(me, 'avatar-sm'), { id: 'me-avatar' }));
-  let text = LABEL[me.status] || me.status;
+  let text = `Others see you ${me.status}`;
   if (me.status === 'offline') text = 'Invisible — others see you offline';
-  else if (me.status === 'away' && hub.chosen === 'online') text = 'Away — idle';
-  else text = `${text} — others see you ${me.status}`;
+  else if (me.status === 'away' && hub.chosen === 'online') text = 'Away while idle';
   $('appear').dataset.status = me.status;
   $('appear-text').textContent = text;
   syncStatusControls(false);
@@ -481,12 +480,8 @@ async function joinRoom(room, { quiet = false } = {}) {
 async function leaveRoom(room) {
   storeRooms(storedRooms().filter((r) => r !== room));
   scheduleRender();
-  try {
-    await hub.unsubscribe({ room });
-    await hub.leave(room);
-  } catch (err) {
-    toast(`Could not leave #${room}: ${err.message}`, 'error');
-  }
+  const [, left] = await Promise.allSettled([hub.unsubscribe({ room }), hub.leave(room)]);
+  if (left.status === 'rejected') toast(`Could not leave #${room}: ${left.reason.message}`, 'error');
   scheduleRender();
 }
 
