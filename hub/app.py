@@ -13,9 +13,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from hub.config import Settings
+from hub.metrics import HubMetrics
 from hub.node import Node
 from hub.store import open_store
-from hub.web import api
+from hub.web import api, metrics, openapi
 from hub.web.compat import rocketchat
 from hub.web.ws import websocket_endpoint
 
@@ -41,10 +42,13 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/ws", websocket_endpoint),
         *api.routes,
         *rocketchat.routes,
+        *metrics.routes,
+        *openapi.routes,
         Route("/", index, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.node = node
     app.state.settings = settings
+    app.state.metrics = HubMetrics(node)
     return app

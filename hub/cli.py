@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -108,29 +107,9 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from hub.store import StoreUnavailable, open_store
+    from hub.check import run_check
 
-    settings = _settings(args)
-    print(f"store      {_redact(settings.store)}")
-    print(f"window     {settings.window_s} s   grace {settings.offline_grace_s} s   "
-          f"node TTL {settings.node_ttl_s} s   tick {settings.tick_ms} ms")
-    print(f"channel    {settings.channel}   key prefix {settings.key_prefix}")
-    print(f"secret     {'set' if settings.secret else 'not set (serve generates one)'}")
-    print(f"admin key  {'set' if settings.admin_key else 'not set (serve generates one)'}")
-
-    async def probe() -> int:
-        store = open_store(settings)
-        try:
-            await store.start()
-            now = await store.now()
-            await store.close()
-        except StoreUnavailable as exc:
-            print(f"store      UNREACHABLE: {exc}")
-            return 1
-        print(f"store      reachable, clock {now}")
-        return 0
-
-    return asyncio.run(probe())
+    return run_check(_settings(args), getattr(args, "url", None))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,8 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=float, default=86400, help="seconds; 0 = no expiry")
     token.set_defaults(func=cmd_token)
 
-    check = sub.add_parser("check", help="show the configuration and probe the store")
+    check = sub.add_parser(
+        "check", help="show the configuration, probe the store (and a running hub)"
+    )
     check.add_argument("--store", help="store URL to probe")
+    check.add_argument("--url", help="also probe a running hub: health, readiness, metrics")
     check.set_defaults(func=cmd_check)
 
     extra = _extra_commands()

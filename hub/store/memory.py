@@ -221,6 +221,11 @@ class MemoryStore:
         self._nodes[node] = self._now() + ttl_ms
         return known
 
+    async def nodes_alive(self) -> int:
+        """Nodes whose heartbeat has not expired (for the ``hub_nodes_alive`` metric)."""
+        now = self._now()
+        return sum(1 for deadline in self._nodes.values() if deadline >= now)
+
     async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
         for item in live:
             await self.connect(node, item.conn, item.profile, item.state)

@@ -242,18 +242,34 @@ async def _hello(ws: WebSocket, node: Node) -> Claims | None:
             raise AuthError("the first frame must be hello with a token")
         claims = verify_token(settings.secret, msg.token)
     except TimeoutError:
+        _refused(ws, p.CloseCode.NOT_AUTHENTICATED, "no hello within the time limit")
         await ws.close(p.CloseCode.NOT_AUTHENTICATED, "no hello within the time limit")
         return None
     except (AuthError, p.ProtocolError) as exc:
+        _refused(ws, p.CloseCode.NOT_AUTHENTICATED, str(exc)[:120])
         await ws.close(p.CloseCode.NOT_AUTHENTICATED, str(exc)[:120])
         return None
     gate = getattr(node, "gate", None)
     if gate is not None:
         refusal = await gate(claims)
         if refusal is not None:
+            _refused(ws, refusal[0], refusal[1], user=claims.user)
             await ws.close(refusal[0], refusal[1])
             return None
     return claims
+
+
+def _peer(ws: WebSocket) -> str:
+    return ws.client.host if ws.client is not None else ""
+
+
+def _refused(ws: WebSocket, code: int, reason: str, user: str = "") -> None:
+    # The reason names what was wrong with the token, never the token itself.
+    log.info(
+        "session refused",
+        extra={"event": "ws.refused", "code": int(code), "reason": reason, "user": user,
+               "peer": _peer(ws)},
+    )  # fmt: skip
 
 
 def _expire_later(session: WsSession) -> asyncio.TimerHandle | None:
@@ -288,19 +304,40 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         user = await node.store.connect(node.id, session.conn, claims.profile(), "online")
         cursor = await node.store.now()
     except StoreUnavailable:
+        log.warning(
+            "session refused: store unreachable",
+            extra={"event": "ws.refused", "code": 1013, "user": claims.user, "peer": _peer(ws)},
+        )
         with contextlib.suppress(Exception):
             await ws.send_text(json.dumps(p.error(p.ErrorCode.UNAVAILABLE, "store down")))
             await ws.close(1013, "presence store unreachable, retry later")
         return
     node.add(session)
+    started = time.monotonic()
+    client_code: int | None = None
+    log.info(
+        "session open",
+        extra={"event": "ws.connect", "conn": session.conn, "user": session.user,
+               "codec": codec.name, "peer": _peer(ws)},
+    )  # fmt: skip
     writer = asyncio.create_task(session.writer())
     expiry = _expire_later(session)
     session.send(p.ready(session.conn, user.entry(), cursor, node.settings.window_s))
     try:
         await session.reader()
-    except (WebSocketDisconnect, RuntimeError, OSError):
+    except WebSocketDisconnect as exc:
+        client_code = exc.code
+    except (RuntimeError, OSError):
         pass
     finally:
+        log.info(
+            "session closed",
+            extra={"event": "ws.disconnect", "conn": session.conn, "user": session.user,
+                   "code": client_code, "dropped": session.dropped,
+                   "duration_s": round(time.monotonic() - started, 3),
+                   "subscriptions": len(session.scopes),
+                   "overflows": session.outbox.overflows},
+        )  # fmt: skip
         session.closing = True
         session.outbox.close()
         if expiry is not None:
