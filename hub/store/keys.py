@@ -1,0 +1,90 @@
+"""Every Redis key and channel name the hub uses, built in one place.
+
+Users are spread over ``B`` buckets (``crc32(user id) % B``). Every key of a bucket carries
+the hash tag ``{<prefix>b<N>}``, so each Lua script touches exactly one Redis Cluster slot;
+with one Redis and ``B = 1`` everything lives in one slot. Per bucket ``T = {hub:b3}``:
+
+========================  =======  ===========================================================
+``T:u:<user>``            hash     id, username, lname (lowercased username), name, chosen,
+                                   text, status, at, avatar, utc, last_login, grace_until
+``T:c:<user>``            hash     the user's connections: conn -> ``<state>:<node>``
+``T:n:<node>``            hash     the node's connections in this bucket: conn -> user
+                                   (reaping a dead node, draining a stopping one)
+``T:idx``                 zset     the change index: user -> ``at``, trimmed to one window
+``T:on``                  set      users not offline (the full snapshot)
+``T:grace``               zset     users inside the offline grace: user -> deadline ms
+``T:clock``               string   the largest ``at`` stamped in the bucket (see below)
+``T:names``               hash     lowercased username -> user id
+========================  =======  ===========================================================
+
+Global, in their own slot: ``{<prefix>nodes}`` (zset, node -> heartbeat expiry ms) and
+``{<prefix>nodes}:reaped`` (hash, node -> 1 once a sweep reaped it: its next heartbeat
+answers False so it re-registers its connections).
+
+The bucket clock exists because ``at`` may run a few milliseconds ahead of ``TIME`` (two
+changes of one user in one millisecond); every script stamps at or above it, so a cursor
+taken from it never lets a later change slip below. Usernames are indexed in the bucket of
+their user, so a script can rename atomically; :meth:`RedisStore.find_username` therefore
+asks every bucket (one round trip per cluster node), which is fine for a lookup that only
+REST calls make. The prefix must not contain ``{`` or ``}``: it sits inside the hash tag.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class BucketKeys:
+    """The fixed keys of one bucket, and the prefixes of its per-user and per-node keys."""
+
+    user: str
+    conns: str
+    node: str
+    idx: str
+    on: str
+    grace: str
+    clock: str
+    names: str
+
+
+class Keys:
+    """Key names for one ``prefix`` and bucket count; built once, reused by every call."""
+
+    def __init__(self, prefix: str, buckets: int) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(f"key prefix must not contain braces, got {prefix!r}")
+        if buckets < 1:
+            raise ValueError(f"buckets must be at least 1, got {buckets}")
+        self.prefix = prefix
+        self.count = buckets
+        self.nodes = f"{{{prefix}nodes}}"
+        self.reaped = f"{self.nodes}:reaped"
+        self.buckets: tuple[BucketKeys, ...] = tuple(
+            self._bucket(f"{{{prefix}b{n}}}") for n in range(buckets)
+        )
+
+    @staticmethod
+    def _bucket(tag: str) -> BucketKeys:
+        return BucketKeys(
+            user=f"{tag}:u:",
+            conns=f"{tag}:c:",
+            node=f"{tag}:n:",
+            idx=f"{tag}:idx",
+            on=f"{tag}:on",
+            grace=f"{tag}:grace",
+            clock=f"{tag}:clock",
+            names=f"{tag}:names",
+        )
+
+    def bucket_of(self, user: str) -> BucketKeys:
+        """The bucket that holds ``user``; stable across processes (crc32, not hash())."""
+        if self.count == 1:
+            return self.buckets[0]
+        return self.buckets[zlib.crc32(user.encode()) % self.count]
+
+
+def control_channel(channel: str) -> str:
+    """Where control messages (close this user's sockets) travel, beside the presence feed."""
+    return f"{channel}:control"

@@ -1,0 +1,27 @@
+-- changes: one bucket's answer to "what changed since T" (a delta or a full snapshot).
+-- KEYS[1] - the bucket's change index (zset user -> at)
+-- KEYS[2] - the bucket's not-offline set
+-- KEYS[3] - the bucket's clock
+-- ARGV[1] - the prefix of the bucket's user hashes (+ user id = key; same hash tag)
+-- ARGV[2] - the prefix of the bucket's connection hashes (+ user id = key; same hash tag)
+-- ARGV[3] - since, ms ('' = none: snapshot)
+-- ARGV[4] - window ms
+-- ARGV[5] - 'full' to force a snapshot, '' to decide here from since and the window
+-- Returns {full (1/0), cursor, row...}: a delta holds every user whose at >= since,
+-- offline ones included; a snapshot every user not offline. The cursor is the bucket clock,
+-- at or above every at in the answer and at or below every later stamp.
+local now = clock_now(KEYS[3])
+local since = tonumber(ARGV[3])
+local full = ARGV[5] == 'full' or not since or since < now - tonumber(ARGV[4])
+local ids
+if full then
+  ids = redis.call('SMEMBERS', KEYS[2])
+else
+  ids = redis.call('ZRANGEBYSCORE', KEYS[1], num(since), '+inf')
+end
+local out = {full and 1 or 0, num(now)}
+for _, uid in ipairs(ids) do
+  local u = load_user(ARGV[1] .. uid)
+  if u then out[#out + 1] = row(u, ARGV[2] .. uid) end
+end
+return out

@@ -1,0 +1,137 @@
+-- common: helpers prepended to every script of this folder; no KEYS or ARGV of its own.
+-- They mirror hub/presence.py (effective status, next_stamp, settle), so the Lua and the
+-- Python rules stay side by side. A user is a Lua table loaded from its hash; a context
+-- (ctx) carries the bucket's keys, the clock and the batch this call will publish.
+
+-- Redis 5/6 need this for TIME before writes; on Redis 7 it is a no-op.
+if redis.replicate_commands then redis.replicate_commands() end
+
+local FIELDS = {'id', 'username', 'lname', 'name', 'chosen', 'text', 'status', 'at',
+                'avatar', 'utc', 'last_login', 'grace_until'}
+
+-- Integers as plain digits: tostring() would switch to exponent notation past 14 digits.
+local function num(n)
+  return string.format('%.0f', n)
+end
+
+local function time_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The store clock of a bucket: Redis TIME, never below the largest stamp already given.
+local function clock_now(clock_key)
+  local now = time_ms()
+  local last = tonumber(redis.call('GET', clock_key) or 0) or 0
+  if last > now then return last end
+  return now
+end
+
+local function context(idx, on, grace, clock, window, channel)
+  local now = clock_now(clock)
+  return {idx = idx, on = on, grace = grace, clock = clock, window = tonumber(window),
+          channel = channel, now = now, stamp = now, users = {}}
+end
+
+local function load_user(key)
+  local v = redis.call('HMGET', key, unpack(FIELDS))
+  if not v[1] then return nil end
+  return {key = key, id = v[1], username = v[2] or '', lname = v[3] or '', name = v[4] or '',
+          chosen = v[5] or 'online', text = v[6] or '', status = v[7] or 'offline',
+          at = tonumber(v[8]) or 0, avatar = v[9] or '', utc = v[10] or '0',
+          last_login = tonumber(v[11]) or 0, grace_until = tonumber(v[12])}
+end
+
+local function new_user(key, id)
+  return {key = key, id = id, username = '', lname = '', name = '', chosen = 'online',
+          text = '', status = 'offline', at = 0, avatar = '', utc = '0', last_login = 0}
+end
+
+-- Connection values are '<state>:<node>'; the state never contains ':'.
+local function split(value)
+  local sep = string.find(value, ':', 1, true)
+  return string.sub(value, 1, sep - 1), string.sub(value, sep + 1)
+end
+
+local function visible(u)
+  return {u.status, u.text, u.name, u.username}
+end
+
+-- presence.effective_status: offline without connections (the last status holds inside
+-- the grace); else the chosen status unless automatic; else online if any connection is.
+local function effective(u, conns_key)
+  local states = redis.call('HVALS', conns_key)
+  if #states == 0 then
+    if u.grace_until then return u.status end
+    return 'offline'
+  end
+  if u.chosen ~= 'online' then return u.chosen end
+  for i = 1, #states do
+    if string.sub(states[i], 1, 7) == 'online:' then return 'online' end
+  end
+  return 'away'
+end
+
+-- Recompute the status; stamp `at` (presence.next_stamp) only on a visible change.
+local function settle(ctx, u, conns_key, before)
+  u.status = effective(u, conns_key)
+  if u.status == before[1] and u.text == before[2] and u.name == before[3]
+      and u.username == before[4] then
+    return false
+  end
+  if ctx.now > u.at then u.at = ctx.now else u.at = u.at + 1 end
+  return true
+end
+
+-- Point the username index at this user; drop its old name if that still pointed here.
+local function rename(u, names_key, username, lname)
+  if u.lname ~= '' and u.lname ~= lname and redis.call('HGET', names_key, u.lname) == u.id then
+    redis.call('HDEL', names_key, u.lname)
+  end
+  u.username = username
+  u.lname = lname
+  redis.call('HSET', names_key, lname, u.id)
+end
+
+-- Write the user back; on a visible change index it and queue its entry for the batch.
+local function save(ctx, u, changed, had_grace)
+  redis.call('HSET', u.key, 'id', u.id, 'username', u.username, 'lname', u.lname,
+             'name', u.name, 'chosen', u.chosen, 'text', u.text, 'status', u.status,
+             'at', num(u.at), 'avatar', u.avatar, 'utc', u.utc,
+             'last_login', num(u.last_login))
+  if u.grace_until then
+    redis.call('HSET', u.key, 'grace_until', num(u.grace_until))
+    redis.call('ZADD', ctx.grace, num(u.grace_until), u.id)
+  elseif had_grace then
+    redis.call('HDEL', u.key, 'grace_until')
+    redis.call('ZREM', ctx.grace, u.id)
+  end
+  if changed then
+    redis.call('ZADD', ctx.idx, num(u.at), u.id)
+    if u.status == 'offline' then
+      redis.call('SREM', ctx.on, u.id)
+    else
+      redis.call('SADD', ctx.on, u.id)
+    end
+    if u.at > ctx.stamp then ctx.stamp = u.at end
+    ctx.users[#ctx.users + 1] = {id = u.id, username = u.username, name = u.name,
+                                 status = u.status, text = u.text, at = u.at}
+  end
+end
+
+-- After the changes: advance the clock, trim the index to one window, publish the batch.
+-- Nothing changed, nothing written, nothing published.
+local function finish(ctx)
+  if #ctx.users == 0 then return end
+  redis.call('SET', ctx.clock, num(ctx.stamp))
+  redis.call('ZREMRANGEBYSCORE', ctx.idx, '-inf', '(' .. num(ctx.stamp - ctx.window))
+  redis.call('PUBLISH', ctx.channel,
+             cmsgpack.pack({v = 1, cursor = ctx.stamp, users = ctx.users}))
+end
+
+-- One user as the Python side reads it (see redis.py ROW).
+local function row(u, conns_key)
+  return {u.id, u.username, u.name, u.status, u.text, num(u.at), u.chosen, u.avatar, u.utc,
+          num(u.last_login), redis.call('HLEN', conns_key)}
+end
+

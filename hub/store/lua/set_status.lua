@@ -1,0 +1,24 @@
+-- set_status: set a user's chosen status and/or status text.
+-- KEYS[1] - the user's hash
+-- KEYS[2] - the user's connections hash
+-- KEYS[3] - the bucket's change index
+-- KEYS[4] - the bucket's not-offline set
+-- KEYS[5] - the bucket's grace zset
+-- KEYS[6] - the bucket's clock
+-- ARGV[1] - chosen status: online, away, busy or offline ('' keeps it)
+-- ARGV[2] - '1' when ARGV[3] carries a text, '0' to keep the text
+-- ARGV[3] - status text (may be '')
+-- ARGV[4] - window ms
+-- ARGV[5] - the presence channel
+-- Returns the user's row, or nil for an unknown user (nothing is created).
+local u = load_user(KEYS[1])
+if not u then return false end
+local ctx = context(KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[4], ARGV[5])
+local had_grace = u.grace_until ~= nil
+local before = visible(u)
+if ARGV[1] ~= '' then u.chosen = ARGV[1] end
+if ARGV[2] == '1' then u.text = ARGV[3] end
+-- Saved even without a visible change: a chosen status set while offline still persists.
+save(ctx, u, settle(ctx, u, KEYS[2], before), had_grace)
+finish(ctx)
+return row(u, KEYS[2])

@@ -1,0 +1,545 @@
+"""The Redis store: many hub processes share one Redis or one Redis Cluster.
+
+Every mutating call is one ``EVALSHA`` of a Lua script from ``hub/store/lua/`` (the shared
+``common.lua`` helpers are prepended, mirroring :mod:`hub.presence`), so each connect,
+disconnect or status change is one atomic round trip stamped on the Redis clock (``TIME``).
+The script itself publishes the batch of visible changes, msgpack-encoded, on the presence
+channel; writes that change nothing publish nothing. Users are spread over hash-tagged
+buckets (see :mod:`hub.store.keys`) so that, on a cluster, each script touches one slot;
+calls that span users (changes, sweep, reaping a node) run one script per bucket and merge.
+Every Redis failure surfaces as :class:`~hub.store.base.StoreUnavailable`, with short socket
+timeouts so nothing hangs; scripts reload themselves after Redis restarts empty (NOSCRIPT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Sequence
+from contextlib import aclosing, contextmanager
+from functools import cache
+from importlib import resources
+from typing import Any, TypeVar, cast
+from urllib.parse import unquote, urlsplit
+
+import msgpack
+from redis import exceptions as rex
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from hub.config import Settings
+from hub.presence import Entry
+from hub.store.base import (
+    Batch,
+    Changes,
+    Control,
+    Event,
+    Gap,
+    LiveConnection,
+    Profile,
+    StoreUnavailable,
+    UserView,
+)
+from hub.store.keys import BucketKeys, Keys, control_channel
+
+log = logging.getLogger(__name__)
+
+#: Connect and read timeout: a dead Redis answers StoreUnavailable in seconds, not never.
+TIMEOUT_S = 2.0
+#: Graces ended per script call; a sweep loops while a bucket has more due.
+GRACE_BATCH = 1000
+#: A dead node stays listed, and reaped by every sweep, this long after its expiry.
+FORGET_NODE_AFTER_MS = 60_000
+#: connect calls in flight while a node re-registers its connections.
+RESTORE_CONCURRENCY = 16
+#: Feed reconnect backoff: first pause and cap, in seconds.
+BACKOFF_FIRST_S = 0.05
+BACKOFF_CAP_S = 1.0
+#: The feed PINGs after this many silent seconds and gives the connection up after twice as
+#: many: a half-open TCP connection would otherwise look like a quiet channel forever.
+FEED_PING_AFTER_S = 5
+
+SCRIPTS = (
+    "connect",
+    "disconnect",
+    "activity",
+    "set_status",
+    "set_profile",
+    "drop_user",
+    "heartbeat",
+    "nodes_expired",
+    "node_reaped",
+    "reap",
+    "expire_grace",
+    "changes",
+    "users",
+)
+
+#: Errors that mean "Redis cannot serve now"; anything else (a script error) is a bug.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    rex.ConnectionError,  # also BusyLoadingError, MaxConnectionsError
+    rex.TimeoutError,
+    rex.ClusterError,  # also ClusterDownError, MasterDownError
+    rex.TryAgainError,
+    rex.ReadOnlyError,  # a replica promoted mid-failover
+    rex.RedisClusterException,  # also SlotNotCoveredError
+    rex.OutOfMemoryError,
+    OSError,
+    TimeoutError,
+)
+#: Error replies that mean the same, when redis-py has no class for them.
+_TRANSIENT_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
+
+T = TypeVar("T")
+
+
+@contextmanager
+def unavailable() -> Iterator[None]:
+    """Turn a Redis failure into StoreUnavailable; let programming errors through."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"redis: {exc}") from exc
+    except rex.ResponseError as exc:
+        if str(exc).startswith(_TRANSIENT_REPLIES):
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        raise
+
+
+@cache
+def script_source(name: str) -> str:
+    """A script's text with the shared helpers in front (read once per process)."""
+    folder = resources.files("hub.store").joinpath("lua")
+    common = folder.joinpath("common.lua").read_text(encoding="utf-8")
+    return common + "\n" + folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
+    """``redis+cluster://[user:pass@]host:port[,host:port...]`` -> nodes, username, password."""
+    rest = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    username = password = None
+    if "@" in rest:
+        auth, rest = rest.rsplit("@", 1)
+        user, _, secret = auth.partition(":")
+        username, password = unquote(user) or None, unquote(secret) or None
+    nodes = []
+    for part in rest.split(","):
+        parsed = urlsplit(f"//{part}")
+        if not parsed.hostname:
+            raise ValueError(f"HUB_STORE cluster node must be host:port, got {part!r} in {url!r}")
+        nodes.append((parsed.hostname, parsed.port or 6379))
+    return nodes, username, password
+
+
+def _view(row: Sequence[Any]) -> UserView:
+    """A user row as the scripts return it (common.lua ``row``)."""
+    return UserView(
+        id=row[0],
+        username=row[1],
+        name=row[2],
+        status=row[3],
+        text=row[4],
+        at=int(row[5]),
+        chosen=row[6],
+        avatar=row[7],
+        utc_offset=float(row[8]),
+        last_login=int(row[9]),
+        connections=int(row[10]),
+    )
+
+
+def _utc(value: float) -> str:
+    return repr(float(value))
+
+
+async def _all(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """Await every call; raise the first failure only once all finished (no orphans)."""
+    if len(calls) == 1:
+        return [await calls[0]]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], results)
+
+
+class RedisStore:
+    """A :class:`~hub.store.base.PresenceStore` in Redis or Redis Cluster."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "hub:",
+        channel: str = "hub:presence",
+        window_ms: int = 600_000,
+        grace_ms: int = 5_000,
+        buckets: int = 0,
+    ) -> None:
+        self.url = url
+        self.cluster = url.startswith("redis+cluster://")
+        self.window_ms = window_ms
+        self.grace_ms = grace_ms
+        self.keys = Keys(key_prefix, buckets or (16 if self.cluster else 1))
+        self.channel = channel
+        self.control = control_channel(channel)
+        self._channel_b = channel.encode()
+        self._control_b = self.control.encode()
+        self._window = str(window_ms)
+        self._closed = False
+        self._feeds: set[Redis] = set()
+        self._redis: Redis | RedisCluster = self._client()
+        source = {name: script_source(name) for name in SCRIPTS}
+        reg = self._redis.register_script
+        self._connect = reg(source["connect"])
+        self._disconnect = reg(source["disconnect"])
+        self._activity = reg(source["activity"])
+        self._set_status = reg(source["set_status"])
+        self._set_profile = reg(source["set_profile"])
+        self._drop_user = reg(source["drop_user"])
+        self._heartbeat = reg(source["heartbeat"])
+        self._nodes_expired = reg(source["nodes_expired"])
+        self._node_reaped = reg(source["node_reaped"])
+        self._reap = reg(source["reap"])
+        self._expire_grace = reg(source["expire_grace"])
+        self._changes = reg(source["changes"])
+        self._users = reg(source["users"])
+        self._scripts = [source[name] for name in SCRIPTS]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisStore:
+        return cls(
+            settings.store,
+            key_prefix=settings.key_prefix,
+            channel=settings.channel,
+            window_ms=settings.window_ms,
+            grace_ms=settings.grace_ms,
+            buckets=settings.buckets,
+        )
+
+    def _client(self) -> Redis | RedisCluster:
+        # One retry on a fresh connection: a pooled socket may be dead after a Redis restart.
+        # More would only delay StoreUnavailable while Redis is really down.
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": TIMEOUT_S,
+            "socket_connect_timeout": TIMEOUT_S,
+            "retry": Retry(NoBackoff(), 1),
+        }
+        if not self.cluster:
+            return Redis.from_url(self.url, **options)
+        nodes, username, password = cluster_nodes(self.url)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            username=username,
+            password=password,
+            **options,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        with unavailable():
+            if isinstance(self._redis, RedisCluster):
+                await self._redis.initialize()
+            # Loading up front fails fast on a Redis without Lua; later NOSCRIPTs reload.
+            for text in self._scripts:
+                await self._redis.script_load(text)
+
+    async def close(self) -> None:
+        self._closed = True
+        for client in list(self._feeds):
+            await client.aclose()
+        await self._redis.aclose()
+
+    async def now(self) -> int:
+        with unavailable():
+            seconds, micros = await self._redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    # -- connections -------------------------------------------------------------
+
+    async def connect(self, node: str, conn: str, profile: Profile, state: str) -> UserView:
+        b = self.keys.bucket_of(profile.id)
+        uid = profile.id
+        with unavailable():
+            row = await self._connect(
+                keys=[b.user + uid, b.conns + uid, b.idx, b.on, b.grace, b.clock, b.names,
+                      b.node + node],
+                args=[uid, conn, node, state, profile.username, profile.username.lower(),
+                      profile.name, profile.avatar,
+                      _utc(profile.utc_offset) if profile.utc_offset else "",
+                      self._window, self.channel],
+            )  # fmt: skip
+        return _view(row)
+
+    async def disconnect(self, node: str, conn: str, user: str, *, grace: bool = True) -> None:
+        b = self.keys.bucket_of(user)
+        with unavailable():
+            await self._disconnect(
+                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock,
+                      b.node + node],
+                args=[conn, self.grace_ms if grace else 0, self._window, self.channel],
+            )  # fmt: skip
+
+    async def activity(self, node: str, conn: str, user: str, state: str) -> bool:
+        b = self.keys.bucket_of(user)
+        with unavailable():
+            known = await self._activity(
+                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock],
+                args=[conn, state, self._window, self.channel],
+            )
+        return bool(known)
+
+    async def set_status(
+        self, user: str, *, status: str | None = None, text: str | None = None
+    ) -> UserView | None:
+        b = self.keys.bucket_of(user)
+        with unavailable():
+            row = await self._set_status(
+                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock],
+                args=[status or "", "0" if text is None else "1", text or "",
+                      self._window, self.channel],
+            )  # fmt: skip
+        return None if row is None else _view(row)
+
+    async def set_profile(self, profile: Profile, *, create: bool = True) -> UserView | None:
+        b = self.keys.bucket_of(profile.id)
+        uid = profile.id
+        with unavailable():
+            row = await self._set_profile(
+                keys=[b.user + uid, b.conns + uid, b.idx, b.on, b.grace, b.clock, b.names],
+                args=[uid, profile.username, profile.username.lower(), profile.name,
+                      profile.avatar, _utc(profile.utc_offset), "1" if create else "0",
+                      self._window, self.channel],
+            )  # fmt: skip
+        return None if row is None else _view(row)
+
+    async def drop_user(self, user: str) -> None:
+        b = self.keys.bucket_of(user)
+        with unavailable():
+            await self._drop_user(
+                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock],
+                args=[b.node, self._window, self.channel],
+            )
+
+    # -- nodes ---------------------------------------------------------------------
+
+    async def heartbeat(self, node: str, ttl_ms: int) -> bool:
+        with unavailable():
+            known = await self._heartbeat(
+                keys=[self.keys.nodes, self.keys.reaped], args=[node, ttl_ms]
+            )
+        return bool(known)
+
+    async def nodes_alive(self) -> int:
+        """Nodes whose heartbeat has not expired (for the ``hub_nodes_alive`` metric)."""
+        now = await self.now()
+        with unavailable():
+            return int(await self._redis.zcount(self.keys.nodes, now, "+inf"))
+
+    async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
+        gate = asyncio.Semaphore(RESTORE_CONCURRENCY)
+
+        async def one(item: LiveConnection) -> None:
+            async with gate:
+                await self.connect(node, item.conn, item.profile, item.state)
+
+        if live:
+            await _all([one(item) for item in live])
+
+    async def sweep(self) -> None:
+        with unavailable():
+            expired = await self._nodes_expired(keys=[self.keys.nodes])
+        for node in expired[::2]:
+            await self._reap_node(node, grace_ms=0)
+            with unavailable():
+                await self._node_reaped(
+                    keys=[self.keys.nodes, self.keys.reaped], args=[node, FORGET_NODE_AFTER_MS]
+                )
+        await _all([self._expire_bucket(b) for b in self.keys.buckets])
+
+    async def _expire_bucket(self, b: BucketKeys) -> None:
+        examined = GRACE_BATCH
+        while examined >= GRACE_BATCH:
+            with unavailable():
+                examined = await self._expire_grace(
+                    keys=[b.idx, b.on, b.grace, b.clock],
+                    args=[b.user, b.conns, GRACE_BATCH, self._window, self.channel],
+                )
+
+    async def remove_node(self, node: str, *, grace: bool) -> None:
+        await self._reap_node(node, grace_ms=self.grace_ms if grace else 0)
+        with unavailable():
+            await self._node_reaped(keys=[self.keys.nodes, self.keys.reaped], args=[node, 0])
+
+    async def _reap_node(self, node: str, *, grace_ms: int) -> None:
+        async def reap(b: BucketKeys) -> None:
+            with unavailable():
+                await self._reap(
+                    keys=[b.node + node, b.idx, b.on, b.grace, b.clock],
+                    args=[b.user, b.conns, grace_ms, self._window, self.channel],
+                )
+
+        await _all([reap(b) for b in self.keys.buckets])
+
+    # -- queries -----------------------------------------------------------------
+
+    async def changes(self, since: int | None) -> Changes:
+        since_arg = "" if since is None else str(int(since))
+        replies = await self._changes_all(since_arg, "")
+        if len({reply[0] for reply in replies}) > 1:
+            # Buckets read their clocks a moment apart and disagreed at the window's edge;
+            # a snapshot is a correct answer to any cursor.
+            replies = await self._changes_all(since_arg, "full")
+        users = [_view(row) for reply in replies for row in reply[2:]]
+        if len(replies) > 1:
+            users.sort(key=lambda user: user.at)
+        # The smallest bucket clock: a later change anywhere is stamped at or above it, so a
+        # consumer resuming from it may see an entry twice (harmless), never miss one.
+        cursor = min(int(reply[1]) for reply in replies)
+        return Changes(users=users, cursor=cursor, full=bool(replies[0][0]))
+
+    async def _changes_all(self, since: str, mode: str) -> list[list[Any]]:
+        async def one(b: BucketKeys) -> list[Any]:
+            with unavailable():
+                reply = await self._changes(
+                    keys=[b.idx, b.on, b.clock],
+                    args=[b.user, b.conns, since, self._window, mode],
+                )
+            return cast(list[Any], reply)
+
+        return await _all([one(b) for b in self.keys.buckets])
+
+    async def users(self, ids: Sequence[str]) -> list[UserView]:
+        if not ids:
+            return []
+        groups: dict[int, tuple[BucketKeys, list[str]]] = {}
+        for uid in dict.fromkeys(ids):
+            b = self.keys.bucket_of(uid)
+            groups.setdefault(id(b), (b, []))[1].append(uid)
+
+        async def one(b: BucketKeys, members: list[str]) -> list[Any]:
+            keys = [key for uid in members for key in (b.user + uid, b.conns + uid)]
+            with unavailable():
+                return cast(list[Any], await self._users(keys=keys))
+
+        replies = await _all([one(b, members) for b, members in groups.values()])
+        found = {row[0]: _view(row) for reply in replies for row in reply if row is not None}
+        return [found[uid] for uid in ids if uid in found]
+
+    async def get(self, user: str) -> UserView | None:
+        found = await self.users([user])
+        return found[0] if found else None
+
+    async def find_username(self, username: str) -> str | None:
+        lname = username.lower()
+
+        async def one(b: BucketKeys) -> str | None:
+            with unavailable():
+                return cast(str | None, await self._redis.hget(b.names, lname))
+
+        # Usernames are indexed in their user's bucket, so every bucket is asked.
+        hits = await _all([one(b) for b in self.keys.buckets])
+        return next((hit for hit in hits if hit is not None), None)
+
+    # -- feed ----------------------------------------------------------------------
+
+    async def publish_control(self, message: Control) -> None:
+        payload = msgpack.packb(
+            {"user": message.user, "code": message.code, "reason": message.reason}
+        )
+        with unavailable():
+            await self._redis.publish(self.control, payload)
+
+    def _feed_client(self, attempt: int) -> Redis:
+        # Pub/sub needs no cluster routing: a plain PUBLISH reaches every node, so one
+        # connection to any node hears everything; on failure the next node is tried.
+        options: dict[str, Any] = {
+            "socket_timeout": TIMEOUT_S,
+            "socket_connect_timeout": TIMEOUT_S,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if not self.cluster:
+            return Redis.from_url(self.url, **options)
+        nodes, username, password = cluster_nodes(self.url)
+        host, port = nodes[attempt % len(nodes)]
+        return Redis(host=host, port=port, username=username, password=password, **options)
+
+    async def events(self) -> AsyncIterator[Event]:
+        # No queue of our own: the consumer reads straight from the socket, so a slow one
+        # leaves messages in Redis's bounded output buffer; when Redis drops it for that,
+        # the reconnect below yields a Gap and the consumer recovers from the index.
+        attempt = 0
+        resumed = False
+        while not self._closed:
+            client = self._feed_client(attempt)
+            self._feeds.add(client)
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(self.channel, self.control)
+                attempt = 0
+                async with aclosing(self._listen(pubsub, gap=resumed)) as feed:
+                    async for event in feed:
+                        yield event
+            except Exception as exc:
+                if self._closed:
+                    return
+                if not isinstance(exc, (*_UNAVAILABLE, rex.ResponseError)):
+                    raise
+                # Once per outage at warning level; the retries every second at debug.
+                level = logging.WARNING if attempt == 0 else logging.DEBUG
+                log.log(level, "presence feed lost (%s); reconnecting", exc)
+            finally:
+                self._feeds.discard(client)
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                await client.aclose()
+            if self._closed:
+                return
+            resumed = True
+            attempt += 1
+            await asyncio.sleep(min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2 ** (attempt - 1)))
+
+    async def _listen(self, pubsub: PubSub, *, gap: bool) -> AsyncGenerator[Event, None]:
+        """One subscribed connection's events; a Gap whenever (re)subscription completes
+        after messages may have been lost."""
+        silent = 0
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is None:
+                silent += 1
+                if silent == FEED_PING_AFTER_S:
+                    await pubsub.ping()
+                elif silent >= 2 * FEED_PING_AFTER_S:
+                    raise rex.ConnectionError("presence feed: no answer to PING")
+                continue
+            silent = 0
+            kind = message["type"]
+            if kind == "message":
+                event = self._decode(message["channel"], message["data"])
+                if event is not None:
+                    yield event
+            elif kind == "subscribe" and message["channel"] == self._control_b:
+                # The control channel is subscribed last; redis-py may also resubscribe on
+                # its own after a reconnect, which lands here too.
+                if gap:
+                    yield Gap()
+                gap = True
+
+    def _decode(self, channel: bytes, data: bytes) -> Event | None:
+        try:
+            payload = msgpack.unpackb(data, raw=False)
+            if channel == self._control_b:
+                return Control(
+                    user=str(payload["user"]),
+                    code=int(payload["code"]),
+                    reason=str(payload.get("reason", "")),
+                )
+            return Batch(cursor=int(payload["cursor"]), users=cast(list[Entry], payload["users"]))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # Another service may publish on the channel; a bad message is not fatal.
+            log.warning("ignored a malformed message on %r: %s", channel, exc)
+            return None

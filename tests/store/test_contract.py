@@ -1,0 +1,915 @@
+"""The store contract, one suite for every backend: memory, Redis, Redis Cluster.
+
+Every test runs against each backend through the same :class:`PresenceStore` calls; Redis
+is a real server (see ``tests/support``). A test owns a fresh key prefix and channel, so
+the session servers are shared without flushing. Timing never relies on fixed sleeps:
+short graces, TTLs and windows are polled with a deadline (:func:`eventually`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+from hub.config import Settings
+from hub.presence import Entry
+from hub.store import PresenceStore, StoreUnavailable, open_store
+from hub.store.base import Batch, Control, Event, Gap, LiveConnection, Profile
+from hub.store.memory import FEED_LIMIT, MemoryStore
+from hub.store.redis import RedisStore
+from tests.support import eventually
+from tests.support.redis_server import RedisServer, start_cluster, start_server
+
+BACKENDS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("redis-cluster", id="redis-cluster", marks=[pytest.mark.redis,
+                                                              pytest.mark.cluster]),
+]  # fmt: skip
+REDIS_BACKENDS = BACKENDS[1:]
+ENTRY_KEYS = {"id", "username", "name", "status", "text", "at"}
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str
+    servers: list[RedisServer] = field(default_factory=list)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    name: str = request.param
+    if name == "memory":
+        return Backend(name, "memory://")
+    if name == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return Backend(name, server.url, [server])
+    cluster = request.getfixturevalue("redis_cluster")
+    return Backend(name, cluster.url, list(cluster.nodes))
+
+
+StoreFactory = Callable[..., Awaitable[PresenceStore]]
+
+
+@pytest.fixture
+async def make_store(backend: Backend, key_prefix: str) -> AsyncIterator[StoreFactory]:
+    """Stores on the backend, sharing one key prefix (as hub nodes share one Redis)."""
+    stores: list[PresenceStore] = []
+
+    async def make(
+        *, window_ms: int = 600_000, grace_ms: int = 5_000, url: str | None = None
+    ) -> PresenceStore:
+        settings = Settings(
+            store=url or backend.url,
+            key_prefix=key_prefix,
+            channel=f"{key_prefix}presence",
+            window_s=window_ms / 1000,
+            offline_grace_s=grace_ms / 1000,
+        )
+        store = open_store(settings)
+        stores.append(store)
+        await store.start()
+        return store
+
+    yield make
+    for store in stores:
+        await store.close()
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory) -> PresenceStore:
+    return await make_store()
+
+
+class Feed:
+    """Collects a store's ``events()`` in a background task."""
+
+    def __init__(self, store: PresenceStore) -> None:
+        self.store = store
+        self.events: list[Event] = []
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async with aclosing(self.store.events()) as events:
+            async for event in events:
+                self.events.append(event)
+
+    async def ready(self) -> None:
+        """Wait until the feed hears new messages (pub/sub subscribes asynchronously)."""
+        probe = f"probe-{uuid.uuid4().hex}"
+
+        async def heard() -> bool:
+            await self.store.publish_control(Control(user=probe, code=0))
+            return any(isinstance(e, Control) and e.user == probe for e in self.events)
+
+        await eventually(heard, interval=0.05)
+
+    def entries(self, user: str) -> list[Entry]:
+        return [u for e in self.events if isinstance(e, Batch) for u in e.users if u["id"] == user]
+
+    async def wait_entries(self, user: str, count: int) -> list[Entry]:
+        async def enough() -> list[Entry]:
+            found = self.entries(user)
+            return found if len(found) >= count else []
+
+        return await eventually(enough)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with suppress(asyncio.CancelledError):
+            await self.task
+
+
+@pytest.fixture
+async def feed_of() -> AsyncIterator[Callable[[PresenceStore], Awaitable[Feed]]]:
+    """Ready feeds on stores, closed after the test."""
+    feeds: list[Feed] = []
+
+    async def make(store: PresenceStore) -> Feed:
+        feed = Feed(store)
+        feeds.append(feed)
+        await feed.ready()
+        return feed
+
+    yield make
+    for feed in feeds:
+        await feed.close()
+
+
+async def assert_quiet_since(feed: Feed, store: PresenceStore, user: str, seen: int) -> None:
+    """Nothing was published for ``user`` after its first ``seen`` entries: a marker change
+    of the same user (same bucket, so same ordered stream) must come next."""
+    marker = f"marker-{uuid.uuid4().hex[:8]}"
+    await store.set_status(user, text=marker)
+    entries = await feed.wait_entries(user, seen + 1)
+    assert entries[seen]["text"] == marker, entries[seen:]
+
+
+def profile(uid: str, username: str = "", name: str = "") -> Profile:
+    return Profile(id=uid, username=username or uid, name=name or uid.upper())
+
+
+async def index_members(store: PresenceStore, backend: Backend) -> set[str]:
+    """The users in the change index (white-box: the index is not part of the API)."""
+    if isinstance(store, MemoryStore):
+        return set(store._indexed)
+    assert isinstance(store, RedisStore)
+    found: set[str] = set()
+    async with raw_client(backend) as client:
+        for bucket in store.keys.buckets:
+            found.update(await client.zrange(bucket.idx, 0, -1))
+    return found
+
+
+class raw_client:
+    """A plain redis-py client on the backend, for looking behind the store's back."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.client: Redis | RedisCluster
+        if backend.name == "redis":
+            self.client = Redis.from_url(backend.url, decode_responses=True)
+        else:
+            nodes = [ClusterNode("127.0.0.1", s.port) for s in backend.servers]
+            self.client = RedisCluster(startup_nodes=nodes, decode_responses=True)
+
+    async def __aenter__(self) -> Any:
+        return self.client
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+
+
+# -- connections and the effective status --------------------------------------------
+
+
+async def test_connect_registers_an_online_user(store: PresenceStore) -> None:
+    """A first connection makes a user known and online, with its profile."""
+    view = await store.connect(
+        "n1", "c1", Profile("u1", "Alice", "Alice A", "a.png", 2.5), "online"
+    )
+    assert (view.id, view.username, view.name, view.status) == ("u1", "Alice", "Alice A", "online")
+    assert (view.chosen, view.text, view.connections) == ("online", "", 1)
+    assert (view.avatar, view.utc_offset) == ("a.png", 2.5)
+    assert view.at > 0 and view.last_login > 0
+    assert await store.get("u1") == view
+
+
+async def test_new_connection_reporting_away_makes_user_away(store: PresenceStore) -> None:
+    """A connection may open idle: the user is away, not online."""
+    view = await store.connect("n1", "c1", profile("u1"), "away")
+    assert view.status == "away"
+
+
+async def test_effective_status_follows_connection_states(store: PresenceStore) -> None:
+    """Online if any connection is online, else away."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.connect("n2", "c2", profile("u1"), "online")
+    assert await store.activity("n1", "c1", "u1", "away")
+    assert (await store.get("u1")).status == "online"  # type: ignore[union-attr]
+    assert await store.activity("n2", "c2", "u1", "away")
+    assert (await store.get("u1")).status == "away"  # type: ignore[union-attr]
+    assert await store.activity("n1", "c1", "u1", "online")
+    view = await store.get("u1")
+    assert view is not None and view.status == "online" and view.connections == 2
+
+
+async def test_activity_for_unknown_connection_is_false(store: PresenceStore) -> None:
+    """activity() answers False for a connection or user the store does not know."""
+    assert not await store.activity("n1", "nope", "ghost", "away")
+    await store.connect("n1", "c1", profile("u1"), "online")
+    assert not await store.activity("n1", "other", "u1", "away")
+    assert (await store.get("u1")).status == "online"  # type: ignore[union-attr]
+
+
+async def test_chosen_status_overrides_connections(store: PresenceStore) -> None:
+    """away, busy and offline (invisible) override; online means automatic again."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    for chosen in ("away", "busy", "offline"):
+        view = await store.set_status("u1", status=chosen)
+        assert view is not None and (view.status, view.chosen) == (chosen, chosen)
+    await store.activity("n1", "c1", "u1", "away")
+    view = await store.set_status("u1", status="online")
+    assert view is not None and (view.status, view.chosen) == ("away", "online")
+
+
+async def test_invisible_user_leaves_the_snapshot(store: PresenceStore) -> None:
+    """A user who chose offline is offline to everyone, so absent from the snapshot."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.set_status("u1", status="offline")
+    snapshot = await store.changes(None)
+    assert snapshot.full and "u1" not in {u.id for u in snapshot.users}
+
+
+async def test_chosen_status_persists_across_connections(store: PresenceStore) -> None:
+    """The chosen status survives the user going offline and coming back."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.set_status("u1", status="busy", text="in a meeting")
+    await store.disconnect("n1", "c1", "u1", grace=False)
+    assert (await store.get("u1")).status == "offline"  # type: ignore[union-attr]
+    view = await store.connect("n1", "c2", profile("u1"), "online")
+    assert (view.status, view.chosen, view.text) == ("busy", "busy", "in a meeting")
+
+
+async def test_set_status_of_unknown_user_is_none(store: PresenceStore) -> None:
+    """An unknown user gets None and is not created."""
+    assert await store.set_status("ghost", status="busy", text="x") is None
+    assert await store.get("ghost") is None
+
+
+async def test_text_is_kept_whatever_the_status(store: PresenceStore) -> None:
+    """The status text stays through status changes and offline; None keeps, '' clears."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.set_status("u1", text="lunch")
+    await store.set_status("u1", status="away")
+    assert (await store.get("u1")).text == "lunch"  # type: ignore[union-attr]
+    await store.disconnect("n1", "c1", "u1", grace=False)
+    view = await store.get("u1")
+    assert view is not None and (view.status, view.text) == ("offline", "lunch")
+    view = await store.set_status("u1", status="busy")
+    assert view is not None and view.text == "lunch"
+    view = await store.set_status("u1", text="")
+    assert view is not None and view.text == ""
+
+
+async def test_profile_changes_are_visible_changes(store: PresenceStore) -> None:
+    """connect and set_profile update username and name; empty values keep them."""
+    first = await store.connect("n1", "c1", Profile("u1", "alice", "Alice"), "online")
+    second = await store.connect("n1", "c2", Profile("u1", "", ""), "online")
+    assert (second.username, second.name, second.at) == ("alice", "Alice", first.at)
+    third = await store.set_profile(Profile("u1", "alice2", "Alice Two", "pic.png", -3.5))
+    assert third is not None
+    assert (third.username, third.name, third.avatar, third.utc_offset) == (
+        "alice2", "Alice Two", "pic.png", -3.5)  # fmt: skip
+    assert third.at > first.at and third.status == "online"
+
+
+async def test_set_profile_creates_only_when_asked(store: PresenceStore) -> None:
+    """create=False leaves an unknown user unknown; create=True registers it offline."""
+    assert await store.set_profile(Profile("u1", "bob", "Bob"), create=False) is None
+    assert await store.get("u1") is None
+    view = await store.set_profile(Profile("u1", "bob", "Bob"))
+    assert view is not None and (view.status, view.connections) == ("offline", 0)
+    assert [u.id for u in await store.users(["u1"])] == ["u1"]
+    assert "u1" not in {u.id for u in (await store.changes(None)).users}
+    again = await store.set_profile(Profile("u1", "", "Bobby"), create=False)
+    assert again is not None and (again.username, again.name) == ("bob", "Bobby")
+
+
+# -- stamps and the feed ---------------------------------------------------------------
+
+
+async def test_at_is_stamped_only_on_visible_changes_and_increases(store: PresenceStore) -> None:
+    """Each visible change stamps a larger at; writes that change nothing keep it."""
+    stamps = [(await store.connect("n1", "c1", profile("u1"), "online")).at]
+
+    async def at() -> int:
+        view = await store.get("u1")
+        assert view is not None
+        return view.at
+
+    # Visible changes, back to back (several may fall in one millisecond).
+    await store.activity("n1", "c1", "u1", "away")
+    stamps.append(await at())
+    await store.activity("n1", "c1", "u1", "online")
+    stamps.append(await at())
+    for text in ("a", "b", "c"):
+        await store.set_status("u1", text=text)
+        stamps.append(await at())
+    assert stamps == sorted(set(stamps)), stamps
+    # Writes that change nothing visible.
+    before = await at()
+    await store.activity("n1", "c1", "u1", "online")
+    await store.set_status("u1", text="c")
+    await store.set_status("u1", status="online")
+    await store.connect("n1", "c2", profile("u1"), "away")  # another online one remains
+    await store.set_profile(Profile("u1", "u1", "U1"))
+    await store.disconnect("n1", "c2", "u1")
+    assert await at() == before
+
+
+async def test_writes_that_change_nothing_publish_nothing(
+    store: PresenceStore, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """No-op writes publish no batch; real changes publish one entry each."""
+    feed = await feed_of(store)
+    view = await store.connect("n1", "c1", profile("u1"), "online")
+    entries = await feed.wait_entries("u1", 1)
+    assert entries[0] == view.entry()
+    await store.activity("n1", "c1", "u1", "online")
+    await store.set_status("u1", status="online", text="")
+    await store.connect("n2", "c2", profile("u1"), "online")
+    await store.disconnect("n2", "c2", "u1")
+    await assert_quiet_since(feed, store, "u1", 1)
+
+
+async def test_batches_carry_entries_and_a_cursor(
+    store: PresenceStore, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """Each batch holds user entries {id, username, name, status, text, at} and a cursor
+    at or above every at in it."""
+    feed = await feed_of(store)
+    await store.connect("n1", "c1", Profile("u1", "Zoë", "Zoë Ü"), "online")
+    await store.set_status("u1", status="busy", text="naïve ✓")
+    entries = await feed.wait_entries("u1", 2)
+    assert set(entries[0]) == ENTRY_KEYS
+    assert (entries[1]["username"], entries[1]["status"], entries[1]["text"]) == (
+        "Zoë", "busy", "naïve ✓")  # fmt: skip
+    assert isinstance(entries[1]["at"], int) and entries[1]["at"] > entries[0]["at"]
+    for event in feed.events:
+        if isinstance(event, Batch):
+            assert all(u["at"] <= event.cursor for u in event.users)
+
+
+async def test_control_messages_reach_the_feed(
+    store: PresenceStore, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """publish_control arrives on every feed, fields intact."""
+    feed = await feed_of(store)
+    await store.publish_control(Control(user="u1", code=4004, reason="kicked"))
+
+    async def arrived() -> bool:
+        return Control(user="u1", code=4004, reason="kicked") in feed.events
+
+    await eventually(arrived)
+
+
+async def test_feed_reports_a_gap_after_lost_messages(
+    store: PresenceStore, backend: Backend, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """When the feed loses messages it yields Gap, then carries on."""
+    feed = await feed_of(store)
+    if isinstance(store, MemoryStore):
+        # Overflow the bounded queue: nothing yields to the consumer in between.
+        for n in range(FEED_LIMIT + 1):
+            await store.publish_control(Control(user=f"flood{n}", code=0))
+    else:
+        for server in backend.servers:
+            server.command("CLIENT", "KILL", "TYPE", "pubsub")
+
+    async def gap() -> bool:
+        return any(isinstance(e, Gap) for e in feed.events)
+
+    await eventually(gap)
+    await feed.ready()
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await feed.wait_entries("u1", 1)
+
+
+@pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
+async def test_channel_payload_is_documented_msgpack(
+    store: PresenceStore, backend: Backend
+) -> None:
+    """Other services read {v: 1, cursor, users: [entries]} from the channel with msgpack."""
+    assert isinstance(store, RedisStore)
+    host, port = "127.0.0.1", backend.servers[0].port
+    client = Redis(host=host, port=port)
+    pubsub = client.pubsub()
+    try:
+        await pubsub.subscribe(store.channel, store.control)
+
+        async def subscribed() -> bool:
+            await store.publish_control(Control(user="probe", code=0))
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+            return message is not None
+
+        await eventually(subscribed)
+        view = await store.connect("n1", "c1", Profile("u1", "ann", "Ann"), "online")
+
+        async def batch() -> Any:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+            if message is None or message["channel"] != store.channel.encode():
+                return None
+            return msgpack.unpackb(message["data"], raw=False)
+
+        payload = await eventually(batch)
+        assert payload == {"v": 1, "cursor": payload["cursor"], "users": [view.entry()]}
+        assert payload["cursor"] >= view.at
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+
+
+# -- the offline grace -----------------------------------------------------------------
+
+
+async def test_last_disconnect_keeps_status_until_grace_ends(
+    make_store: StoreFactory, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """Inside the grace the user keeps its status; a sweep after the deadline makes it
+    offline and publishes that."""
+    store = await make_store(grace_ms=300)
+    feed = await feed_of(store)
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.activity("n1", "c1", "u1", "away")
+    await store.disconnect("n1", "c1", "u1")
+    view = await store.get("u1")
+    assert view is not None and (view.status, view.connections) == ("away", 0)
+    assert "u1" in {u.id for u in (await store.changes(None)).users}
+
+    async def offline() -> bool:
+        await store.sweep()
+        user = await store.get("u1")
+        return user is not None and user.status == "offline"
+
+    await eventually(offline)
+    entries = await feed.wait_entries("u1", 3)
+    assert [e["status"] for e in entries] == ["online", "away", "offline"]
+    assert "u1" not in {u.id for u in (await store.changes(None)).users}
+
+
+async def test_reconnect_inside_grace_publishes_nothing(
+    make_store: StoreFactory, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """A page reload (disconnect, reconnect inside the grace) does not flicker."""
+    store = await make_store(grace_ms=30_000)
+    feed = await feed_of(store)
+    first = await store.connect("n1", "c1", profile("u1"), "online")
+    await feed.wait_entries("u1", 1)
+    await store.disconnect("n1", "c1", "u1")
+    await store.sweep()  # the deadline is far: nothing to end
+    view = await store.connect("n1", "c2", profile("u1"), "online")
+    assert (view.status, view.at, view.connections) == ("online", first.at, 1)
+    await store.sweep()
+    assert (await store.get("u1")).status == "online"  # type: ignore[union-attr]
+    await assert_quiet_since(feed, store, "u1", 1)
+
+
+async def test_disconnect_without_grace_is_offline_now(store: PresenceStore) -> None:
+    """grace=False (forced disconnect) skips the grace."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.disconnect("n1", "c1", "u1", grace=False)
+    view = await store.get("u1")
+    assert view is not None and (view.status, view.connections) == ("offline", 0)
+
+
+async def test_disconnect_of_one_of_several_connections(store: PresenceStore) -> None:
+    """Other connections keep the user; their states decide the status."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.connect("n1", "c2", profile("u1"), "away")
+    await store.disconnect("n1", "c1", "u1", grace=False)
+    view = await store.get("u1")
+    assert view is not None and (view.status, view.connections) == ("away", 1)
+    await store.disconnect("n1", "unknown", "u1")
+    await store.disconnect("n1", "c1", "nobody")
+    assert (await store.get("u1")) == view
+
+
+async def test_drop_user_skips_the_grace(store: PresenceStore) -> None:
+    """Kick and ban: every connection goes, offline now, even during a grace."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.connect("n2", "c2", profile("u1"), "online")
+    await store.drop_user("u1")
+    view = await store.get("u1")
+    assert view is not None and (view.status, view.connections) == ("offline", 0)
+    assert not await store.activity("n1", "c1", "u1", "away")
+    await store.connect("n1", "c3", profile("u2"), "online")
+    await store.disconnect("n1", "c3", "u2")  # into the grace
+    await store.drop_user("u2")
+    assert (await store.get("u2")).status == "offline"  # type: ignore[union-attr]
+    await store.drop_user("ghost")
+    assert await store.get("ghost") is None
+
+
+# -- nodes: heartbeat, reaping, draining ------------------------------------------------
+
+
+async def test_heartbeat_knows_registered_nodes(store: PresenceStore) -> None:
+    """False for a node the store does not know, True once registered, False after removal."""
+    assert not await store.heartbeat("n1", 60_000)
+    assert await store.heartbeat("n1", 60_000)
+    await store.remove_node("n1", grace=False)
+    assert not await store.heartbeat("n1", 60_000)
+
+
+async def test_nodes_alive_counts_live_heartbeats(store: PresenceStore) -> None:
+    """nodes_alive() (the metric) counts nodes whose heartbeat has not expired."""
+    assert isinstance(store, MemoryStore | RedisStore)
+    assert await store.nodes_alive() == 0
+    await store.heartbeat("short", 1)
+    await store.heartbeat("long", 60_000)
+
+    async def one_left() -> bool:
+        assert isinstance(store, MemoryStore | RedisStore)
+        return await store.nodes_alive() == 1
+
+    await eventually(one_left)
+
+
+async def test_sweep_reaps_a_node_whose_heartbeat_expired(
+    store: PresenceStore, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """A dead node's connections go without grace; live nodes are untouched."""
+    feed = await feed_of(store)
+    await store.heartbeat("dead", 200)
+    await store.heartbeat("live", 60_000)
+    await store.connect("dead", "c1", profile("u1"), "online")
+    await store.connect("dead", "c2", profile("u2"), "online")
+    await store.connect("live", "c3", profile("u2"), "away")
+    await store.connect("live", "c4", profile("u3"), "online")
+
+    async def reaped() -> bool:
+        await store.sweep()
+        user = await store.get("u1")
+        return user is not None and user.status == "offline"
+
+    await eventually(reaped)
+    u2, u3 = await store.users(["u2", "u3"])
+    assert (u2.status, u2.connections, u3.status) == ("away", 1, "online")
+    assert [e["status"] for e in await feed.wait_entries("u1", 2)] == ["online", "offline"]
+    assert not await store.heartbeat("dead", 60_000)
+    assert await store.heartbeat("live", 60_000)
+
+
+async def test_remove_node_without_grace(store: PresenceStore) -> None:
+    """Reaping removes only that node's connections, offline now."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.connect("n1", "c2", profile("u2"), "online")
+    await store.connect("n2", "c3", profile("u2"), "online")
+    await store.remove_node("n1", grace=False)
+    u1, u2 = await store.users(["u1", "u2"])
+    assert (u1.status, u1.connections) == ("offline", 0)
+    assert (u2.status, u2.connections) == ("online", 1)
+    await store.disconnect("n1", "c1", "u1")  # late disconnect of a reaped connection
+    assert (await store.get("u1")) == u1
+
+
+async def test_remove_node_with_grace_is_a_drain(make_store: StoreFactory) -> None:
+    """A draining node's users keep their status through the grace, then go offline."""
+    store = await make_store(grace_ms=300)
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.remove_node("n1", grace=True)
+    view = await store.get("u1")
+    assert view is not None and (view.status, view.connections) == ("online", 0)
+
+    async def offline() -> bool:
+        await store.sweep()
+        user = await store.get("u1")
+        return user is not None and user.status == "offline"
+
+    await eventually(offline)
+
+
+async def test_reconnect_elsewhere_during_a_drain_keeps_the_user(
+    make_store: StoreFactory, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """SIGTERM drain: the client reconnects to another node inside the grace, no flap."""
+    store = await make_store(grace_ms=30_000)
+    feed = await feed_of(store)
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await feed.wait_entries("u1", 1)
+    await store.remove_node("n1", grace=True)
+    await store.connect("n2", "c2", profile("u1"), "online")
+    await store.sweep()
+    assert (await store.get("u1")).status == "online"  # type: ignore[union-attr]
+    await assert_quiet_since(feed, store, "u1", 1)
+
+
+async def test_restore_re_registers_connections(store: PresenceStore) -> None:
+    """restore() brings back the connections a node still holds."""
+    live = [
+        LiveConnection("c1", profile("u1"), "online"),
+        LiveConnection("c2", profile("u2"), "away"),
+        LiveConnection("c3", profile("u2"), "away"),
+    ]
+    await store.restore("n1", live)
+    u1, u2 = await store.users(["u1", "u2"])
+    assert (u1.status, u2.status, u2.connections) == ("online", "away", 2)
+    await store.remove_node("n1", grace=False)
+    assert {u.status for u in await store.users(["u1", "u2"])} == {"offline"}
+
+
+# -- changes: delta inside the window, snapshot outside ---------------------------------
+
+
+async def test_changes_inside_window_is_a_delta(store: PresenceStore) -> None:
+    """Users changed at or after since, offline transitions included, full=False."""
+    await store.connect("n1", "c0", profile("old"), "online")
+    since = (await store.connect("n1", "c1", profile("u1"), "online")).at
+    await store.connect("n1", "c2", profile("u2"), "online")
+    await store.disconnect("n1", "c2", "u2", grace=False)
+    changes = await store.changes(since)
+    assert not changes.full
+    by_id = {u.id: u for u in changes.users}
+    assert set(by_id) >= {"u1", "u2"} and by_id["u2"].status == "offline"
+    assert all(u.at >= since for u in changes.users)
+    assert [u.at for u in changes.users] == sorted(u.at for u in changes.users)
+
+
+async def test_delta_range_is_inclusive_and_future_cursor_is_empty(store: PresenceStore) -> None:
+    """since equal to an at includes that user; a since in the future gets an empty delta."""
+    view = await store.connect("n1", "c1", profile("u1"), "online")
+    assert "u1" in {u.id for u in (await store.changes(view.at)).users}
+    future = await store.changes(await store.now() + 60_000)
+    assert (future.full, future.users) == (False, [])
+
+
+async def test_cursor_covers_the_answer_and_misses_nothing(store: PresenceStore) -> None:
+    """Every at in an answer is at or below its cursor; a later change is at or above it."""
+    for n in range(5):
+        await store.connect("n1", f"c{n}", profile(f"u{n}"), "online")
+        await store.set_status(f"u{n}", text="x")  # same user twice: stamps may run ahead
+    top = max(u.at for u in await store.users([f"u{n}" for n in range(5)]))
+
+    async def clock_caught_up() -> bool:
+        return await store.now() > top
+
+    await eventually(clock_caught_up)
+    for answer in (await store.changes(None), await store.changes(top - 1)):
+        assert answer.users and all(u.at <= answer.cursor for u in answer.users)
+    cursor = (await store.changes(top)).cursor
+    later = await store.set_status("u0", text="later")
+    assert later is not None and later.at >= cursor
+    assert "u0" in {u.id for u in (await store.changes(cursor)).users}
+
+
+async def test_changes_outside_window_is_a_full_snapshot(make_store: StoreFactory) -> None:
+    """None, or a cursor older than the window, gets every user not offline (full=True)."""
+    store = await make_store(window_ms=1_000)
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.connect("n1", "c2", profile("u2"), "away")
+    await store.connect("n1", "c3", profile("u3"), "online")
+    await store.disconnect("n1", "c3", "u3", grace=False)
+    await store.set_profile(Profile("u4", "reg", "Registered"))
+    now = await store.now()
+    for since in (None, now - 60_000, 0):
+        answer = await store.changes(since)
+        assert answer.full, since
+        assert {u.id: u.status for u in answer.users} == {"u1": "online", "u2": "away"}
+        assert answer.cursor >= now
+
+
+async def test_window_edge_decides_delta_or_snapshot(make_store: StoreFactory) -> None:
+    """A since just inside the window gets a delta; just past it, a snapshot."""
+    store = await make_store(window_ms=10_000)
+    view = await store.connect("n1", "c1", profile("u1"), "online")
+    inside = await store.changes(await store.now() - 5_000)
+    assert not inside.full and [u.id for u in inside.users] == ["u1"]
+    outside = await store.changes(view.at - 10_001)
+    assert outside.full
+
+
+async def test_index_is_trimmed_to_one_window(make_store: StoreFactory, backend: Backend) -> None:
+    """Changes older than the window leave the index; the index holds one window at most."""
+    store = await make_store(window_ms=400)
+    old = await store.connect("n1", "c1", profile("u1"), "online")
+    assert "u1" in await index_members(store, backend)
+
+    async def window_passed() -> bool:
+        return await store.now() > old.at + 400
+
+    await eventually(window_passed)
+    await store.connect("n1", "c2", profile("u2"), "online")
+    await store.sweep()  # buckets nobody wrote to are trimmed by the sweep
+    # u2 may be trimmed too if this machine stalled for a window; u1 must be.
+    assert await index_members(store, backend) <= {"u2"}
+    snapshot = await store.changes(None)
+    assert {u.id for u in snapshot.users} == {"u1", "u2"}
+
+
+async def test_many_users_spread_over_buckets(store: PresenceStore) -> None:
+    """Snapshot and delta merge every bucket; users() keeps the asked order."""
+    ids = [f"user-{n}" for n in range(40)]
+    for n, uid in enumerate(ids):
+        await store.connect("n1", f"c{n}", profile(uid), "online" if n % 2 else "away")
+    snapshot = await store.changes(None)
+    assert sorted(u.id for u in snapshot.users) == sorted(ids)
+    first = min(u.at for u in snapshot.users)
+    delta = await store.changes(first)
+    assert sorted(u.id for u in delta.users) == sorted(ids) and not delta.full
+    asked = [*reversed(ids), "ghost", ids[3]]
+    assert [u.id for u in await store.users(asked)] == [*reversed(ids), ids[3]]
+
+
+# -- reads ---------------------------------------------------------------------------
+
+
+async def test_users_and_get_read_any_status(store: PresenceStore) -> None:
+    """users() returns known users in order, offline ones included; get() None if unknown."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.connect("n1", "c2", profile("u2"), "online")
+    await store.disconnect("n1", "c2", "u2", grace=False)
+    assert [(u.id, u.status) for u in await store.users(["u2", "nope", "u1"])] == [
+        ("u2", "offline"), ("u1", "online")]  # fmt: skip
+    assert await store.users([]) == []
+    assert await store.get("nope") is None
+
+
+async def test_find_username_is_case_insensitive(store: PresenceStore) -> None:
+    """Usernames resolve whatever their case; a renamed user gives up the old name."""
+    await store.connect("n1", "c1", Profile("u1", "Alice"), "online")
+    await store.set_profile(Profile("u2", "ÉMILE"))
+    assert await store.find_username("alice") == "u1"
+    assert await store.find_username("ALICE") == "u1"
+    assert await store.find_username("émile") == "u2"
+    assert await store.find_username("nobody") is None
+    await store.set_profile(Profile("u1", "Alicia"))
+    assert await store.find_username("alicia") == "u1"
+    assert await store.find_username("alice") is None
+
+
+# -- Redis only: several hub nodes, failures ---------------------------------------------
+
+
+@pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
+async def test_nodes_sharing_redis_see_each_other(
+    make_store: StoreFactory, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """Two hub nodes on one Redis share presence and the feed; either may sweep."""
+    one, two = await make_store(), await make_store()
+    feed = await feed_of(two)
+    await one.heartbeat("n1", 200)
+    await one.connect("n1", "c1", profile("u1"), "online")
+    assert (await two.get("u1")).status == "online"  # type: ignore[union-attr]
+    await feed.wait_entries("u1", 1)
+
+    async def reaped_by_the_other() -> bool:
+        await asyncio.gather(two.sweep(), two.sweep())  # concurrent sweeps are safe
+        user = await one.get("u1")
+        return user is not None and user.status == "offline"
+
+    await eventually(reaped_by_the_other)
+    assert [e["status"] for e in await feed.wait_entries("u1", 2)] == ["online", "offline"]
+
+
+@pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
+async def test_a_node_reaped_while_it_restores_is_told_again(make_store: StoreFactory) -> None:
+    """An expired node learns it from heartbeat; if a sweep reaps it while it restores,
+    the next heartbeat answers False again, so the restore is redone."""
+    store = await make_store()
+    assert isinstance(store, RedisStore)
+    live = [LiveConnection("c1", profile("u1"), "online")]
+    await store.heartbeat("n1", 100)
+    await store.connect("n1", "c1", profile("u1"), "online")
+
+    async def expired() -> bool:
+        return bool(await store._nodes_expired(keys=[store.keys.nodes]))
+
+    await eventually(expired)  # a sweeper reads the node as expired here ...
+    assert not await store.heartbeat("n1", 60_000)
+    await store.restore("n1", live)
+    await store._reap_node("n1", grace_ms=0)  # ... and reaps it after the restore
+    await store._node_reaped(keys=[store.keys.nodes, store.keys.reaped], args=["n1", 60_000])
+    assert (await store.get("u1")).status == "offline"  # type: ignore[union-attr]
+    assert not await store.heartbeat("n1", 60_000)
+    await store.restore("n1", live)
+    assert (await store.get("u1")).status == "online"  # type: ignore[union-attr]
+    assert await store.heartbeat("n1", 60_000)
+
+
+@pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
+async def test_a_dead_node_is_reaped_again_for_late_connections(store: PresenceStore) -> None:
+    """A slow node may register a connection after it was reaped, then die: later sweeps
+    reap it again, so that connection cannot stay online forever."""
+    await store.heartbeat("n1", 100)
+    await store.connect("n1", "c1", profile("u1"), "online")
+
+    async def offline(user: str) -> bool:
+        await store.sweep()
+        return (await store.get(user)).status == "offline"  # type: ignore[union-attr]
+
+    await eventually(lambda: offline("u1"))
+    await store.connect("n1", "late", profile("u2"), "online")
+    await eventually(lambda: offline("u2"))
+
+
+async def _assert_every_call_unavailable(store: PresenceStore) -> None:
+    calls: list[Callable[[], Awaitable[object]]] = [
+        store.now,
+        lambda: store.connect("n1", "c2", profile("u1"), "online"),
+        lambda: store.disconnect("n1", "c1", "u1"),
+        lambda: store.activity("n1", "c1", "u1", "away"),
+        lambda: store.set_status("u1", status="busy"),
+        lambda: store.set_profile(profile("u1")),
+        lambda: store.drop_user("u1"),
+        lambda: store.heartbeat("n1", 1000),
+        lambda: store.restore("n1", [LiveConnection("c1", profile("u1"), "online")]),
+        store.sweep,
+        lambda: store.remove_node("n1", grace=True),
+        lambda: store.changes(None),
+        lambda: store.users(["u1"]),
+        lambda: store.get("u1"),
+        lambda: store.find_username("u1"),
+        lambda: store.publish_control(Control("u1", 4004)),
+    ]
+    for call in calls:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(call(), timeout=30)
+        assert time.monotonic() - started < 15, call
+
+
+@pytest.mark.redis
+async def test_redis_down_raises_unavailable_then_recovers(
+    key_prefix: str, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """Redis down: every call raises StoreUnavailable, none hangs. Back empty: the node is
+    unknown, scripts reload, restore works, and the feed reports a Gap."""
+    server = start_server()
+    try:
+        settings = Settings(store=server.url, key_prefix=key_prefix, channel=f"{key_prefix}p")
+        store = open_store(settings)
+        await store.start()
+        try:
+            feed = await feed_of(store)
+            await store.heartbeat("n1", 60_000)
+            await store.connect("n1", "c1", profile("u1"), "online")
+            server.stop()
+            await _assert_every_call_unavailable(store)
+            server.start()  # same port, no data
+            assert not await store.heartbeat("n1", 60_000)
+            await store.restore("n1", [LiveConnection("c1", profile("u1"), "online")])
+            assert (await store.get("u1")).status == "online"  # type: ignore[union-attr]
+
+            async def gap() -> bool:
+                return any(isinstance(e, Gap) for e in feed.events)
+
+            await eventually(gap)
+            await feed.ready()
+        finally:
+            await store.close()
+    finally:
+        server.cleanup()
+
+
+@pytest.mark.redis
+@pytest.mark.cluster
+async def test_cluster_down_raises_unavailable(key_prefix: str) -> None:
+    """A cluster whose nodes are gone answers StoreUnavailable from every call, in time."""
+    cluster = start_cluster()
+    try:
+        settings = Settings(store=cluster.url, key_prefix=key_prefix, channel=f"{key_prefix}p")
+        store = open_store(settings)
+        await store.start()
+        try:
+            await store.connect("n1", "c1", profile("u1"), "online")
+            cluster.stop()
+            await _assert_every_call_unavailable(store)
+        finally:
+            await store.close()
+    finally:
+        cluster.cleanup()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("scheme", ["redis://", "redis+cluster://"])
+async def test_start_against_nothing_is_unavailable(scheme: str) -> None:
+    """start() on an address where nothing listens raises StoreUnavailable, quickly."""
+    from tests.support.redis_server import free_port
+
+    store = open_store(Settings(store=f"{scheme}127.0.0.1:{free_port()}"))
+    try:
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(store.start(), timeout=30)
+    finally:
+        await store.close()
