@@ -1,0 +1,317 @@
+"""The in-memory registry: users and rooms in this process, for the ``memory://`` store.
+
+The reference implementation of :class:`~hub.registry.base.Registry`. The two user orders
+are sorted lists of index keys (:func:`~hub.registry.base.created_key`,
+:func:`~hub.registry.base.username_key`) kept sorted with :mod:`bisect`, so pages by rank
+and by cursor read only what they return. The room feed is in-process: every
+:meth:`MemoryRegistry.room_events` consumer has its own bounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+
+from hub.registry.base import (
+    Admission,
+    Conflict,
+    MemberChange,
+    Order,
+    Room,
+    RoomEvent,
+    RoomFeedEvent,
+    RoomGap,
+    User,
+    UserChanges,
+    created_key,
+    id_of,
+    username_key,
+)
+
+#: Room events a slow consumer may queue before it is told to reload (a RoomGap).
+FEED_LIMIT = 10_000
+
+
+class _Feed:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[RoomFeedEvent] = asyncio.Queue(FEED_LIMIT)
+        self.lost = False
+
+    def put(self, event: RoomFeedEvent) -> None:
+        if self.lost:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.lost = True
+
+
+@dataclass
+class _Room:
+    name: str
+    created: int
+    updated: int
+    members: set[str]
+
+    def view(self, room: str) -> Room:
+        return Room(id=room, name=self.name, created=self.created, updated=self.updated)
+
+
+def _remove(index: list[str], key: str) -> None:
+    at = bisect.bisect_left(index, key)
+    if at < len(index) and index[at] == key:
+        del index[at]
+
+
+class MemoryRegistry:
+    """A :class:`~hub.registry.base.Registry` in this process's memory."""
+
+    def __init__(self, *, window_ms: int = 600_000) -> None:
+        self.window_ms = window_ms
+        self._users: dict[str, User] = {}
+        self._passwords: dict[str, str] = {}
+        self._usernames: dict[str, str] = {}
+        self._index: dict[Order, list[str]] = {"created": [], "username": []}
+        self._rooms: dict[str, _Room] = {}
+        self._room_index: list[str] = []
+        self._logs: dict[str, dict[str, int]] = {}
+        self._user_rooms: dict[str, set[str]] = {}
+        self._seq = 0
+        self._clock = 0
+        self._last_created = 0
+        self._feeds: set[_Feed] = set()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def _now(self) -> int:
+        wall = time.time_ns() // 1_000_000
+        self._clock = max(self._clock, wall)
+        return self._clock
+
+    # -- users ---------------------------------------------------------------------
+
+    async def admit(self, user: User, *, auto_register: bool) -> Admission:
+        known = self._users.get(user.id)
+        if known is not None:
+            if not known.activated:
+                return Admission.DEACTIVATED
+            self._users[user.id] = replace(known, last_login=self._now())
+            return Admission.OK
+        if not auto_register:
+            return Admission.UNKNOWN
+        try:
+            created = await self.create(user)
+        except Conflict:
+            return Admission.TAKEN
+        self._users[user.id] = replace(created, last_login=created.created)
+        return Admission.CREATED
+
+    async def access(self, user: str) -> bool | None:
+        known = self._users.get(user)
+        return None if known is None else known.activated
+
+    async def create(self, user: User, *, password_hash: str = "") -> User:
+        if user.id in self._users:
+            raise Conflict("id", user.id)
+        lower = user.username.lower()
+        if lower in self._usernames:
+            raise Conflict("username", user.username)
+        # Creation times are unique, so the creation order is the order of registration.
+        now = self._clock = max(self._now(), self._last_created + 1)
+        self._last_created = now
+        stored = replace(
+            user, created=now, updated=now, last_login=0, uuid=user.uuid or str(uuid.uuid4())
+        )
+        self._users[user.id] = stored
+        self._usernames[lower] = user.id
+        self._passwords[user.id] = password_hash
+        bisect.insort(self._index["created"], created_key(now, user.id))
+        bisect.insort(self._index["username"], username_key(user.username, user.id))
+        return stored
+
+    async def get(self, user: str) -> User | None:
+        return self._users.get(user)
+
+    async def get_many(self, ids: Sequence[str]) -> list[User]:
+        return [self._users[i] for i in ids if i in self._users]
+
+    async def find_username(self, username: str) -> str | None:
+        return self._usernames.get(username.lower())
+
+    async def update(self, user: str, changes: UserChanges) -> User | None:
+        known = self._users.get(user)
+        if known is None:
+            return None
+        values = {k: v for k, v in vars(changes).items() if v is not None}
+        updated = replace(known, **values, updated=self._now())
+        self._users[user] = updated
+        return updated
+
+    async def set_activated(self, user: str, activated: bool) -> User | None:
+        known = self._users.get(user)
+        if known is None:
+            return None
+        updated = replace(known, activated=activated, updated=self._now())
+        self._users[user] = updated
+        return updated
+
+    async def set_password(self, user: str, password_hash: str) -> bool:
+        known = self._users.get(user)
+        if known is None:
+            return False
+        self._passwords[user] = password_hash
+        self._users[user] = replace(known, updated=self._now())
+        return True
+
+    async def password_hash(self, user: str) -> str | None:
+        if user not in self._users:
+            return None
+        return self._passwords.get(user, "")
+
+    async def delete(self, user: str) -> User | None:
+        known = self._users.pop(user, None)
+        if known is None:
+            return None
+        self._passwords.pop(user, None)
+        if self._usernames.get(known.username.lower()) == user:
+            del self._usernames[known.username.lower()]
+        _remove(self._index["created"], created_key(known.created, user))
+        _remove(self._index["username"], username_key(known.username, user))
+        return known
+
+    async def count(self) -> int:
+        return len(self._users)
+
+    async def ordered(self, order: Order, start: int, stop: int) -> list[str]:
+        return [id_of(key, order) for key in self._index[order][max(0, start) : max(0, stop)]]
+
+    async def after(self, order: Order, key: str | None, limit: int) -> list[tuple[str, str]]:
+        index = self._index[order]
+        at = 0 if key is None else bisect.bisect_right(index, key)
+        return [(k, id_of(k, order)) for k in index[at : at + limit]]
+
+    # -- rooms ---------------------------------------------------------------------
+
+    def _new_room(self, room: str, name: str) -> _Room:
+        now = self._now()
+        record = _Room(name=name, created=now, updated=now, members=set())
+        self._rooms[room] = record
+        bisect.insort(self._room_index, created_key(now, room))
+        return record
+
+    async def create_room(self, room: str | None, name: str) -> Room:
+        if room is None:
+            self._seq += 1
+            while str(self._seq) in self._rooms:
+                self._seq += 1
+            room = str(self._seq)
+        elif room in self._rooms:
+            raise Conflict("room", room)
+        return self._new_room(room, name).view(room)
+
+    async def get_room(self, room: str) -> Room | None:
+        record = self._rooms.get(room)
+        return None if record is None else record.view(room)
+
+    async def list_rooms(self, offset: int, limit: int) -> tuple[list[Room], int]:
+        keys = self._room_index[max(0, offset) : max(0, offset) + max(0, limit)]
+        rooms = [self._rooms[id_of(k, "created")].view(id_of(k, "created")) for k in keys]
+        return rooms, len(self._room_index)
+
+    async def edit_room(self, room: str, name: str) -> Room | None:
+        record = self._rooms.get(room)
+        if record is None:
+            return None
+        record.name = name
+        record.updated = self._now()
+        return record.view(room)
+
+    async def delete_room(self, room: str) -> tuple[list[str], int] | None:
+        record = self._rooms.pop(room, None)
+        if record is None:
+            return None
+        _remove(self._room_index, created_key(record.created, room))
+        now = self._now()
+        log = self._log(room, now)
+        # One ``at`` for every member, above each one's previous change.
+        at = max([now, *(log.get(user, 0) + 1 for user in record.members)])
+        for user in record.members:
+            log[user] = at
+            self._user_rooms.get(user, set()).discard(room)
+        return sorted(record.members), at
+
+    def _log(self, room: str, now: int) -> dict[str, int]:
+        log = self._logs.setdefault(room, {})
+        horizon = now - self.window_ms
+        if log and min(log.values()) < horizon:
+            for user in [u for u, at in log.items() if at < horizon]:
+                del log[user]
+        return log
+
+    def _stamp(self, room: str, user: str) -> int:
+        now = self._now()
+        log = self._log(room, now)
+        at = max(now, log.get(user, 0) + 1)
+        log[user] = at
+        return at
+
+    async def join(self, room: str, user: str) -> int | None:
+        record = self._rooms.get(room) or self._new_room(room, room)
+        if user in record.members:
+            return None
+        record.members.add(user)
+        self._user_rooms.setdefault(user, set()).add(room)
+        return self._stamp(room, user)
+
+    async def leave(self, room: str, user: str) -> int | None:
+        record = self._rooms.get(room)
+        if record is None or user not in record.members:
+            return None
+        record.members.discard(user)
+        self._user_rooms.get(user, set()).discard(room)
+        return self._stamp(room, user)
+
+    async def members(self, room: str) -> set[str]:
+        record = self._rooms.get(room)
+        return set() if record is None else set(record.members)
+
+    async def member_count(self, room: str) -> int:
+        record = self._rooms.get(room)
+        return 0 if record is None else len(record.members)
+
+    async def member_changes(self, room: str, since: int) -> list[MemberChange]:
+        log = self._log(room, self._now())
+        record = self._rooms.get(room)
+        members = set() if record is None else record.members
+        changed = sorted((at, user) for user, at in log.items() if at >= since)
+        return [MemberChange(user, user in members, at) for at, user in changed]
+
+    async def rooms_of(self, user: str) -> list[str]:
+        return sorted(self._user_rooms.get(user, ()))
+
+    # -- feed ----------------------------------------------------------------------
+
+    async def publish_room(self, event: RoomEvent) -> None:
+        for feed in self._feeds:
+            feed.put(event)
+
+    async def room_events(self) -> AsyncIterator[RoomFeedEvent]:
+        feed = _Feed()
+        self._feeds.add(feed)
+        try:
+            while True:
+                if feed.lost and feed.queue.empty():
+                    feed.lost = False
+                    yield RoomGap()
+                    continue
+                yield await feed.queue.get()
+        finally:
+            self._feeds.discard(feed)
