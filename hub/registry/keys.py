@@ -18,6 +18,7 @@ therefore touches exactly one slot. With ``prefix = "hub:"``:
 ``{hub:reg}:clock``             string  the last creation time (each account's is unique)
 ``{hub:rooms}:index``           zset    ``<created:015d>:<room>`` (lex order)
 ``{hub:rooms}:seq``             string  the last generated numeric room id
+``{hub:rooms}:clock``           string  the last room creation time (each room's is unique)
 ``{hub:rooms}:r:<room>``        hash    name, created, updated
 ``{hub:rooms}:m:<room>``        set     the members (user ids)
 ``{hub:rooms}:log:<room>``      zset    user -> ``at`` of its last membership change (window)
@@ -47,6 +48,7 @@ class RegistryKeys:
         rooms = f"{{{prefix}rooms}}"
         self.room_index = f"{rooms}:index"
         self.room_seq = f"{rooms}:seq"
+        self.room_clock = f"{rooms}:clock"
         self._room = f"{rooms}:r:"
         self._members = f"{rooms}:m:"
         self._log = f"{rooms}:log:"

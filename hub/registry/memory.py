@@ -124,9 +124,7 @@ class MemoryRegistry:
         lower = user.username.lower()
         if lower in self._usernames:
             raise Conflict("username", user.username)
-        # Creation times are unique, so the creation order is the order of registration.
-        now = self._clock = max(self._now(), self._last_created + 1)
-        self._last_created = now
+        now = self._created()
         stored = replace(
             user, created=now, updated=now, last_login=0, uuid=user.uuid or str(uuid.uuid4())
         )
@@ -200,8 +198,14 @@ class MemoryRegistry:
 
     # -- rooms ---------------------------------------------------------------------
 
+    def _created(self) -> int:
+        """A creation time no other account or room has, so creation orders are strict."""
+        now = self._clock = max(self._now(), self._last_created + 1)
+        self._last_created = now
+        return now
+
     def _new_room(self, room: str, name: str) -> _Room:
-        now = self._now()
+        now = self._created()
         record = _Room(name=name, created=now, updated=now, members=set())
         self._rooms[room] = record
         bisect.insort(self._room_index, created_key(now, room))

@@ -382,7 +382,9 @@ class RedisRegistry:
                 with unavailable():
                     rid = str(await self._redis.incr(self.keys.room_seq))
             row = await self._run(
-                "room_create", [self.keys.room(rid), self.keys.room_index], [rid, name]
+                "room_create",
+                [self.keys.room(rid), self.keys.room_index, self.keys.room_clock],
+                [rid, name],
             )
             if int(row[0]) == 1:
                 return _room(rid, row)
@@ -438,7 +440,8 @@ class RedisRegistry:
         k = self.keys
         at = await self._run(
             "room_join",
-            [k.room(room), k.room_index, k.members(room), k.log(room), k.user_rooms(user)],
+            [k.room(room), k.room_index, k.members(room), k.log(room), k.user_rooms(user),
+             k.room_clock],
             [room, user, self._window],
         )
         return None if not at else int(at)

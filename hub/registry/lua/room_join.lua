@@ -3,6 +3,7 @@
 -- KEYS[3] - the room's members (set)
 -- KEYS[4] - the room's membership log: user -> at of its last change
 -- KEYS[5] - the user's rooms (set)
+-- KEYS[6] - the rooms' clock: the last creation ms (unique, so the index keeps the order)
 -- ARGV[1] - the room id
 -- ARGV[2] - the user id
 -- ARGV[3] - the window in ms (how long the log keeps a change)
@@ -11,7 +12,9 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  local ms = string.format('%d', now)
+  local last = tonumber(redis.call('GET', KEYS[6]) or '0')
+  local ms = string.format('%d', math.max(now, last + 1))
+  redis.call('SET', KEYS[6], ms)
   redis.call('HSET', KEYS[1], 'name', ARGV[1], 'created', ms, 'updated', ms)
   redis.call('ZADD', KEYS[2], 0, string.rep('0', 15 - #ms) .. ms .. ':' .. ARGV[1])
 end
