@@ -34,6 +34,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+from hub.config import ConfigError
+
 
 @dataclass(frozen=True, slots=True)
 class BucketKeys:
@@ -54,9 +56,9 @@ class Keys:
 
     def __init__(self, prefix: str, buckets: int) -> None:
         if "{" in prefix or "}" in prefix:
-            raise ValueError(f"key prefix must not contain braces, got {prefix!r}")
+            raise ConfigError(f"HUB_KEY_PREFIX must not contain braces, got {prefix!r}")
         if buckets < 1:
-            raise ValueError(f"buckets must be at least 1, got {buckets}")
+            raise ConfigError(f"HUB_BUCKETS must be at least 1, got {buckets}")
         self.prefix = prefix
         self.count = buckets
         self.nodes = f"{{{prefix}nodes}}"

@@ -30,7 +30,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from hub.config import Settings
+from hub.config import ConfigError, Settings
 from hub.presence import Entry
 from hub.store.base import (
     Batch,
@@ -51,6 +51,12 @@ log = logging.getLogger(__name__)
 TIMEOUT_S = 2.0
 #: Graces ended per script call; a sweep loops while a bucket has more due.
 GRACE_BATCH = 1000
+#: An answer to changes() with more users than this is read in chunks of READ_CHUNK users,
+#: each one short script call, instead of in one call that would block Redis.
+INLINE_ROWS = 256
+READ_CHUNK = 500
+#: Chunked reads in flight per store.
+READS_IN_FLIGHT = 4
 #: A dead node stays listed, and reaped by every sweep, this long after its expiry.
 FORGET_NODE_AFTER_MS = 60_000
 #: connect calls in flight while a node re-registers its connections.
@@ -129,7 +135,7 @@ def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], str | None, str | No
     for part in rest.split(","):
         parsed = urlsplit(f"//{part}")
         if not parsed.hostname:
-            raise ValueError(f"HUB_STORE cluster node must be host:port, got {part!r} in {url!r}")
+            raise ConfigError(f"HUB_STORE cluster nodes must be host:port, got {part!r} in {url!r}")
         nodes.append((parsed.hostname, parsed.port or 6379))
     return nodes, username, password
 
@@ -191,6 +197,7 @@ class RedisStore:
         self._window = str(window_ms)
         self._closed = False
         self._feeds: set[Redis] = set()
+        self._reads = asyncio.Semaphore(READS_IN_FLIGHT)
         self._redis: Redis | RedisCluster = self._client()
         source = {name: script_source(name) for name in SCRIPTS}
         reg = self._redis.register_script
@@ -395,24 +402,50 @@ class RedisStore:
             # Buckets read their clocks a moment apart and disagreed at the window's edge;
             # a snapshot is a correct answer to any cursor.
             replies = await self._changes_all(since_arg, "full")
-        users = [_view(row) for reply in replies for row in reply[2:]]
+        full = bool(replies[0][0])
+        users: list[UserView] = []
+        later: list[Awaitable[list[UserView]]] = []
+        for b, reply in zip(self.keys.buckets, replies, strict=True):
+            if reply[2]:
+                users.extend(_view(row) for row in reply[3:])
+            else:
+                later.append(self._read(b, reply[3:]))
+        # Large answers are read after the cursor was taken, a chunk per call, so no single
+        # script blocks Redis for long. A user read that way may be newer than the cursor
+        # (seen again later: harmless) or offline by now (its change is at or after the
+        # cursor, so the next delta has it): a snapshot leaves those out.
+        for chunk in await _all(later) if later else []:
+            users.extend(u for u in chunk if not full or u.status != "offline")
         if len(replies) > 1:
             users.sort(key=lambda user: user.at)
         # The smallest bucket clock: a later change anywhere is stamped at or above it, so a
         # consumer resuming from it may see an entry twice (harmless), never miss one.
         cursor = min(int(reply[1]) for reply in replies)
-        return Changes(users=users, cursor=cursor, full=bool(replies[0][0]))
+        return Changes(users=users, cursor=cursor, full=full)
 
     async def _changes_all(self, since: str, mode: str) -> list[list[Any]]:
         async def one(b: BucketKeys) -> list[Any]:
             with unavailable():
                 reply = await self._changes(
                     keys=[b.idx, b.on, b.clock],
-                    args=[b.user, b.conns, since, self._window, mode],
+                    args=[b.user, b.conns, since, self._window, mode, INLINE_ROWS],
                 )
             return cast(list[Any], reply)
 
         return await _all([one(b) for b in self.keys.buckets])
+
+    async def _read(self, b: BucketKeys, ids: Sequence[str]) -> list[UserView]:
+        """Users of one bucket, READ_CHUNK per script call; unknown ones left out."""
+
+        async def chunk(members: Sequence[str]) -> list[Any]:
+            async with self._reads:
+                with unavailable():
+                    reply = await self._users(keys=[b.clock], args=[b.user, b.conns, *members])
+            return cast(list[Any], reply)
+
+        chunks = [ids[n : n + READ_CHUNK] for n in range(0, len(ids), READ_CHUNK)]
+        replies = await _all([chunk(members) for members in chunks])
+        return [_view(row) for reply in replies for row in reply if row is not None]
 
     async def users(self, ids: Sequence[str]) -> list[UserView]:
         if not ids:
@@ -421,14 +454,11 @@ class RedisStore:
         for uid in dict.fromkeys(ids):
             b = self.keys.bucket_of(uid)
             groups.setdefault(id(b), (b, []))[1].append(uid)
-
-        async def one(b: BucketKeys, members: list[str]) -> list[Any]:
-            keys = [key for uid in members for key in (b.user + uid, b.conns + uid)]
-            with unavailable():
-                return cast(list[Any], await self._users(keys=keys))
-
-        replies = await _all([one(b, members) for b, members in groups.values()])
-        found = {row[0]: _view(row) for reply in replies for row in reply if row is not None}
+        found = {
+            user.id: user
+            for chunk in await _all([self._read(b, members) for b, members in groups.values()])
+            for user in chunk
+        }
         return [found[uid] for uid in ids if uid in found]
 
     async def get(self, user: str) -> UserView | None:

@@ -731,6 +731,26 @@ async def test_many_users_spread_over_buckets(store: PresenceStore) -> None:
     assert [u.id for u in await store.users(asked)] == [*reversed(ids), ids[3]]
 
 
+async def test_large_answers_are_read_in_chunks(
+    store: PresenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers too big for one script call (tiny limits here) are complete all the same."""
+    monkeypatch.setattr("hub.store.redis.INLINE_ROWS", 4)
+    monkeypatch.setattr("hub.store.redis.READ_CHUNK", 7)
+    ids = [f"user-{n}" for n in range(150)]
+    first = (await store.connect("n1", "c0", profile(ids[0]), "online")).at
+    for n, uid in enumerate(ids[1:], start=1):
+        await store.connect("n1", f"c{n}", profile(uid), "online")
+    for uid in ids[:10]:
+        await store.disconnect("n1", f"c{ids.index(uid)}", uid, grace=False)
+    snapshot = await store.changes(None)
+    assert sorted(u.id for u in snapshot.users) == sorted(ids[10:])
+    delta = await store.changes(first)
+    assert sorted(u.id for u in delta.users) == sorted(ids)
+    assert {u.id for u in delta.users if u.status == "offline"} == set(ids[:10])
+    assert [u.id for u in await store.users(ids)] == ids
+
+
 # -- reads ---------------------------------------------------------------------------
 
 

@@ -7,9 +7,11 @@
 -- ARGV[3] - since, ms ('' = none: snapshot)
 -- ARGV[4] - window ms
 -- ARGV[5] - 'full' to force a snapshot, '' to decide here from since and the window
--- Returns {full (1/0), cursor, row...}: a delta holds every user whose at >= since,
--- offline ones included; a snapshot every user not offline. The cursor is the bucket clock,
--- at or above every at in the answer and at or below every later stamp.
+-- ARGV[6] - inline limit: up to this many users come as rows; more come as ids only, for
+--           the caller to read in chunks (one long script would block Redis)
+-- Returns {full (1/0), cursor, inline (1/0), row or id...}: a delta holds every user whose
+-- at >= since, offline ones included; a snapshot every user not offline. The cursor is the
+-- bucket clock: at or above every at in the answer, at or below every later stamp.
 local now = clock_now(KEYS[3])
 local since = tonumber(ARGV[3])
 local full = ARGV[5] == 'full' or not since or since < now - tonumber(ARGV[4])
@@ -19,9 +21,14 @@ if full then
 else
   ids = redis.call('ZRANGEBYSCORE', KEYS[1], num(since), '+inf')
 end
-local out = {full and 1 or 0, num(now)}
+if #ids > tonumber(ARGV[6]) then
+  local out = {full and 1 or 0, num(now), 0}
+  for i = 1, #ids do out[i + 3] = ids[i] end
+  return out
+end
+local out = {full and 1 or 0, num(now), 1}
 for _, uid in ipairs(ids) do
-  local u = load_user(ARGV[1] .. uid)
-  if u then out[#out + 1] = row(u, ARGV[2] .. uid) end
+  local r = read_row(ARGV[1] .. uid, ARGV[2] .. uid)
+  if r then out[#out + 1] = r end
 end
 return out

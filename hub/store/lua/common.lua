@@ -129,9 +129,19 @@ local function finish(ctx)
              cmsgpack.pack({v = 1, cursor = ctx.stamp, users = ctx.users}))
 end
 
--- One user as the Python side reads it (see redis.py ROW).
+-- One user as the Python side reads it (redis.py _view), from a loaded user ...
 local function row(u, conns_key)
   return {u.id, u.username, u.name, u.status, u.text, num(u.at), u.chosen, u.avatar, u.utc,
           num(u.last_login), redis.call('HLEN', conns_key)}
+end
+
+-- ... or straight from Redis, for reads of many users (no table per user); false if unknown.
+local ROW_FIELDS = {'id', 'username', 'name', 'status', 'text', 'at', 'chosen', 'avatar', 'utc',
+                    'last_login'}
+local function read_row(user_key, conns_key)
+  local v = redis.call('HMGET', user_key, unpack(ROW_FIELDS))
+  if not v[1] then return false end
+  v[11] = redis.call('HLEN', conns_key)
+  return v
 end
 
