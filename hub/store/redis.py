@@ -57,6 +57,8 @@ INLINE_ROWS = 256
 READ_CHUNK = 500
 #: Chunked reads in flight per store.
 READS_IN_FLIGHT = 4
+#: Connections reaped per script call (an HSCAN COUNT, so approximate).
+REAP_BATCH = 1000
 #: A dead node stays listed, and reaped by every sweep, this long after its expiry.
 FORGET_NODE_AFTER_MS = 60_000
 #: connect calls in flight while a node re-registers its connections.
@@ -385,11 +387,16 @@ class RedisStore:
 
     async def _reap_node(self, node: str, *, grace_ms: int) -> None:
         async def reap(b: BucketKeys) -> None:
-            with unavailable():
-                await self._reap(
-                    keys=[b.node + node, b.idx, b.on, b.grace, b.clock],
-                    args=[b.user, b.conns, grace_ms, self._window, self.channel],
-                )
+            cursor = "0"
+            while True:
+                with unavailable():
+                    cursor = await self._reap(
+                        keys=[b.node + node, b.idx, b.on, b.grace, b.clock],
+                        args=[b.user, b.conns, grace_ms, self._window, self.channel,
+                              cursor, REAP_BATCH],
+                    )  # fmt: skip
+                if cursor == "0":
+                    return
 
         await _all([reap(b) for b in self.keys.buckets])
 

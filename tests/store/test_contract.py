@@ -751,6 +751,21 @@ async def test_large_answers_are_read_in_chunks(
     assert [u.id for u in await store.users(ids)] == ids
 
 
+async def test_reaping_a_big_node_takes_every_connection(
+    store: PresenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node with many connections is reaped completely, even a few per script call."""
+    monkeypatch.setattr("hub.store.redis.REAP_BATCH", 10)
+    # Past 512 fields Redis stores a hash as a table, where HSCAN really goes in steps.
+    live = [LiveConnection(f"c{n}", profile(f"user-{n % 250}"), "online") for n in range(700)]
+    await store.restore("big", live)
+    await store.connect("other", "x", profile("user-0"), "away")
+    await store.remove_node("big", grace=False)
+    users = await store.users([f"user-{n}" for n in range(250)])
+    assert {u.status for u in users[1:]} == {"offline"}
+    assert (users[0].status, users[0].connections) == ("away", 1)
+
+
 # -- reads ---------------------------------------------------------------------------
 
 

@@ -9,12 +9,17 @@
 -- ARGV[3] - grace ms (0 when reaping a dead node: its TTL already waited)
 -- ARGV[4] - window ms
 -- ARGV[5] - the presence channel
--- Returns the number of users touched. Idempotent: several nodes may sweep at once.
-local entries = redis.call('HGETALL', KEYS[1])
-if #entries == 0 then return 0 end
-redis.call('DEL', KEYS[1])
+-- ARGV[6] - HSCAN cursor ('0' to start)
+-- ARGV[7] - HSCAN COUNT: about this many connections per call, so that reaping a node with
+--           many connections never blocks Redis for long
+-- Returns the next cursor: '0' when the node's hash is done. Idempotent: several nodes may
+-- sweep at once.
+local scan = redis.call('HSCAN', KEYS[1], ARGV[6], 'COUNT', ARGV[7])
+local entries = scan[2]
+if #entries == 0 then return scan[1] end
 local by_user, order = {}, {}
 for i = 1, #entries, 2 do
+  redis.call('HDEL', KEYS[1], entries[i])
   local uid = entries[i + 1]
   if not by_user[uid] then
     by_user[uid] = {}
@@ -48,4 +53,4 @@ for _, uid in ipairs(order) do
   end
 end
 finish(ctx)
-return #order
+return scan[1]
