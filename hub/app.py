@@ -12,12 +12,16 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from hub.admin import Admin
 from hub.config import Settings
 from hub.metrics import HubMetrics
 from hub.node import Node
+from hub.registry import open_registry
+from hub.rooms import Rooms
 from hub.store import open_store
 from hub.web import api, metrics, openapi
-from hub.web.compat import rocketchat
+from hub.web.compat import agora, cometchat, iflychat, rocketchat
+from hub.web.compat.common import rest_gate
 from hub.web.ws import websocket_endpoint
 
 STATIC = Path(__file__).parent / "static"
@@ -29,26 +33,42 @@ async def index(request: Request) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     node = Node(settings, open_store(settings))
+    registry = open_registry(settings)
+    rooms = Rooms(node, registry)
+    admin = Admin(node, registry, rooms)
+    node.gate = admin.gate
+    node.rest_gate = rest_gate(admin)
+    node.rooms = rooms
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
+        await registry.start()
+        await rooms.start()
         try:
             yield
         finally:
+            await rooms.stop()
+            await admin.stop()
             await node.stop()
+            await registry.close()
 
     routes = [
         WebSocketRoute("/ws", websocket_endpoint),
         *api.routes,
         *rocketchat.routes,
+        *cometchat.routes,
+        *iflychat.routes,
         *metrics.routes,
         *openapi.routes,
         Route("/", index, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
+        # Last: /{org}/{app}/users... would shadow any two-segment prefix listed after it.
+        *agora.routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.node = node
     app.state.settings = settings
+    app.state.admin = admin
     app.state.metrics = HubMetrics(node)
     return app

@@ -179,7 +179,9 @@ class Fanout:
         if subs_r is None or subs_r.pop(sink, None) is None:
             return False
         if not subs_r:
+            # Nobody here watches the room any more: its member set would only go stale.
             del self._by_room[scope.room]
+            self._room_members.pop(scope.room, None)
         return True
 
     def drop(self, sink: Sink, scopes: Iterable[Scope]) -> None:
@@ -230,6 +232,26 @@ class Fanout:
 
     def room_members(self, room: str) -> set[str]:
         return self._room_members.setdefault(room, set())
+
+    def knows_room(self, room: str) -> bool:
+        """True when this node holds ``room``'s member set (it has subscribers for it)."""
+        return room in self._room_members
+
+    def has_room_subscribers(self, room: str) -> bool:
+        return room in self._by_room
+
+    def forget_rooms(self) -> list[str]:
+        """Drop every member set (the room feed lost events); the rooms that had one."""
+        rooms = list(self._room_members)
+        self._room_members.clear()
+        self._room_pending.clear()
+        return rooms
+
+    def resync_rooms(self) -> None:
+        """Every room subscriber gets a fresh snapshot."""
+        sinks = {sub.sink for subs in self._by_room.values() for sub in subs.values()}
+        for sink in sinks:
+            sink.outbox.request_resync()
 
     def resync_all(self) -> None:
         """Every subscriber gets a fresh snapshot (after the feed lost too much)."""
@@ -300,9 +322,16 @@ class Fanout:
         for room, subs in self._by_room.items():
             members = self._room_members.get(room, set())
             payload = dict(room_changes.get(room, {}))
-            for uid in members:
-                e = changes.get(uid)
-                if e is not None and (uid not in payload or e["at"] >= payload[uid]["at"]):
+            # Walk the smaller side: a room may have far more members than a tick has
+            # changes, or the other way round.
+            found = (
+                (uid for uid in changes if uid in members)
+                if len(changes) <= len(members)
+                else (uid for uid in members if uid in changes)
+            )
+            for uid in found:
+                e = changes[uid]
+                if uid not in payload or e["at"] >= payload[uid]["at"]:
                     payload[uid] = {**e, "member": True}
             if payload:
                 for sub in subs.values():

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from hub.config import Settings
 from hub.fanout import Fanout
@@ -82,6 +82,11 @@ class Node:
         self._batch_hooks: list[Callable[[Batch], None]] = []
         self._close_hooks: list[Callable[[Session], Awaitable[None]]] = []
         self._pending_disconnects: list[tuple[str, str]] = []
+        # Set by the app when the registry is wired (hub.admin, hub.rooms): the hello check
+        # (None or (close code, reason)), the REST check (raises to refuse) and the rooms.
+        self.gate: Callable[[Any], Awaitable[tuple[int, str] | None]] | None = None
+        self.rest_gate: Callable[[Any], Awaitable[None]] | None = None
+        self.rooms: Any = None
 
     # -- lifecycle -----------------------------------------------------------------
 

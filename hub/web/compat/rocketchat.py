@@ -10,6 +10,7 @@ Errors use Rocket.Chat's shapes: ``{success: false, error}`` (400) and
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
@@ -18,6 +19,8 @@ from starlette.routing import Route
 
 from hub.node import Node
 from hub.presence import check_status, check_text
+from hub.registry.base import User
+from hub.registry.query import Sort, UserQuery, list_users
 from hub.store.base import StoreUnavailable, UserView
 from hub.web.caller import Caller, Forbidden, Unauthorized, authenticate
 from hub.web.http import BadRequest, etag, iso_ms, json_body, parse_iso
@@ -194,8 +197,125 @@ async def users_set_status(request: Request, node: Node, caller: Caller) -> Resp
     return JSONResponse({"success": True})
 
 
+# -- users.listByStatus (seed 003) ---------------------------------------------------------
+
+#: Rocket.Chat's default and upper page sizes (API_Default_Count, API_Upper_Count_Limit).
+LIST_DEFAULT_COUNT = 50
+LIST_MAX_COUNT = 100
+#: ``sort`` fields Rocket.Chat clients send, and the registry field each one means.
+LIST_SORT_FIELDS = {
+    "username": "username",
+    "name": "name",
+    "_id": "id",
+    "type": "type",
+    "active": "activated",
+    "status": "activated",
+    "createdAt": "created",
+    "_createdAt": "created",
+    "_updatedAt": "updated",
+    "lastLogin": "last_login",
+}
+
+
+def _list_sort(raw: str | None) -> Sort:
+    if raw is None or raw == "":
+        return Sort((("username", 1),))
+    try:
+        spec = json.loads(raw)
+    except ValueError:
+        example = '{"username": 1}'
+        raise BadRequest(f"sort must be a JSON object like {example}, got {raw!r}") from None
+    if not isinstance(spec, dict) or not spec:
+        raise BadRequest("sort must be a non-empty JSON object of field: 1 or -1")
+    keys: list[tuple[str, int]] = []
+    for name, direction in spec.items():
+        if name not in LIST_SORT_FIELDS:
+            known = ", ".join(LIST_SORT_FIELDS)
+            raise BadRequest(f"sort field {name!r} is not one of {known}")
+        if direction not in (1, -1) or isinstance(direction, bool):
+            raise BadRequest(f"sort.{name} must be 1 or -1, got {direction!r}")
+        keys.append((LIST_SORT_FIELDS[name], direction))
+    return Sort(tuple(keys))
+
+
+def _whole(raw: str | None, name: str, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise BadRequest(f"{name} must not be negative, got {value}")
+    return value
+
+
+def _list_flag(raw: str | None, name: str) -> bool | None:
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise BadRequest(f"{name} must be true or false, got {raw!r}")
+
+
+def _list_query(request: Request) -> UserQuery:
+    params = request.query_params
+    status = params.get("status")
+    if status not in (None, "", "active", "deactivated"):
+        raise BadRequest(f"status must be active or deactivated, got {status!r}")
+    kind = params.get("type")
+    roles = params.getlist("roles[]") + params.getlist("roles")
+    return UserQuery(
+        search=(params.get("searchTerm") or "").strip(),
+        roles=frozenset(r.strip() for item in roles for r in item.split(",") if r.strip()),
+        type=kind or None,
+        activated=None if not status else status == "active",
+        logged_in=_list_flag(params.get("hasLoggedIn"), "hasLoggedIn"),
+    )
+
+
+def rc_list_user(user: User, status: str) -> dict[str, Any]:
+    """A user as ``users.listByStatus`` shows it (seed 003)."""
+    out: dict[str, Any] = {
+        "_id": user.id,
+        "username": user.username,
+        "type": user.type,
+        "roles": list(user.roles),
+        "status": status,
+        "active": user.activated,
+        "name": user.name or user.username,
+    }
+    if user.last_login:
+        out["lastLogin"] = iso_ms(user.last_login)
+    if user.avatar:
+        out["avatarETag"] = etag(user.avatar)
+    return out
+
+
+@rc_endpoint
+async def users_list_by_status(request: Request, node: Node, caller: Caller) -> Response:
+    """Registered users filtered by activation, first login, type, roles and a search term
+    (seed 003), ``offset``/``count``/``sort`` paged; ``status`` in each is its presence."""
+    query = _list_query(request)
+    sort = _list_sort(request.query_params.get("sort"))
+    offset = _whole(request.query_params.get("offset"), "offset", 0)
+    count = _whole(request.query_params.get("count"), "count", LIST_DEFAULT_COUNT)
+    count = LIST_MAX_COUNT if count == 0 else min(count, LIST_MAX_COUNT)
+    registry = request.app.state.admin.registry
+    page = await list_users(registry, query, sort, offset, count)
+    views = {v.id: v.status for v in await node.store.users([u.id for u in page.users])}
+    users = [rc_list_user(u, views.get(u.id, "offline")) for u in page.users]
+    return JSONResponse(
+        {"users": users, "count": len(users), "offset": offset, "total": page.total,
+         "success": True}
+    )  # fmt: skip
+
+
 routes = [
     Route("/api/v1/users.presence", users_presence, methods=["GET"]),
     Route("/api/v1/users.getPresence", users_get_presence, methods=["GET"]),
     Route("/api/v1/users.setStatus", users_set_status, methods=["POST"]),
+    Route("/api/v1/users.listByStatus", users_list_by_status, methods=["GET"]),
 ]
