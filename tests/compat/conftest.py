@@ -1,0 +1,83 @@
+"""Real hub processes for the compatibility API tests, and helpers to talk to them.
+
+One memory hub serves a whole test module (``hub``); tests keep out of each other's way
+with unique user names (:func:`uid`) and filters. A test that needs an empty hub (listing
+or deleting "the oldest users") asks for ``fresh_hub``. Users get roles, tags and a type
+the way an app gives them: claims in the token of their first connection.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import eventually
+from tests.support.hubproc import ADMIN_HEADERS, HubProcess, start_hub, user_token
+from tests.support.wsclient import WsClient, connect_user
+
+#: A grace of 0: a user whose socket closes is offline at once (no waiting in tests).
+HUB_ENV = {"HUB_OFFLINE_GRACE_S": "0"}
+
+
+def uid(label: str = "u") -> str:
+    """A user name no other test uses (lowercase letters, digits and -, Agora-valid)."""
+    return f"{label}-{uuid.uuid4().hex[:10]}"
+
+
+def _run(tmp: Path, env: dict[str, str] | None = None) -> Iterator[HubProcess]:
+    hub = start_hub(tmp, {**HUB_ENV, **(env or {})})
+    try:
+        yield hub
+    finally:
+        hub.stop()
+    hub.assert_no_tracebacks()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """One memory hub for the module."""
+    yield from _run(tmp_path_factory.mktemp("hub"))
+
+
+@pytest.fixture
+def fresh_hub(tmp_path: Path) -> Iterator[HubProcess]:
+    """A memory hub of this test alone (no users yet)."""
+    yield from _run(tmp_path)
+
+
+@pytest.fixture
+async def http(hub: HubProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=hub.url, timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[list[WsClient]]:
+    """Websocket clients a test opened, closed at its end."""
+    opened: list[WsClient] = []
+    yield opened
+    for client in opened:
+        await client.close()
+
+
+async def connect(
+    hub: HubProcess, sockets: list[WsClient], user: str, **claims: Any
+) -> WsClient:
+    """Connect ``user`` (registered from its token's claims on first connect)."""
+    client = await connect_user(hub.ws_url, user_token(user, **claims))
+    sockets.append(client)
+    return client
+
+
+async def wait_offline(http: httpx.AsyncClient, user: str) -> None:
+    """Poll until the hub reports ``user`` offline (its socket's close was handled)."""
+    async def offline() -> bool:
+        response = await http.get(f"/o/a/users/{user}/status", headers=ADMIN_HEADERS)
+        return bool(response.json().get("data") == {user: "offline"})
+
+    await eventually(offline)
