@@ -161,6 +161,10 @@ class UserPresence:
 
     def disconnect(self, conn: str, now: int, *, grace_ms: int) -> bool:
         """A connection closed; the last one starts the grace (``grace_ms=0``: none)."""
+        if conn not in self.connections:
+            # Not one of this user's connections (already gone): it must not end or
+            # restart a running grace.
+            return False
         before = self._visible()
         self.connections.pop(conn, None)
         if not self.connections and grace_ms > 0 and self.status != Status.OFFLINE.value:

@@ -154,7 +154,10 @@ def decode(data: str | bytes) -> Any:
         if isinstance(data, str):
             return json.loads(data)
         return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+    except (
+        ValueError, RecursionError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError
+    ) as exc:
+        # RecursionError: deeply nested JSON; left uncaught it would end the session.
         kind = "JSON" if isinstance(data, str) else "msgpack"
         raise ProtocolError(ErrorCode.BAD_FRAME, f"frame is not valid {kind}: {exc}") from None
 

@@ -1,0 +1,128 @@
+"""Who may call the REST API: Rocket.Chat headers, Bearer tokens, the admin key."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import jwt
+import pytest
+
+from tests.support.hubproc import (
+    ADMIN_HEADERS,
+    TEST_ADMIN_KEY,
+    HubProcess,
+    hub_fixture,
+    rc_headers,
+    user_token,
+)
+
+hub = hub_fixture()
+PRESENCE = "/api/v1/users.presence"
+
+
+def uid(label: str) -> str:
+    return f"{label}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def http(hub: HubProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=hub.url, timeout=10, trust_env=False) as client:
+        yield client
+
+
+def assert_401(response: httpx.Response, *secrets: str) -> str:
+    """A Rocket.Chat style 401 whose message never echoes a credential."""
+    assert response.status_code == 401, response.text
+    body = response.json()
+    assert body["status"] == "error" and body["message"]
+    for secret in secrets:
+        assert secret not in response.text
+    return str(body["message"])
+
+
+async def test_missing_credentials_are_401(http):
+    """No credentials at all: 401 on reading and on writing."""
+    assert "missing credentials" in assert_401(await http.get(PRESENCE))
+    assert_401(await http.post("/api/v1/users.setStatus", json={"status": "busy"}))
+    assert_401(await http.get("/api/v1/users.getPresence", params={"userId": "x"}))
+
+
+@pytest.mark.parametrize("header", ["X-Auth-Token", "X-User-Id"])
+async def test_half_of_the_rocketchat_pair_is_401(http, header):
+    """X-Auth-Token without X-User-Id (or the reverse) is 401 saying both are needed."""
+    user = uid("u")
+    headers = {header: rc_headers(user)[header]}
+    assert "together" in assert_401(await http.get(PRESENCE, headers=headers), headers[header])
+
+
+async def test_wrong_token_is_401(http):
+    """A garbage token, or one signed with another secret, is 401."""
+    user = uid("u")
+    assert_401(await http.get(PRESENCE, headers=rc_headers(user, "garbage")), "garbage")
+    forged = jwt.encode({"sub": user}, "not-the-hub-secret-0123456789abcdefgh", "HS256")
+    assert_401(await http.get(PRESENCE, headers=rc_headers(user, forged)), forged)
+    assert_401(await http.get(PRESENCE, headers={"Authorization": f"Bearer {forged}"}), forged)
+
+
+async def test_expired_token_is_401(http):
+    """An expired user token is 401."""
+    user = uid("u")
+    token = user_token(user, ttl_s=-60)
+    assert "expired" in assert_401(await http.get(PRESENCE, headers=rc_headers(user, token)))
+
+
+async def test_user_id_not_matching_token_is_401(http):
+    """X-User-Id must be the token's sub: someone else's id is 401."""
+    token = user_token(uid("alice"))
+    message = assert_401(await http.get(PRESENCE, headers=rc_headers(uid("bob"), token)), token)
+    assert "does not match" in message
+
+
+async def test_matching_rocketchat_pair_is_accepted(http):
+    """A user token with its own X-User-Id reads presence."""
+    response = await http.get(PRESENCE, headers=rc_headers(uid("u")))
+    assert response.status_code == 200 and response.json()["success"] is True
+
+
+async def test_bearer_user_token_is_accepted(http):
+    """Authorization: Bearer <user token> reads presence and sets the user's own status."""
+    user = uid("u")
+    headers = {"Authorization": f"Bearer {user_token(user)}"}
+    response = await http.get(PRESENCE, headers=headers)
+    assert response.status_code == 200 and response.json()["full"] is True
+    response = await http.post("/api/v1/users.setStatus", json={"message": "hi"},
+                               headers=headers)
+    assert response.status_code == 200, response.text
+    check = await http.get("/api/v1/users.getPresence", params={"userId": user},
+                           headers=headers)
+    assert check.status_code == 200 and check.json()["presence"] == "offline"
+
+
+@pytest.mark.parametrize("value", [f"Basic {TEST_ADMIN_KEY}", f"Token {TEST_ADMIN_KEY}",
+                                   TEST_ADMIN_KEY, "Bearer"])
+async def test_authorization_other_than_bearer_is_401(http, value):
+    """Only ``Bearer <token>`` is read from Authorization."""
+    assert_401(await http.get(PRESENCE, headers={"Authorization": value}))
+
+
+async def test_admin_key_is_accepted_as_bearer_and_as_x_auth_token(http):
+    """The admin key reads as Bearer, and as X-Auth-Token with any X-User-Id."""
+    assert (await http.get(PRESENCE, headers=ADMIN_HEADERS)).status_code == 200
+    headers = {"X-Auth-Token": TEST_ADMIN_KEY, "X-User-Id": "whoever"}
+    assert (await http.get(PRESENCE, headers=headers)).status_code == 200
+
+
+async def test_wrong_admin_key_is_401(http):
+    """A near-miss admin key is not the admin key."""
+    wrong = TEST_ADMIN_KEY + "x"
+    assert_401(await http.get(PRESENCE, headers={"Authorization": f"Bearer {wrong}"}), wrong)
+
+
+async def test_admin_without_a_target_user_is_400(http):
+    """The Bearer admin acts for nobody in particular: setStatus needs userId or username."""
+    response = await http.post("/api/v1/users.setStatus", json={"status": "busy"},
+                               headers=ADMIN_HEADERS)
+    assert response.status_code == 400
+    assert "userId or username" in response.json()["error"]
