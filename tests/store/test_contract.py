@@ -699,6 +699,24 @@ async def test_window_edge_decides_delta_or_snapshot(make_store: StoreFactory) -
     assert outside.full
 
 
+async def test_window_edge_is_inside(make_store: StoreFactory, backend: Backend) -> None:
+    """A since exactly one window before the store clock gets a delta; 1 ms earlier, a
+    snapshot. (White-box: the clock is pinned an hour ahead so the edge holds still.)"""
+    store = await make_store(window_ms=10_000)
+    await store.connect("n1", "c1", profile("u1"), "online")
+    pinned = await store.now() + 3_600_000
+    if isinstance(store, MemoryStore):
+        store._clock = pinned
+    else:
+        assert isinstance(store, RedisStore)
+        async with raw_client(backend) as client:
+            for bucket in store.keys.buckets:
+                await client.set(bucket.clock, pinned)
+    edge = await store.changes(pinned - 10_000)
+    assert (edge.full, edge.users, edge.cursor) == (False, [], pinned)
+    assert (await store.changes(pinned - 10_001)).full
+
+
 async def test_index_is_trimmed_to_one_window(make_store: StoreFactory, backend: Backend) -> None:
     """Changes older than the window leave the index; the index holds one window at most."""
     store = await make_store(window_ms=400)
