@@ -161,12 +161,19 @@ class UserPresence:
 
     def disconnect(self, conn: str, now: int, *, grace_ms: int) -> bool:
         """A connection closed; the last one starts the grace (``grace_ms=0``: none)."""
-        if conn not in self.connections:
-            # Not one of this user's connections (already gone): it must not end or
-            # restart a running grace.
+        return self.disconnect_many((conn,), now, grace_ms=grace_ms)
+
+    def disconnect_many(self, conns: Iterable[str], now: int, *, grace_ms: int) -> bool:
+        """Several connections closed at once (a node drained or reaped): one stamp at most.
+
+        A connection that is not this user's (already gone) must not end or restart a
+        running grace, so unknown ones are ignored."""
+        present = [c for c in conns if c in self.connections]
+        if not present:
             return False
         before = self._visible()
-        self.connections.pop(conn, None)
+        for conn in present:
+            del self.connections[conn]
         if not self.connections and grace_ms > 0 and self.status != Status.OFFLINE.value:
             self.grace_until = now + grace_ms
         elif not self.connections:

@@ -154,6 +154,9 @@ class PresenceStore(Protocol):
     async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
         """Re-register the connections ``node`` still holds."""
 
+    async def nodes_alive(self) -> int:
+        """How many nodes' heartbeats have not expired."""
+
     async def sweep(self) -> None:
         """End expired graces and reap nodes whose heartbeat expired (any node may call)."""
 

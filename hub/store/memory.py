@@ -14,7 +14,7 @@ import bisect
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from hub.presence import Entry, Status, UserPresence, in_window
+from hub.presence import Status, UserPresence, in_window
 from hub.store.base import (
     Batch,
     Changes,
@@ -156,9 +156,9 @@ class MemoryStore:
         if profile.utc_offset:
             user.utc_offset = profile.utc_offset
         user.last_login = now
+        old = user.username
         changed = user.connect(conn, state, now, username=profile.username, name=profile.name)
-        if user.username:
-            self._usernames[user.username.lower()] = user.id
+        self._rename(user, old)
         self._node_conns.setdefault(node, {})[conn] = profile.id
         return self._apply(user, changed)
 
@@ -194,16 +194,22 @@ class MemoryStore:
             if not create:
                 return None
             record = self._user(profile.id)
-        if record.username and record.username.lower() != profile.username.lower():
-            self._usernames.pop(record.username.lower(), None)
+        old = record.username
         record.avatar = profile.avatar or record.avatar
         record.utc_offset = profile.utc_offset
         changed = record.set_profile(
             self._now(), username=profile.username or None, name=profile.name or None
         )
-        if record.username:
-            self._usernames[record.username.lower()] = record.id
+        self._rename(record, old)
         return self._apply(record, changed)
+
+    def _rename(self, user: UserPresence, old: str) -> None:
+        """Keep the username index exact: an old name is dropped only if it is still ours."""
+        if old and old.lower() != user.username.lower():
+            if self._usernames.get(old.lower()) == user.id:
+                del self._usernames[old.lower()]
+        if user.username:
+            self._usernames[user.username.lower()] = user.id
 
     async def drop_user(self, user: str) -> None:
         record = self._users.get(user)
@@ -217,12 +223,12 @@ class MemoryStore:
     # -- nodes ---------------------------------------------------------------------
 
     async def heartbeat(self, node: str, ttl_ms: int) -> bool:
-        known = node in self._nodes
-        self._nodes[node] = self._now() + ttl_ms
+        now = self._now()
+        known = self._nodes.get(node, -1) >= now
+        self._nodes[node] = now + ttl_ms
         return known
 
     async def nodes_alive(self) -> int:
-        """Nodes whose heartbeat has not expired (for the ``hub_nodes_alive`` metric)."""
         now = self._now()
         return sum(1 for deadline in self._nodes.values() if deadline >= now)
 
@@ -257,9 +263,7 @@ class MemoryStore:
             record = self._users.get(uid)
             if record is None:
                 continue
-            did = False
-            for conn in user_conns:
-                did = record.disconnect(conn, now, grace_ms=self.grace_ms if grace else 0) or did
+            did = record.disconnect_many(user_conns, now, grace_ms=self.grace_ms if grace else 0)
             if record.grace_until is None:
                 self._graces.pop(uid, None)
             else:
@@ -311,6 +315,3 @@ class MemoryStore:
         finally:
             self._feeds.discard(feed)
 
-
-def _entries(users: list[UserPresence]) -> list[Entry]:
-    return [u.entry() for u in users]
