@@ -205,9 +205,9 @@ class MemoryStore:
 
     def _rename(self, user: UserPresence, old: str) -> None:
         """Keep the username index exact: an old name is dropped only if it is still ours."""
-        if old and old.lower() != user.username.lower():
-            if self._usernames.get(old.lower()) == user.id:
-                del self._usernames[old.lower()]
+        stale = old.lower()
+        if old and stale != user.username.lower() and self._usernames.get(stale) == user.id:
+            del self._usernames[stale]
         if user.username:
             self._usernames[user.username.lower()] = user.id
 
