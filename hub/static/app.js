@@ -260,6 +260,7 @@ function banner(text, action) {
 function setConn(state, text) {
   const el = $('conn');
   el.dataset.state = state;
+  document.body.dataset.conn = everReady ? state : 'idle';
   $('conn-text').textContent = text;
   $('conn-retry').hidden = state !== 'reconnecting';
 }

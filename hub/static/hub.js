@@ -44,6 +44,8 @@ export class HubError extends Error {
  * @property {'json'|'msgpack'} [format='json']
  * @property {number} [idleMs=300000]  report `away` after this long without input (0: never)
  * @property {boolean} [awayWhenHidden=true]  report `away` while the page is hidden
+ * @property {number} [hiddenDelayMs=2000]  ...once hidden this long (a closing or reloading
+ *   tab is hidden first; the delay keeps it from flashing away)
  * @property {boolean} [trackActivity=true]  listen to input and visibility on the page
  * @property {number} [pingMs=25000]  how often to ping
  * @property {number} [pongTimeoutMs=10000]  no frame for this long after a ping: dead socket
@@ -107,6 +109,7 @@ export class Hub {
     this.idle = new IdleTracker({
       idleMs: this.options.idleMs,
       awayWhenHidden: this.options.awayWhenHidden,
+      hiddenDelayMs: this.options.hiddenDelayMs,
       onChange: (state) => this._reportActivity(state),
     });
   }

@@ -103,7 +103,7 @@ def test_idle_page_goes_away_and_comes_back(open_page: OpenPage, screenshots: Pa
     bob.mouse.move(300, 200)
     expect(person(ann, "bob-stone")).to_have_attribute("data-status", "online")
 
-    # Ann's page has the default idle time (minutes): hidden counts at once.
+    # Ann's page has the default idle time (minutes); hidden counts after 2 s.
     ann.evaluate(HIDE)
     expect(person(bob, "ann-lee")).to_have_attribute("data-status", "away")
     ann.evaluate(SHOW)
@@ -119,6 +119,8 @@ def test_closing_the_tab_goes_offline_after_the_grace(open_page: OpenPage) -> No
     expect(person(ann, "bob-stone")).to_have_attribute("data-status", "offline")
     expect(ann.locator("#feed")).to_contain_text("Bob Stone went offline")
     expect(ann.locator('[data-count="offline"]')).to_have_text("1")
+    # A closing tab is hidden first; that must not show up as a flash of "away".
+    assert "Bob Stone is now away" not in ann.locator("#feed").inner_text()
 
 
 def test_reload_inside_the_grace_keeps_the_user_online(open_page: OpenPage) -> None:
@@ -148,12 +150,14 @@ def test_page_recovers_after_the_hub_restarts(
     hub.kill()
     expect(ann.locator("#conn")).to_have_attribute("data-state", "reconnecting")
     expect(ann.locator("#conn-text")).to_contain_text("Reconnecting")
+    expect(ann.locator("#stale-note")).to_be_visible()
     ann.screenshot(path=str(screenshots / "reconnecting.png"))
     carol.context.close()  # Carol leaves while the hub is down
 
     hub.start()  # same port
     for page in (ann, bob):
         expect(page.locator("#conn")).to_have_attribute("data-state", "ready")
+    expect(ann.locator("#stale-note")).to_be_hidden()
     expect(person(ann, "bob-stone")).to_have_attribute("data-status", "online")
     expect(person(bob, "ann-lee")).to_have_attribute("data-status", "online")
     # No ghost: Carol never came back, so she is offline, not frozen online.
@@ -232,11 +236,18 @@ def test_screenshots_for_the_readme(open_page: OpenPage, screenshots: Path) -> N
     expect(room.locator('[data-user="bob-stone"]')).to_have_attribute("data-status", "busy")
     ann.get_by_label("Status text").blur()
     ann.mouse.move(0, 0)
-    ann.screenshot(path=str(screenshots / "desktop.png"))
+    expect(ann.locator("#toast")).to_be_hidden()
+    ann.screenshot(path=str(screenshots / "desktop.png"), full_page=True)
     docs = Path(__file__).resolve().parents[2] / "docs"
     docs.mkdir(exist_ok=True)
-    ann.screenshot(path=str(docs / "screenshot.png"))
+    ann.screenshot(path=str(docs / "screenshot.png"), full_page=True)
 
     phone = open_page("Ann Lee", width=390, height=844)
+    phone.get_by_label("Room name").fill("design")
+    phone.get_by_role("button", name="Join").click()
     expect(person(phone, "bob-stone")).to_have_attribute("data-status", "busy")
+    expect(phone.locator('[data-room="design"] .member')).to_have_count(3)
+    expect(phone.locator("#toast")).to_be_hidden()
+    phone.get_by_label("Room name").blur()
+    phone.evaluate("window.scrollTo(0, 0)")
     phone.screenshot(path=str(screenshots / "phone.png"), full_page=True)

@@ -336,6 +336,8 @@ test('idle state is reported, and re-reported after a reconnect', async () => {
   const hub = makeHub({ idleMs: 0 });
   let ws = await handshake(hub);
   hub.idle.setHidden(true);
+  assert.equal(ws.frames('activity').length, 0, 'not at once: a closing tab is hidden first');
+  mock.timers.tick(2000);
   assert.deepEqual(ws.last('activity'), { op: 'activity', state: 'away' });
   hub.idle.setHidden(false);
   assert.deepEqual(ws.last('activity'), { op: 'activity', state: 'online' });

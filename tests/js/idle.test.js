@@ -59,16 +59,40 @@ test('input pushes the idle deadline back without resetting timers each time', (
   assert.equal(t.state, 'away');
 });
 
-test('hidden page is away at once; visible again is online', () => {
-  const { t, changes } = tracker();
+test('a page hidden for hiddenDelayMs is away; visible again is online', () => {
+  const { t, c, changes } = tracker({ idleMs: 60000, hiddenDelayMs: 2000 });
   t.start();
   t.setHidden(true);
+  c.advance(1999);
+  assert.equal(t.state, 'online');
+  c.advance(1);
   assert.equal(t.state, 'away');
   t.input(); // stray events while hidden do not bring it back
   assert.equal(t.state, 'away');
   t.setHidden(false);
   assert.equal(t.state, 'online');
   assert.deepEqual(changes, ['away', 'online']);
+});
+
+test('hidden briefly (a tab switch, or a reload that unloads the page) reports nothing', () => {
+  const { t, c, changes } = tracker({ idleMs: 60000, hiddenDelayMs: 2000 });
+  t.start();
+  t.setHidden(true);
+  c.advance(1500);
+  t.setHidden(false);
+  c.advance(5000);
+  assert.deepEqual(changes, []);
+  t.setHidden(true);
+  t.stop(); // the page unloads: the pending away never fires
+  c.advance(5000);
+  assert.deepEqual(changes, []);
+});
+
+test('hiddenDelayMs 0 reports away at once', () => {
+  const { t, changes } = tracker({ hiddenDelayMs: 0 });
+  t.start();
+  t.setHidden(true);
+  assert.deepEqual(changes, ['away']);
 });
 
 test('awayWhenHidden: false ignores visibility', () => {
