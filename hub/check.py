@@ -83,7 +83,8 @@ def _get(url: str) -> tuple[int, bytes]:
         with urllib.request.urlopen(url, timeout=5) as response:
             return int(response.status), response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        with exc:  # it holds the response's socket
+            return exc.code, exc.read()
 
 
 def _hub(url: str, steps: int) -> bool:

@@ -220,7 +220,8 @@ class PubSubConsumer:
         self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A failure was already raised by start() or the iterators; closing is quiet.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         for listener in self._listeners:
             listener.ended = True
@@ -406,6 +407,7 @@ class PubSubConsumer:
                 body = json.loads(response.read())
                 date = response.headers.get("Date")
         except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the response's socket
             if exc.code in (401, 403, 404):
                 raise RecoveryRefused(
                     f"{request.full_url.split('?')[0]} answered {exc.code}: check api_url and "

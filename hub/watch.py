@@ -98,7 +98,7 @@ def table(entries: Iterable[Entry], now_ms: int, *, width: int = 100, colour: bo
         lines.append(
             f"{dot} {paint(f'{status:<8}', status, colour)}{_cut(e['id'], uw):<{uw}}  "
             f"{_cut(e.get('name') or '', nw):<{nw}}  {age(now_ms - e['at']):>5}  "
-            f"{_cut(e.get('text') or '', text_width)}"
+            f"{_cut(e.get('text') or '', text_width)}".rstrip()
         )
     return lines
 
@@ -230,9 +230,11 @@ async def _watch(
     invisible: bool,
 ) -> int:
     async with Client(url, token, codec="msgpack" if codec == "msgpack" else "json") as client:
-        if invisible and client.user.get("status") != "offline":
-            # The watcher is a user like any other: keep it out of everyone's list.
-            await client.set_status("offline")
+        if invisible:
+            view.hidden.add(client.user.get("id", WATCHER))
+            if client.user.get("status") != "offline":
+                # The watcher is a user like any other: keep it out of everyone's list.
+                await client.set_status("offline")
         state = await client.subscribe(scope)
         view.snapshot(state)
         if once:
@@ -281,6 +283,8 @@ class View:
         self.tty = tty
         self.colour = colour
         self.users: dict[str, Entry] = {}
+        #: Users left out of the feed (the invisible watcher itself).
+        self.hidden: set[str] = set()
         self.feed: deque[str] = deque(maxlen=max(1, feed))
         self._screen = False
 
@@ -301,6 +305,8 @@ class View:
         self.out.flush()
 
     def change(self, entry: Entry) -> None:
+        if entry["id"] in self.hidden:
+            return
         previous = self.users.get(entry["id"])
         self.users[entry["id"]] = entry
         line = change_line(previous, entry, colour=self.colour)
