@@ -208,6 +208,30 @@ async def test_bad_or_expired_token_raises_not_authenticated(hub: HubProcess) ->
         assert c.reconnects == 0
 
 
+async def test_admin_disconnect_and_deactivate_are_final(hub: HubProcess) -> None:
+    """4004 (an admin disconnected the user) and 4003 (deactivated) end the client for good:
+    iterators raise, nothing reconnects, and a deactivated user cannot connect again."""
+    kicked, banned = uid("kicked"), uid("banned")
+    async with connect(hub.url, user_token(kicked)) as c:
+        changes = c.changes("all")
+        await c.subscribe("all")
+        response = httpx.get(f"{hub.url}/org/app/users/{kicked}/disconnect",
+                             headers=ADMIN_HEADERS)  # fmt: skip
+        assert response.status_code == 200, response.text
+        with pytest.raises(DisconnectedByAdmin, match="4004"):
+            async for _ in changes:
+                pass
+        assert c.reconnects == 0 and not c.connected
+    async with connect(hub.url, user_token(banned)) as c:
+        response = httpx.post(f"{hub.url}/org/app/users/{banned}/deactivate",
+                              headers=ADMIN_HEADERS)  # fmt: skip
+        assert response.status_code == 200, response.text
+        with pytest.raises(Deactivated, match="4003"):
+            await asyncio.wait_for(c.wait_closed(), TIMEOUT_S)
+    with pytest.raises(Deactivated):
+        await connect(hub.url, user_token(banned)).start()
+
+
 async def test_unreachable_hub_fails_fast(tmp_path: Path) -> None:
     """The first connection is not retried: a wrong URL raises HubUnreachable."""
     with socket.socket() as s:
