@@ -93,6 +93,11 @@ class Node:
     async def start(self) -> None:
         await self.store.start()
         with contextlib.suppress(StoreUnavailable):
+            # A process restarted under the same HUB_NODE_ID (systemd, a container restarted
+            # in its pod) heartbeats before its old TTL runs out, so no sweep would ever reap
+            # the connections of its previous life: they died with it. Hand them to the
+            # grace before this life registers anything.
+            await self.store.remove_node(self.id, grace=True)
             await self.store.heartbeat(self.id, self.settings.node_ttl_ms)
             self._registered = True
             self.cursor = await self.store.now()
