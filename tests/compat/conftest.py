@@ -38,16 +38,32 @@ def _run(tmp: Path, env: dict[str, str] | None = None) -> Iterator[HubProcess]:
     hub.assert_no_tracebacks()
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    """One memory hub for the module."""
-    yield from _run(tmp_path_factory.mktemp("hub"))
+BACKENDS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+]
 
 
-@pytest.fixture
-def fresh_hub(tmp_path: Path) -> Iterator[HubProcess]:
-    """A memory hub of this test alone (no users yet)."""
-    yield from _run(tmp_path)
+def _store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The hub's store: memory, or the session Redis under a prefix of its own."""
+    if request.param == "memory":
+        return {}
+    redis_url: str = request.getfixturevalue("redis_url")
+    prefix = f"c{uuid.uuid4().hex[:10]}:"
+    return {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": prefix, "HUB_CHANNEL": f"{prefix}p"}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[HubProcess]:
+    """One hub for the module, on the memory store or on Redis."""
+    yield from _run(tmp_path_factory.mktemp("hub"), _store_env(request))
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HubProcess]:
+    """A hub of this test alone (no users yet), on the memory store or on Redis."""
+    yield from _run(tmp_path, _store_env(request))
 
 
 @pytest.fixture
