@@ -154,6 +154,10 @@ class PresenceStore(Protocol):
     async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
         """Re-register the connections ``node`` still holds."""
 
+    async def epoch(self) -> int:
+        """When the store's data began (a restart without persistence moves it): a cursor
+        from before it cannot be answered with a delta."""
+
     async def nodes_alive(self) -> int:
         """How many nodes' heartbeats have not expired."""
 

@@ -15,6 +15,8 @@ with one Redis and ``B = 1`` everything lives in one slot. Per bucket ``T = {hub
 ``T:grace``               zset     users inside the offline grace: user -> deadline ms
 ``T:clock``               string   the largest ``at`` stamped in the bucket (see below)
 ``T:names``               hash     lowercased username -> user id
+``T:epoch``               string   when this bucket's data began (set by the first read that
+                                   finds it missing, e.g. after a restart without persistence)
 ========================  =======  ===========================================================
 
 Global, in their own slot: ``{<prefix>nodes}`` (zset, node -> heartbeat expiry ms) and
@@ -49,6 +51,7 @@ class BucketKeys:
     grace: str
     clock: str
     names: str
+    epoch: str
 
 
 class Keys:
@@ -78,6 +81,7 @@ class Keys:
             grace=f"{tag}:grace",
             clock=f"{tag}:clock",
             names=f"{tag}:names",
+            epoch=f"{tag}:epoch",
         )
 
     def bucket_of(self, user: str) -> BucketKeys:

@@ -78,6 +78,9 @@ class MemoryStore:
         self._node_conns: dict[str, dict[str, str]] = {}
         self._feeds: set[_Feed] = set()
         self._clock = 0
+        # When this store's data began: a cursor from before it (an earlier process) gets
+        # a snapshot, since the changes it would need were never recorded here.
+        self._epoch = self._now()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -228,6 +231,9 @@ class MemoryStore:
         self._nodes[node] = now + ttl_ms
         return known
 
+    async def epoch(self) -> int:
+        return self._epoch
+
     async def nodes_alive(self) -> int:
         now = self._now()
         return sum(1 for deadline in self._nodes.values() if deadline >= now)
@@ -276,7 +282,8 @@ class MemoryStore:
 
     async def changes(self, since: int | None) -> Changes:
         now = self._now()
-        if not in_window(since, now, self.window_ms):
+        fresh = since is not None and since >= self._epoch
+        if not in_window(since, now, self.window_ms) or not fresh:
             users = [view(self._users[uid]) for uid in self._not_offline]
             return Changes(users=users, cursor=now, full=True)
         assert since is not None

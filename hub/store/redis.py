@@ -257,6 +257,9 @@ class RedisStore:
             # Loading up front fails fast on a Redis without Lua; later NOSCRIPTs reload.
             for text in self._scripts:
                 await self._redis.script_load(text)
+        # A store that starts on empty buckets records that its data begins now; cursors
+        # from before then get snapshots (changes.lua also sets a missing epoch, conservatively).
+        await self.epoch()
 
     async def close(self) -> None:
         self._closed = True
@@ -350,6 +353,17 @@ class RedisStore:
         with unavailable():
             return int(await self._redis.zcount(self.keys.nodes, now, "+inf"))
 
+    async def epoch(self) -> int:
+        """When the data began: the latest bucket epoch (set now where one is missing)."""
+        now = await self.now()
+
+        async def one(b: BucketKeys) -> int:
+            with unavailable():
+                old = await self._redis.set(b.epoch, now, nx=True, get=True)
+            return now if old is None else int(old)
+
+        return max(await _all([one(b) for b in self.keys.buckets]))
+
     async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
         gate = asyncio.Semaphore(RESTORE_CONCURRENCY)
 
@@ -434,7 +448,7 @@ class RedisStore:
         async def one(b: BucketKeys) -> list[Any]:
             with unavailable():
                 reply = await self._changes(
-                    keys=[b.idx, b.on, b.clock],
+                    keys=[b.idx, b.on, b.clock, b.epoch],
                     args=[b.user, b.conns, since, self._window, mode, INLINE_ROWS],
                 )
             return cast(list[Any], reply)

@@ -140,8 +140,11 @@ class WsSession:
             return result
         cursor = await store.now()
         views: list[UserView] = await store.users(list(dict.fromkeys(scope.users)))
-        if in_window(since, cursor, store.window_ms):
-            assert since is not None
+        if since is not None and in_window(since, cursor, store.window_ms):
+            fresh = since >= await store.epoch()
+        else:
+            fresh = False
+        if since is not None and fresh:
             return [v.entry() for v in views if v.at >= since], False, cursor
         return [v.entry() for v in views if v.status != "offline"], True, cursor
 
@@ -217,7 +220,7 @@ class WsSession:
                 ref = msg.ref
                 await self.handle(msg)
             except p.ProtocolError as exc:
-                self.send(p.error(exc.code, exc.message, exc.ref))
+                self.send(p.error(exc.code, exc.message, exc.ref if exc.ref is not None else ref))
             except StoreUnavailable:
                 self.send(p.error(p.ErrorCode.UNAVAILABLE, "presence store unreachable", ref))
 

@@ -691,12 +691,32 @@ async def test_changes_outside_window_is_a_full_snapshot(make_store: StoreFactor
 
 async def test_window_edge_decides_delta_or_snapshot(make_store: StoreFactory) -> None:
     """A since just inside the window gets a delta; just past it, a snapshot."""
-    store = await make_store(window_ms=10_000)
+    store = await make_store(window_ms=1_000)
+    epoch = await store.epoch()
+
+    async def older_than_window() -> bool:
+        return await store.now() - epoch > 1_200
+
+    # Only a store that has recorded a whole window can answer a delta for all of it.
+    await eventually(older_than_window, timeout=10)
     view = await store.connect("n1", "c1", profile("u1"), "online")
-    inside = await store.changes(await store.now() - 5_000)
+    inside = await store.changes(await store.now() - 500)
     assert not inside.full and [u.id for u in inside.users] == ["u1"]
-    outside = await store.changes(view.at - 10_001)
+    outside = await store.changes(view.at - 1_001)
     assert outside.full
+
+
+async def test_cursor_from_before_the_data_began_gets_a_snapshot(
+    make_store: StoreFactory,
+) -> None:
+    """A cursor older than the store's epoch (data lost since) is answered with a snapshot."""
+    store = await make_store(window_ms=60_000)
+    epoch = await store.epoch()
+    await store.connect("n1", "c1", profile("u1"), "online")
+    before = await store.changes(epoch - 1)
+    assert before.full and [u.id for u in before.users] == ["u1"]
+    after = await store.changes(epoch)
+    assert not after.full
 
 
 async def test_window_edge_is_inside(make_store: StoreFactory, backend: Backend) -> None:

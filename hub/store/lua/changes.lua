@@ -2,6 +2,8 @@
 -- KEYS[1] - the bucket's change index (zset user -> at)
 -- KEYS[2] - the bucket's not-offline set
 -- KEYS[3] - the bucket's clock
+-- KEYS[4] - the bucket's epoch: when its data began; a cursor from before it (the data was
+--           lost since, e.g. Redis restarted empty) gets a snapshot, never a partial delta
 -- ARGV[1] - the prefix of the bucket's user hashes (+ user id = key; same hash tag)
 -- ARGV[2] - the prefix of the bucket's connection hashes (+ user id = key; same hash tag)
 -- ARGV[3] - since, ms ('' = none: snapshot)
@@ -14,7 +16,13 @@
 -- bucket clock: at or above every at in the answer, at or below every later stamp.
 local now = clock_now(KEYS[3])
 local since = tonumber(ARGV[3])
+local epoch = tonumber(redis.call('GET', KEYS[4]))
+if not epoch then
+  epoch = now
+  redis.call('SET', KEYS[4], num(now))
+end
 local full = ARGV[5] == 'full' or not since or since < now - tonumber(ARGV[4])
+  or since < epoch
 local ids
 if full then
   ids = redis.call('SMEMBERS', KEYS[2])
