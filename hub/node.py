@@ -260,8 +260,15 @@ class Node:
 
     async def _restore(self) -> None:
         """The store forgot this node (restart without persistence, or we were reaped)."""
-        live = [s.live() for s in self.sessions.values()]
+        sessions = list(self.sessions.values())
+        live = [s.live() for s in sessions]
         await self.store.restore(self.id, live)
+        # A socket that closed while the restore ran may have reached the store before the
+        # restore registered it again, which would leave a ghost: disconnect those once more
+        # (idempotent; the liveness loop does it right after, and retries it on failure).
+        self._pending_disconnects += [
+            (s.conn, s.user) for s in sessions if s.conn not in self.sessions
+        ]
         self.stats.restores += 1
         log.warning("store had lost this node; re-registered %d connections", len(live))
         # Other nodes re-register within one sweep; resync after that so snapshots hold

@@ -19,6 +19,7 @@ from tests.support.hubproc import HubProcess, start_hub
 from tests.support.redis_server import RedisServer, start_server
 
 Spawn = Callable[..., HubProcess]
+StoreFor = Callable[..., Awaitable[RedisStore]]
 
 
 @pytest.fixture
@@ -58,9 +59,7 @@ def spawn(tmp_path: Path, key_prefix: str, channel: str) -> Iterator[Spawn]:
 
 
 @pytest.fixture
-async def store_for(
-    key_prefix: str, channel: str
-) -> AsyncIterator[Callable[..., Awaitable[RedisStore]]]:
+async def store_for(key_prefix: str, channel: str) -> AsyncIterator[StoreFor]:
     """A RedisStore on a given URL with this test's prefix and channel (a load generator
     that changes presence without websockets); closed at the end."""
     opened: list[RedisStore] = []

@@ -50,8 +50,7 @@ async def test_sigkill_node_with_50_users_all_offline_everywhere_within_ttl(
     try:
         for node in others:
             watchers.append(await connect_user(node.ws_url, user_token(uid("w")), subscribe=True))
-        tokens = [user_token(u) for u in victims] + [user_token(u) for u in
-                                                     victims[:SECOND_TABS]]
+        tokens = [user_token(u) for u in victims] + [user_token(u) for u in victims[:SECOND_TABS]]
         clients = await open_clients(victim.ws_url, [*tokens, user_token(stayer)])
         clients.append(await connect_user(others[0].ws_url, user_token(stayer)))
 
@@ -84,8 +83,10 @@ async def test_sigkill_node_with_50_users_all_offline_everywhere_within_ttl(
         deadline = NODE_TTL_S + SWEEP_S + MARGIN_S
         await eventually(offline_everywhere, timeout=deadline + 10, interval=0.05)
         took = time.monotonic() - killed_at
-        print(f"kill -9 -> {USERS} users offline everywhere in {took:.2f} s "
-              f"(TTL {NODE_TTL_S} s, sweep {SWEEP_S:.2f} s)")
+        print(
+            f"kill -9 -> {USERS} users offline everywhere in {took:.2f} s "
+            f"(TTL {NODE_TTL_S} s, sweep {SWEEP_S:.2f} s)"
+        )
         assert took <= deadline, f"offline everywhere took {took:.2f} s > {deadline:.2f} s"
 
         # None lost: every victim has an offline entry of its own on every feed.

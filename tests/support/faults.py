@@ -248,9 +248,11 @@ class RawWsClient:
         self.writer.write(struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload)) + mask + masked)
         await self.writer.drain()
 
-    async def wait_for(self, predicate: Any, timeout: float = TIMEOUT_S, *,
-                       what: str = "a matching frame") -> Frame:
+    async def wait_for(
+        self, predicate: Any, timeout: float = TIMEOUT_S, *, what: str = "a matching frame"
+    ) -> Frame:
         """Read frames until one satisfies ``predicate`` (reading is what unblocks the hub)."""
+
         async def read() -> Frame:
             while True:
                 frame = await self.read_frame()
