@@ -41,7 +41,11 @@ class DrainingServer(uvicorn.Server):
             await asyncio.wait_for(self.node.drain(), 8)
         except Exception:
             log.exception("drain did not finish; the node TTL reaps what is left")
-        super().handle_exit(sig, frame)
+            super().handle_exit(sig, frame)
+            return
+        # A finished drain is a clean stop: exit 0. (uvicorn's own handler would re-raise the
+        # signal after shutdown, and every rolling restart would look like a crash: 143.)
+        self.should_exit = True
 
 
 def run(app: Starlette, settings: Settings) -> None:
