@@ -262,6 +262,7 @@ class Subscription:
     listeners: set[_Listener] = field(default_factory=set)
     full_snapshots: int = 0
     delta_snapshots: int = 0
+    slack_ms: int = RESUME_SLACK_MS
     _synthetic: set[str] = field(default_factory=set)
 
     def state(self) -> dict[str, Entry]:
@@ -270,7 +271,7 @@ class Subscription:
     def frame(self, ref: int) -> dict[str, Any]:
         frame: dict[str, Any] = {"op": "sub", **self.scope.wire(), "ref": ref}
         if self.cursor is not None:
-            frame["since"] = max(0, self.cursor - RESUME_SLACK_MS)
+            frame["since"] = max(0, self.cursor - self.slack_ms)
         return frame
 
     def _newer(self, e: Entry, cur: Entry | None) -> bool:
@@ -346,6 +347,7 @@ class Client:
         open_timeout_s: float = 10.0,
         ping_interval_s: float | None = 20.0,
         max_size: int = 16 * 2**20,
+        resume_slack_ms: int = RESUME_SLACK_MS,
     ) -> None:
         if codec not in ("json", "msgpack"):
             raise ValueError(f"codec must be json or msgpack, got {codec!r}")
@@ -357,6 +359,7 @@ class Client:
         self.open_timeout_s = open_timeout_s
         self.ping_interval_s = ping_interval_s
         self.max_size = max_size
+        self.resume_slack_ms = resume_slack_ms
         #: The last ``ready`` frame: ``conn``, ``user`` (own entry), ``cursor``, ``window``.
         self.ready: dict[str, Any] = {}
         #: How many times the connection was re-established.
@@ -557,7 +560,7 @@ class Client:
     def _subscription(self, scope: Scope) -> Subscription:
         sub = self._subs.get(scope.key())
         if sub is None:
-            sub = self._subs[scope.key()] = Subscription(scope)
+            sub = self._subs[scope.key()] = Subscription(scope, slack_ms=self.resume_slack_ms)
         return sub
 
     async def _until(self, event: asyncio.Event) -> None:
@@ -827,9 +830,14 @@ def connect(
     backoff_min_s: float = 0.25,
     backoff_max_s: float = 10.0,
     open_timeout_s: float = 10.0,
+    resume_slack_ms: int = RESUME_SLACK_MS,
 ) -> Client:
     """A :class:`Client` for ``async with``: ``url`` is the hub's base URL (``http://host:port``)
-    or its websocket URL; ``token`` a user token (HS256 JWT signed with ``HUB_SECRET``)."""
+    or its websocket URL; ``token`` a user token (HS256 JWT signed with ``HUB_SECRET``).
+
+    ``resume_slack_ms``: how far before its last cursor a resubscription reads. The default
+    covers clock differences between Redis Cluster shards; with one Redis or the memory
+    store, 0 is exact."""
     return Client(
         url,
         token,
@@ -837,4 +845,5 @@ def connect(
         backoff_min_s=backoff_min_s,
         backoff_max_s=backoff_max_s,
         open_timeout_s=open_timeout_s,
+        resume_slack_ms=resume_slack_ms,
     )

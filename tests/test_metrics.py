@@ -3,8 +3,12 @@ structured session logs (useful fields, never a token or a query string)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +182,44 @@ async def test_session_logs_are_structured_and_keep_secrets_out(hub: HubProcess)
     log = hub.log()
     assert token not in log and "QUERYSECRET" not in log and "WRONGTOKEN" not in log
     assert "/ws?[redacted]" in log  # uvicorn's own line, with the query cut
+
+
+# -- presence-hub check ---------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_check_reports_progress_and_counts(
+    redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    """check numbers its steps, counts users by status and live nodes, probes the hub, and
+    exits 1 when the store is unreachable."""
+    env = {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix,
+           "HUB_CHANNEL": f"{key_prefix}presence"}  # fmt: skip
+    node = start_hub(tmp_path, env)
+    try:
+        async with connect(node.url, user_token("k-one")), \
+                connect(node.url, user_token("k-two")) as two:  # fmt: skip
+            await two.set_status("busy")
+            result = await _check(tmp_path, env, "--url", node.url)
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        assert [line[:5] for line in lines if line.startswith("[")] == [
+            "[1/4]", "[2/4]", "[3/4]", "[4/4]"]  # fmt: skip
+        counts = next(line for line in lines if line.startswith("[3/4]"))
+        assert "2 users (1 online, 0 away, 1 busy)" in counts
+        assert any(line.strip() == "1 hub nodes alive" for line in lines)
+        hub_line = next(line for line in lines if line.startswith("[4/4]"))
+        assert "healthy, ready" in hub_line
+    finally:
+        node.stop()
+    down = await _check(tmp_path, {"HUB_STORE": "redis://:hunter2@127.0.0.1:9/0"})
+    assert down.returncode == 1 and "UNREACHABLE" in down.stdout
+    assert "hunter2" not in down.stdout and "redis://***@127.0.0.1:9/0" in down.stdout
+
+
+async def _check(tmp_path: Path, env: dict[str, str], *args: str) -> Any:
+    full = {**os.environ, "XDG_STATE_HOME": str(tmp_path), **env}
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "hub", "check", *args], env=full,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
