@@ -1,4 +1,5 @@
-"""Admin actions reach every node: two hub processes on one real Redis, a 30 s offline grace.
+"""Admin actions reach every node: two hub processes on one real Redis (and on a Redis
+Cluster), with a 30 s offline grace.
 
 The grace is long on purpose: a user who shows offline within seconds of a deactivation,
 a force-offline or a kick proves those skip the grace.
@@ -33,9 +34,14 @@ def name(label: str) -> str:
     return f"{label}-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-def nodes(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[tuple[HubProcess, ...]]:
-    """Two hubs on one Redis with a 30 s offline grace."""
+@pytest.fixture(params=[
+    pytest.param("redis_url", id="redis"),
+    pytest.param("cluster_url", id="redis-cluster", marks=pytest.mark.cluster),
+])  # fmt: skip
+def nodes(request: pytest.FixtureRequest, key_prefix: str, tmp_path: Path
+          ) -> Iterator[tuple[HubProcess, ...]]:
+    """Two hubs on one Redis (or one Redis Cluster) with a 30 s offline grace."""
+    redis_url: str = request.getfixturevalue(request.param)
     env = {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix,
            "HUB_CHANNEL": f"{key_prefix}presence", "HUB_OFFLINE_GRACE_S": "30"}  # fmt: skip
     first = start_hub(tmp_path, env, name="node1")

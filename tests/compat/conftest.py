@@ -41,14 +41,17 @@ def _run(tmp: Path, env: dict[str, str] | None = None) -> Iterator[HubProcess]:
 BACKENDS = [
     pytest.param("memory", id="memory"),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
-]
+    pytest.param("redis-cluster", id="redis-cluster", marks=[pytest.mark.redis,
+                                                              pytest.mark.cluster]),
+]  # fmt: skip
 
 
 def _store_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """The hub's store: memory, or the session Redis under a prefix of its own."""
+    """The hub's store: memory, or the session Redis (or Cluster) under a prefix of its own."""
     if request.param == "memory":
         return {}
-    redis_url: str = request.getfixturevalue("redis_url")
+    fixture = "redis_url" if request.param == "redis" else "cluster_url"
+    redis_url: str = request.getfixturevalue(fixture)
     prefix = f"c{uuid.uuid4().hex[:10]}:"
     return {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": prefix, "HUB_CHANNEL": f"{prefix}p"}
 

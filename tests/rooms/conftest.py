@@ -1,8 +1,9 @@
-"""Two hub nodes for the room tests: one memory hub seen twice, or two hubs on one Redis.
+"""Two hub nodes for the room tests: one memory hub seen twice, or two hubs on one Redis
+(or one Redis Cluster).
 
 With the memory store both "nodes" are the same process; with Redis they are two
-processes sharing one real redis-server (this test's own key prefix and channels), so a
-membership change made on one node must reach room subscribers on the other.
+processes sharing one real redis-server or cluster (this test's own key prefix and
+channels), so a membership change made on one node must reach room subscribers on the other.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from tests.support.wsclient import WsClient, connect_user
 BACKENDS = [
     pytest.param("memory", id="memory"),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
-]
+    pytest.param("redis-cluster", id="redis-cluster", marks=[pytest.mark.redis,
+                                                              pytest.mark.cluster]),
+]  # fmt: skip
 
 
 def start_nodes(tmp: Path, env: dict[str, str], count: int) -> list[HubProcess]:
@@ -38,8 +41,9 @@ def nodes(request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
           ) -> Iterator[tuple[HubProcess, HubProcess]]:
     """(node1, node2): the same memory hub twice, or two hubs on one Redis."""
     env = {"HUB_OFFLINE_GRACE_S": "0", "HUB_NODE_TTL_S": "1"}
-    if request.param == "redis":
-        redis_url: str = request.getfixturevalue("redis_url")
+    if request.param != "memory":
+        fixture = "redis_url" if request.param == "redis" else "cluster_url"
+        redis_url: str = request.getfixturevalue(fixture)
         env |= {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix,
                 "HUB_CHANNEL": f"{key_prefix}presence"}
         hubs = start_nodes(tmp_path, env, 2)
