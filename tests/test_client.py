@@ -176,6 +176,22 @@ async def test_users_scope_and_initial_state(hub: HubProcess) -> None:
         assert sorted(first) == sorted([friend, me])
 
 
+async def test_room_scope_follows_members(hub: HubProcess) -> None:
+    """A room scope holds its members; one who leaves comes once with member: false and
+    leaves state()."""
+    room, alice, bob = uid("room"), uid("alice"), uid("bob")
+    async with connect(hub.url, user_token(alice)) as a, connect(hub.url, user_token(bob)) as b:
+        await a.join(room)
+        await b.join(room)
+        assert set(await a.subscribe(f"room:{room}")) == {alice, bob}
+        changes = a.changes(f"room:{room}", initial=False)
+        await b.leave(room)
+        left = await asyncio.wait_for(anext(changes), TIMEOUT_S)
+        assert (left["id"], left.get("member")) == (bob, False)
+        assert set(a.state(f"room:{room}")) == {alice}
+        await changes.aclose()
+
+
 async def _take(changes: AsyncIterator[Entry], n: int) -> AsyncIterator[Entry]:
     for _ in range(n):
         yield await asyncio.wait_for(anext(changes), TIMEOUT_S)
