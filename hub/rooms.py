@@ -160,6 +160,10 @@ class Rooms:
     def _loaded(self, room: str, task: asyncio.Task[None]) -> None:
         if self._loads.get(room) is task:
             del self._loads[room]
+        if not task.cancelled():
+            # Every waiter got the error already; this only keeps asyncio from reporting
+            # it again when the waiters were cancelled first.
+            task.exception()
 
     async def _load(self, room: str) -> None:
         generation = self._generation
