@@ -100,8 +100,11 @@ async def test_bearer_user_token_is_accepted(http):
     assert check.status_code == 200 and check.json()["presence"] == "offline"
 
 
-@pytest.mark.parametrize("value", [f"Basic {TEST_ADMIN_KEY}", f"Token {TEST_ADMIN_KEY}",
-                                   TEST_ADMIN_KEY, "Bearer"])
+@pytest.mark.parametrize(
+    "value",
+    [f"Basic {TEST_ADMIN_KEY}", f"Token {TEST_ADMIN_KEY}", TEST_ADMIN_KEY, "Bearer"],
+    ids=["basic", "token", "bare-key", "bearer-without-token"],
+)
 async def test_authorization_other_than_bearer_is_401(http, value):
     """Only ``Bearer <token>`` is read from Authorization."""
     assert_401(await http.get(PRESENCE, headers={"Authorization": value}))

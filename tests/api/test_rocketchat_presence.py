@@ -315,6 +315,8 @@ async def test_set_status_is_visible_in_presence(http, users, watcher):
     [({"status": "dnd"}, "status"), ({"status": 3}, "status"),
      ({"status": "busy", "message": "m" * 121}, "message"), ({"message": 5}, "message"),
      ({}, "status or message")],
+    ids=["unknown-status", "status-not-a-string", "message-too-long", "message-not-a-string",
+         "neither"],
 )  # fmt: skip
 async def test_set_status_bad_input_is_400_naming_the_field_and_changes_nothing(
     http, users, watcher, payload, field

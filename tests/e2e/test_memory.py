@@ -11,6 +11,7 @@ import asyncio
 import time
 import uuid
 
+from tests.support import eventually
 from tests.support.hubproc import HubProcess, hub_fixture, user_token
 from tests.support.wsclient import JSON, MSGPACK, WsClient, connect_user
 
@@ -213,12 +214,30 @@ async def test_full_flag_follows_the_window_as_a_cursor_ages(hub: HubProcess):
         await client.close()
 
 
+async def hub_older_than_a_window(hub: HubProcess) -> None:
+    """Wait until a cursor one window old is past the store's epoch (a cursor from before
+    the store began always gets a snapshot), polling the hub itself."""
+    client = await connect_user(hub.ws_url, user_token(uid("age")))
+    try:
+        # The store existed when /readyz answered: once this since is outside the window,
+        # every since in a burst (one window before now, minus 5 ms) is past the epoch.
+        since = hub.ready_ms + 50
+
+        async def outside() -> bool:
+            return bool((await client.subscribe(since=since))["full"])
+
+        await eventually(outside, timeout=WINDOW_S + 10, interval=0.1)
+    finally:
+        await client.close()
+
+
 async def test_cursor_exactly_one_window_old_is_inside(hub: HubProcess):
     """A since equal to the hub clock minus the window gets full:false (the edge is inside)."""
     # Forty subs, one per millisecond guess of the hub clock, are pipelined; the hub answers
     # them in order, and because its clock never goes back while the guesses climb one per
     # frame, one answer's cursor equals its guess exactly unless the hub stalled: retry then.
     window_ms = WINDOW_S * 1000
+    await hub_older_than_a_window(hub)
     bursts = 10
     for _ in range(bursts):
         client = await connect_user(hub.ws_url, user_token(uid("edge")))

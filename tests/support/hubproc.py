@@ -76,6 +76,8 @@ class HubProcess:
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    #: Wall clock (ms) when ``/readyz`` first answered 200: the store existed by then.
+    ready_ms: int = 0
 
     @property
     def url(self) -> str:
@@ -143,6 +145,7 @@ class HubProcess:
                 try:
                     response = client.get(f"{self.url}/readyz")
                     if response.status_code == 200:
+                        self.ready_ms = time.time_ns() // 1_000_000
                         return
                     last = f"{response.status_code} {response.text[:200]}"
                 except httpx.TransportError as exc:
