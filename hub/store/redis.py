@@ -421,17 +421,18 @@ class RedisStore:
     # -- queries -----------------------------------------------------------------
 
     async def changes(self, since: int | None) -> Changes:
+        since_arg = "" if since is None else str(int(since))
+        start = since_arg
         if since is not None and len(self.keys.buckets) > 1:
             # Buckets on different cluster masters stamp with their own TIME; a cursor from
             # one may run ahead of a later stamp on another. Reading a little earlier costs
             # a few duplicate states (harmless) and never misses one.
-            since -= SKEW_SLACK_MS
-        since_arg = "" if since is None else str(int(since))
-        replies = await self._changes_all(since_arg, "")
+            start = str(int(since) - SKEW_SLACK_MS)
+        replies = await self._changes_all(since_arg, "", start)
         if len({reply[0] for reply in replies}) > 1:
             # Buckets read their clocks a moment apart and disagreed at the window's edge;
             # a snapshot is a correct answer to any cursor.
-            replies = await self._changes_all(since_arg, "full")
+            replies = await self._changes_all(since_arg, "full", start)
         full = bool(replies[0][0])
         users: list[UserView] = []
         later: list[Awaitable[list[UserView]]] = []
@@ -453,12 +454,12 @@ class RedisStore:
         cursor = min(int(reply[1]) for reply in replies)
         return Changes(users=users, cursor=cursor, full=full)
 
-    async def _changes_all(self, since: str, mode: str) -> list[list[Any]]:
+    async def _changes_all(self, since: str, mode: str, start: str) -> list[list[Any]]:
         async def one(b: BucketKeys) -> list[Any]:
             with unavailable():
                 reply = await self._changes(
                     keys=[b.idx, b.on, b.clock, b.epoch],
-                    args=[b.user, b.conns, since, self._window, mode, INLINE_ROWS],
+                    args=[b.user, b.conns, since, self._window, mode, INLINE_ROWS, start],
                 )
             return cast(list[Any], reply)
 

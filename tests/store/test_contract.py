@@ -26,7 +26,7 @@ from hub.presence import Entry
 from hub.store import PresenceStore, StoreUnavailable, open_store
 from hub.store.base import Batch, Control, Event, Gap, LiveConnection, Profile
 from hub.store.memory import FEED_LIMIT, MemoryStore
-from hub.store.redis import RedisStore
+from hub.store.redis import SKEW_SLACK_MS, RedisStore
 from tests.support import eventually
 from tests.support.redis_server import RedisServer, start_cluster, start_server
 
@@ -642,7 +642,10 @@ async def test_changes_inside_window_is_a_delta(store: PresenceStore) -> None:
     assert not changes.full
     by_id = {u.id: u for u in changes.users}
     assert set(by_id) >= {"u1", "u2"} and by_id["u2"].status == "offline"
-    assert all(u.at >= since for u in changes.users)
+    # A multi-bucket (cluster) store reads a little before the cursor for clock skew:
+    # extra states are harmless, but nothing older than that slack may come back.
+    slack = SKEW_SLACK_MS if isinstance(store, RedisStore) and store.keys.count > 1 else 0
+    assert all(u.at >= since - slack for u in changes.users)
     assert [u.at for u in changes.users] == sorted(u.at for u in changes.users)
 
 

@@ -11,6 +11,8 @@
 -- ARGV[5] - 'full' to force a snapshot, '' to decide here from since and the window
 -- ARGV[6] - inline limit: up to this many users come as rows; more come as ids only, for
 --           the caller to read in chunks (one long script would block Redis)
+-- ARGV[7] - where the delta's range starts, ms (<= since: a multi-bucket store reads a
+--           little early for clock skew between cluster masters)
 -- Returns {full (1/0), cursor, inline (1/0), row or id...}: a delta holds every user whose
 -- at >= since, offline ones included; a snapshot every user not offline. The cursor is the
 -- bucket clock: at or above every at in the answer, at or below every later stamp.
@@ -27,7 +29,7 @@ local ids
 if full then
   ids = redis.call('SMEMBERS', KEYS[2])
 else
-  ids = redis.call('ZRANGEBYSCORE', KEYS[1], num(since), '+inf')
+  ids = redis.call('ZRANGEBYSCORE', KEYS[1], num(tonumber(ARGV[7]) or since), '+inf')
 end
 if #ids > tonumber(ARGV[6]) then
   local out = {full and 1 or 0, num(now), 0}
