@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from hub.auth import Claims
 from hub.node import Node
 from hub.protocol import CloseCode
-from hub.registry.base import USER_TYPES, Admission, Registry, User, clean_username
+from hub.registry.base import (
+    NO_METADATA,
+    USER_TYPES,
+    Admission,
+    Registry,
+    User,
+    clean_username,
+)
 from hub.registry.passwords import hash_password_async, verify_password_async
 from hub.rooms import Rooms
 from hub.store.base import Control, Profile, StoreUnavailable
@@ -53,7 +60,7 @@ def user_from_claims(claims: Claims) -> User:
         avatar=claims.avatar,
         roles=claims.roles,
         tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
-        metadata=metadata if isinstance(metadata, dict) else {},
+        metadata=metadata if isinstance(metadata, dict) and metadata else NO_METADATA,
         type=kind if isinstance(kind, str) and kind in USER_TYPES else "user",
         utc_offset=claims.utc_offset,
     )

@@ -18,15 +18,21 @@ joined or left since T". Membership changes travel to every node as :class:`Room
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from hub.presence import Entry
 
 #: What a user may be (Rocket.Chat's ``type``).
 USER_TYPES: frozenset[str] = frozenset({"user", "bot", "app"})
+#: The metadata of most users: one shared, read-only empty map (no dict per account).
+NO_METADATA: Mapping[str, Any] = MappingProxyType({})
+#: Namespace of the stable uuid each account shows (Agora's ``uuid``), derived from its id.
+USER_UUID_NS = uuid.UUID("0d5c3f1e-8b1a-4c52-9e61-3f7b9d2a4c10")
 
 Order = Literal["created", "username"]
 
@@ -50,9 +56,12 @@ class Admission(StrEnum):
     TAKEN = "taken"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class User:
-    """A registered user; the password hash is stored apart and never part of this."""
+    """A registered user; the password hash is stored apart and never part of this.
+
+    Slotted, with shared empty metadata: with auto-registration every connected user has
+    one, so its size counts per connection."""
 
     id: str
     username: str
@@ -60,14 +69,18 @@ class User:
     avatar: str = ""
     roles: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=lambda: NO_METADATA)
     type: str = "user"
     utc_offset: float = 0.0
     created: int = 0
     updated: int = 0
     activated: bool = True
     last_login: int = 0
-    uuid: str = ""
+
+    @property
+    def uuid(self) -> str:
+        """A stable uuid for the account (derived from its id, so never stored)."""
+        return str(uuid.uuid5(USER_UUID_NS, self.id))
 
 
 @dataclass(frozen=True)
@@ -78,7 +91,7 @@ class UserChanges:
     avatar: str | None = None
     roles: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Mapping[str, Any] | None = None
     type: str | None = None
     utc_offset: float | None = None
 

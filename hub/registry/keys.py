@@ -9,7 +9,7 @@ therefore touches exactly one slot. With ``prefix = "hub:"``:
 ==============================  ======  =====================================================
 ``{hub:ru:<id>}``               hash    the account: id, username, name, avatar, roles, tags,
                                         metadata (JSON), type, utc, created, updated,
-                                        activated (1/0), last_login, uuid, pw (hash)
+                                        activated (1/0), last_login, pw (hash)
 ``{hub:reg}:ids``               hash    id -> its key in ``by_created`` (id uniqueness)
 ``{hub:reg}:names``             hash    lowercased username -> id (username uniqueness)
 ``{hub:reg}:unames``            hash    id -> lowercased username

@@ -1,10 +1,13 @@
 """The in-memory registry: users and rooms in this process, for the ``memory://`` store.
 
-The reference implementation of :class:`~hub.registry.base.Registry`. The two user orders
-are sorted lists of index keys (:func:`~hub.registry.base.created_key`,
-:func:`~hub.registry.base.username_key`) kept sorted with :mod:`bisect`, so pages by rank
-and by cursor read only what they return. The room feed is in-process: every
-:meth:`MemoryRegistry.room_events` consumer has its own bounded queue.
+The reference implementation of :class:`~hub.registry.base.Registry`. With
+auto-registration every connected user has an account, so an account costs little: the
+creation order is two parallel arrays (ids, and their creation times, unique and rising,
+so a cursor is found by bisection), and the username order (sorted index keys, see
+:func:`~hub.registry.base.username_key`) is built only when something first lists by
+username, then kept up to date. Pages by rank and by cursor read only what they return.
+The room feed is in-process: every :meth:`MemoryRegistry.room_events` consumer has its own
+bounded queue.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-import uuid
+from array import array
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -75,7 +78,9 @@ class MemoryRegistry:
         self._users: dict[str, User] = {}
         self._passwords: dict[str, str] = {}
         self._usernames: dict[str, str] = {}
-        self._index: dict[Order, list[str]] = {"created": [], "username": []}
+        self._ids: list[str] = []
+        self._created_at = array("q")
+        self._by_username: list[str] | None = None
         self._rooms: dict[str, _Room] = {}
         self._room_index: list[str] = []
         self._logs: dict[str, dict[str, int]] = {}
@@ -108,10 +113,9 @@ class MemoryRegistry:
         if not auto_register:
             return Admission.UNKNOWN
         try:
-            created = await self.create(user)
+            self._create(user, "", login=True)
         except Conflict:
             return Admission.TAKEN
-        self._users[user.id] = replace(created, last_login=created.created)
         return Admission.CREATED
 
     async def access(self, user: str) -> bool | None:
@@ -119,20 +123,27 @@ class MemoryRegistry:
         return None if known is None else known.activated
 
     async def create(self, user: User, *, password_hash: str = "") -> User:
+        return self._create(user, password_hash, login=False)
+
+    def _create(self, user: User, password_hash: str, *, login: bool) -> User:
         if user.id in self._users:
             raise Conflict("id", user.id)
         lower = user.username.lower()
         if lower in self._usernames:
             raise Conflict("username", user.username)
+        if lower == user.username:
+            lower = user.username  # one string, not two, for the usual lowercase username
         now = self._created()
-        stored = replace(
-            user, created=now, updated=now, last_login=0, uuid=user.uuid or str(uuid.uuid4())
-        )
+        stored = replace(user, created=now, updated=now, last_login=now if login else 0)
         self._users[user.id] = stored
         self._usernames[lower] = user.id
-        self._passwords[user.id] = password_hash
-        bisect.insort(self._index["created"], created_key(now, user.id))
-        bisect.insort(self._index["username"], username_key(user.username, user.id))
+        if password_hash:
+            self._passwords[user.id] = password_hash
+        # Creation times only grow, so appending keeps both arrays sorted.
+        self._ids.append(user.id)
+        self._created_at.append(now)
+        if self._by_username is not None:
+            bisect.insort(self._by_username, username_key(user.username, user.id))
         return stored
 
     async def get(self, user: str) -> User | None:
@@ -181,18 +192,39 @@ class MemoryRegistry:
         self._passwords.pop(user, None)
         if self._usernames.get(known.username.lower()) == user:
             del self._usernames[known.username.lower()]
-        _remove(self._index["created"], created_key(known.created, user))
-        _remove(self._index["username"], username_key(known.username, user))
+        at = bisect.bisect_left(self._created_at, known.created)
+        if at < len(self._ids) and self._ids[at] == user:
+            del self._ids[at]
+            del self._created_at[at]
+        if self._by_username is not None:
+            _remove(self._by_username, username_key(known.username, user))
         return known
 
     async def count(self) -> int:
         return len(self._users)
 
+    def _username_index(self) -> list[str]:
+        if self._by_username is None:
+            self._by_username = sorted(
+                username_key(u.username, u.id) for u in self._users.values()
+            )
+        return self._by_username
+
     async def ordered(self, order: Order, start: int, stop: int) -> list[str]:
-        return [id_of(key, order) for key in self._index[order][max(0, start) : max(0, stop)]]
+        start, stop = max(0, start), max(0, stop)
+        if order == "created":
+            return self._ids[start:stop]
+        return [id_of(key, order) for key in self._username_index()[start:stop]]
 
     async def after(self, order: Order, key: str | None, limit: int) -> list[tuple[str, str]]:
-        index = self._index[order]
+        if order == "created":
+            # Creation times are unique: the time alone places the cursor.
+            at = 0 if key is None else bisect.bisect_right(self._created_at, int(key[:15]))
+            return [
+                (created_key(self._created_at[i], self._ids[i]), self._ids[i])
+                for i in range(at, min(at + limit, len(self._ids)))
+            ]
+        index = self._username_index()
         at = 0 if key is None else bisect.bisect_right(index, key)
         return [(k, id_of(k, order)) for k in index[at : at + limit]]
 

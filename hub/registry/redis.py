@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 from typing import Any, cast
@@ -38,6 +38,7 @@ from redis.backoff import NoBackoff
 from hub.config import Settings
 from hub.presence import Entry
 from hub.registry.base import (
+    NO_METADATA,
     Admission,
     Conflict,
     MemberChange,
@@ -95,14 +96,13 @@ def _fields(user: User, password_hash: str | None) -> dict[str, str]:
         "avatar": user.avatar,
         "roles": json.dumps(list(user.roles)),
         "tags": json.dumps(list(user.tags)),
-        "metadata": json.dumps(user.metadata),
+        "metadata": json.dumps(dict(user.metadata)),
         "type": user.type,
         "utc": repr(float(user.utc_offset)),
         "created": str(user.created),
         "updated": str(user.updated),
         "activated": "1" if user.activated else "0",
         "last_login": str(user.last_login),
-        "uuid": user.uuid,
     }
     if password_hash is not None:
         out["pw"] = password_hash
@@ -117,7 +117,7 @@ def _changes(changes: UserChanges) -> list[str]:
         if name in ("roles", "tags"):
             flat += [name, json.dumps(list(value))]
         elif name == "metadata":
-            flat += [name, json.dumps(value)]
+            flat += [name, json.dumps(dict(value))]
         elif name == "utc_offset":
             flat += ["utc", repr(float(value))]
         else:
@@ -133,15 +133,19 @@ def _user(raw: dict[str, str]) -> User:
         avatar=raw.get("avatar", ""),
         roles=tuple(json.loads(raw.get("roles") or "[]")),
         tags=tuple(json.loads(raw.get("tags") or "[]")),
-        metadata=json.loads(raw.get("metadata") or "{}"),
+        metadata=_metadata(raw.get("metadata")),
         type=raw.get("type") or "user",
         utc_offset=float(raw.get("utc") or 0),
         created=int(raw.get("created") or 0),
         updated=int(raw.get("updated") or 0),
         activated=raw.get("activated", "1") != "0",
         last_login=int(raw.get("last_login") or 0),
-        uuid=raw.get("uuid", ""),
     )
+
+
+def _metadata(raw: str | None) -> Mapping[str, Any]:
+    value = json.loads(raw) if raw and raw != "{}" else None
+    return value if isinstance(value, dict) and value else NO_METADATA
 
 
 def _pairs(flat: Sequence[Any]) -> dict[str, str]:
@@ -261,14 +265,8 @@ class RedisRegistry:
                 raise Conflict("id", user.id)
             raise Conflict("username", user.username)
         created = int(detail)
-        stored = User(
-            **{
-                **vars(user),
-                "created": created,
-                "updated": created,
-                "last_login": created if login else 0,
-                "uuid": user.uuid or str(uuid.uuid4()),
-            }
+        stored = replace(
+            user, created=created, updated=created, last_login=created if login else 0
         )
         fields = _fields(stored, password_hash)
         flat = [item for pair in fields.items() for item in pair]

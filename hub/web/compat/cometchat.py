@@ -51,7 +51,7 @@ def cc_user(user: User, status: str, with_tags: bool) -> dict[str, Any]:
     if user.avatar:
         out["avatar"] = user.avatar
     if user.metadata:
-        out["metadata"] = user.metadata
+        out["metadata"] = dict(user.metadata)
     out["status"] = status
     out["role"] = user.roles[0] if user.roles else "default"
     if with_tags:
