@@ -4,7 +4,9 @@ A session authenticates with the first frame (``hello``, within ``HUB_HELLO_TIME
 registers its connection in the store, then reads frames until the socket closes. A
 separate writer task drains the session's bounded outbox, so a slow client never blocks
 the reader or the fan-out; when the outbox overflowed, the writer answers with fresh
-snapshots. Every frame that took effect is answered with ``ack`` (when it had a ``ref``).
+snapshots. The writer lives only while the outbox has something to write: an idle
+connection holds no task but its reader (memory per idle connection is what bounds a node).
+Every frame that took effect is answered with ``ack`` (when it had a ``ref``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Closed(Exception):
 class RateLimiter:
     """A token bucket: ``rate`` frames a second, bursts up to twice that."""
 
+    __slots__ = ("capacity", "last", "rate", "tokens")
+
     def __init__(self, rate: float) -> None:
         self.rate = rate
         self.capacity = rate * 2
@@ -65,6 +69,8 @@ class WsSession:
         self.conn = f"{node.id}.{next(_counter)}"
         self.state = "online"
         self.outbox = Outbox(node.settings.outbox_frames)
+        self.outbox.notify = self._kick
+        self._writing: asyncio.Task[None] | None = None
         self.scopes: dict[tuple[str, ...], p.Scope] = {}
         self.rooms: set[str] = set()
         self.closing = False
@@ -99,11 +105,17 @@ class WsSession:
         else:
             await self.websocket.send_bytes(data)
 
+    def _kick(self) -> None:
+        """The outbox got an item: start a writer unless one is running."""
+        if self._writing is None and not self.closing:
+            self._writing = asyncio.get_running_loop().create_task(self.writer())
+
     async def writer(self) -> None:
+        """Drain the outbox, then end; the next item starts a new writer."""
         try:
             while not self.closing:
-                item = await self.outbox.get()
-                if self.closing:
+                item = self.outbox.pop()
+                if item is None:
                     return
                 if item is RESYNC:
                     await self._resync()
@@ -112,8 +124,8 @@ class WsSession:
                 await self._write(item)
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.closing = True
-        except asyncio.CancelledError:
-            raise
+        finally:
+            self._writing = None
 
     async def _resync(self) -> None:
         for scope in list(self.scopes.values()):
@@ -323,7 +335,6 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         extra={"event": "ws.connect", "conn": session.conn, "user": session.user,
                "codec": codec.name, "peer": _peer(ws)},
     )  # fmt: skip
-    writer = asyncio.create_task(session.writer())
     expiry = _expire_later(session)
     session.send(p.ready(session.conn, user.entry(), cursor, node.settings.window_s))
     try:
@@ -345,9 +356,11 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         session.outbox.close()
         if expiry is not None:
             expiry.cancel()
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer
+        writer = session._writing
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
         node.remove(session)
         node.fanout.drop(session, session.scopes.values())
         await node.connection_closed(session)
