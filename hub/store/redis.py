@@ -27,6 +27,7 @@ from redis import exceptions as rex
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 
 #: Connect and read timeout: a dead Redis answers StoreUnavailable in seconds, not never.
 TIMEOUT_S = 2.0
+#: Redis connections (commands in flight) per store. redis-py's default pools fail at once
+#: with "Too many connections" past 100, which turned a reconnect storm into 1013s, failed
+#: heartbeats and 503s; past this many, calls wait their turn (up to TIMEOUT_S) instead.
+POOL_CONNECTIONS = 128
 #: Graces ended per script call; a sweep loops while a bucket has more due.
 GRACE_BATCH = 1000
 #: An answer to changes() with more users than this is read in chunks of READ_CHUNK users,
@@ -178,6 +183,21 @@ async def _all(calls: Sequence[Awaitable[T]]) -> list[T]:
 SKEW_SLACK_MS = 1_000
 
 
+class _QueuedCluster(RedisCluster):
+    """A RedisCluster whose commands wait for a free connection instead of failing.
+
+    Its per-node pools raise MaxConnectionsError when full; at most POOL_CONNECTIONS commands
+    are in flight here, so no node's pool ever is."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_connections=POOL_CONNECTIONS, **kwargs)
+        self._in_flight = asyncio.Semaphore(POOL_CONNECTIONS)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._in_flight:
+            return await super().execute_command(*args, **kwargs)
+
+
 class RedisStore:
     """A :class:`~hub.store.base.PresenceStore` in Redis or Redis Cluster."""
 
@@ -243,9 +263,12 @@ class RedisStore:
             "retry": Retry(NoBackoff(), 1),
         }
         if not self.cluster:
-            return Redis.from_url(self.url, **options)
+            pool = BlockingConnectionPool.from_url(
+                self.url, max_connections=POOL_CONNECTIONS, timeout=TIMEOUT_S, **options
+            )
+            return Redis.from_pool(pool)
         nodes, username, password = cluster_nodes(self.url)
-        return RedisCluster(
+        return _QueuedCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in nodes],
             username=username,
             password=password,

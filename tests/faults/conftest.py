@@ -52,8 +52,15 @@ def spawn(tmp_path: Path, key_prefix: str, channel: str) -> Iterator[Spawn]:
     try:
         yield spawn_hub
     finally:
+        # Every hub is stopped even when one of them fails to stop: none is left behind.
+        errors: list[Exception] = []
         for hub in started:
-            hub.stop()
+            try:
+                hub.stop()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
     for hub in started:
         hub.assert_no_tracebacks()
 
