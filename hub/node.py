@@ -38,6 +38,10 @@ log = logging.getLogger("hub.node")
 #: How far before the last seen cursor a gap recovery reads (store clocks of cluster
 #: shards may differ by a little; re-reading a state is harmless).
 RECOVERY_SLACK_MS = 2_000
+#: How long a drain waits for its sockets' close handshakes before handing the connections
+#: to the grace (the closes go on meanwhile): a client that reads nothing can hold its close
+#: for many seconds, and the hand-off must not wait for it.
+DRAIN_CLOSE_S = 2.0
 
 
 class Session(Protocol):
@@ -124,10 +128,12 @@ class Node:
             return
         self.draining = True
         sessions = list(self.sessions.values())
-        await asyncio.gather(
+        closes = asyncio.gather(
             *(s.close(CloseCode.RESTARTING, "node restarting") for s in sessions),
             return_exceptions=True,
         )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(closes), DRAIN_CLOSE_S)
         try:
             await self.store.remove_node(self.id, grace=True)
         except StoreUnavailable:
@@ -233,12 +239,14 @@ class Node:
 
     async def _liveness(self) -> None:
         interval = self.settings.sweep_s
-        while True:
+        # A draining node removed itself from the store: a heartbeat now would register it
+        # again, and a restore would put back the connections the drain just handed over.
+        while not self.draining:
             started = time.monotonic()
             try:
                 known = await self.store.heartbeat(self.id, self.settings.node_ttl_ms)
                 self.stats.store_latency_s = time.monotonic() - started
-                if not known and self._registered:
+                if not known and self._registered and not self.draining:
                     await self._restore()
                 self._registered = True
                 await self._retry_disconnects()
