@@ -174,6 +174,7 @@ class RawWsClient:
         self.state = PresenceMap()
         self.bytes_read = 0
         self.closed = False
+        self._reading: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, host: str, port: int, *, rcvbuf: int = 4096) -> RawWsClient:
@@ -266,7 +267,22 @@ class RawWsClient:
         except TimeoutError:
             raise AssertionError(f"no {what} within {timeout} s") from None
 
+    def read_on(self) -> None:
+        """From now on, read every frame in the background (into frames and state)."""
+
+        async def read() -> None:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                while await self.read_frame() is not None:
+                    pass
+
+        self._reading = asyncio.create_task(read(), name="raw-ws-reader")
+
     async def close(self) -> None:
+        reading = self._reading
+        if reading is not None:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reading
         with contextlib.suppress(Exception):
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 2)
