@@ -1,0 +1,974 @@
+"""Fan-out benchmark: status changes to N subscribed websocket clients, hub vs plain websockets.
+
+In one run it measures two servers under the same load, each in its own process:
+
+- ``plain``: ``bench/plain_server.py``, a minimal ``websockets`` broadcast server (the ceiling:
+  no auth, no store, no coalescing, one frame per change per subscriber);
+- ``hub``: ``python -m hub serve`` (memory store unless ``--store``), subscribers authenticated
+  with ``hello`` and subscribed with ``sub {all: true}``.
+
+Load generators run in ``--procs`` separate processes (never in a server's process). Each
+holds a share of the N subscribers and of a pool of publisher connections (one user each,
+round-robin, so no user changes twice within a coalescing tick). Publishers send ``status``
+frames at a paced rate; every change's text carries ``~<step>~<publisher>~<seq>~<time_ns>``,
+and every subscriber computes the latency of every user entry it receives. A hub ``delta``
+frame may carry several users (the hub's per-tick coalescing); each user entry counts as one
+delivery. A change counts as delivered to a subscriber once it got that change or a newer
+state of the same user (the hub's contract: states, not events).
+
+The offered change rate is stepped up until a step fails (p99 > --p99-ms or fewer than 95%
+of the expected deliveries arrived, or the generators could not send the offered rate), then
+one geometric midpoint is tried (a fixed-rate row comes first). Then, on a fresh server, RSS
+per idle connection: (RSS after M idle connections - RSS before) / M, from /proc/PID/status;
+also for ``bench/starlette_server.py``, a do-nothing Starlette endpoint on the hub's uvicorn
+settings: the floor under the hub's own per-connection cost.
+
+Everything binds to 127.0.0.1, is bounded in count and time, and stops by itself.
+Run ``python bench/fanout.py --help``; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import base64
+import contextlib
+import json
+import math
+import multiprocessing as mp
+import os
+import random
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SECRET = "bench-secret-" + "x" * 24
+ADMIN_KEY = "bench-admin-key-" + "y" * 16
+DEFAULT_RATES = "50,100,200,400,800,1600,3200,6400,12800"
+
+# -- a minimal websocket client (asyncio Protocol) --------------------------------------------
+#
+# The load generators must not be the bottleneck, so the client is a bare RFC 6455 framer:
+# server frames are unmasked and unfragmented here; pings are answered (both servers ping
+# every 20 s); deliveries are counted with one regex over each delta payload.
+
+
+class WsClient(asyncio.Protocol):
+    """One websocket connection; frames go to ``sink.frame(self, payload, now_ns)``."""
+
+    def __init__(self, host: str, port: int, path: str, sink: Any) -> None:
+        self.host, self.port, self.path, self.sink = host, port, path, sink
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.upgraded = False
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiter: tuple[bytes, asyncio.Future[bytes]] | None = None
+        self.seen: dict[bytes, bytes] = {}  # publisher -> newest sequence number received
+        self.closed = False
+        self.mask = random.getrandbits(32).to_bytes(4, "big")
+        self._mask_int = int.from_bytes(self.mask * 64, "big")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError("closed during the handshake"))
+        if self.waiter is not None and not self.waiter[1].done():
+            self.waiter[1].set_exception(ConnectionError("connection closed"))
+        self.sink.lost(self)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buf[:end])
+            del buf[: end + 4]
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.opened.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode()))
+                assert self.transport is not None
+                self.transport.close()
+                return
+            self.upgraded = True
+            self.opened.set_result(None)
+        now = time.time_ns()
+        pos, n = 0, len(buf)
+        frame = self.sink.frame
+        while n - pos >= 2:
+            b0, ln = buf[pos], buf[pos + 1] & 0x7F
+            hl = 2
+            if ln == 126:
+                if n - pos < 4:
+                    break
+                ln, hl = (buf[pos + 2] << 8) | buf[pos + 3], 4
+            elif ln == 127:
+                if n - pos < 10:
+                    break
+                ln, hl = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            end = pos + hl + ln
+            if end > n:
+                break
+            payload = bytes(buf[pos + hl : end])
+            pos = end
+            op = b0 & 0x0F
+            if op in (1, 2):
+                w = self.waiter
+                if w is not None and payload.startswith(w[0]):
+                    self.waiter = None
+                    if not w[1].done():
+                        w[1].set_result(payload)
+                frame(self, payload, now)
+            elif op == 9:
+                self.send(payload, 0xA)
+            elif op == 8:
+                self.close()
+                break
+        if pos:
+            del buf[:pos]
+
+    def send(self, data: bytes, opcode: int = 1) -> None:
+        if self.closed or self.transport is None:
+            return
+        n = len(data)
+        if n < 126:
+            head = bytes((0x80 | opcode, 0x80 | n))
+        elif n < 65536:
+            head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+        else:
+            head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+        if n <= 256:
+            masked = (int.from_bytes(data, "big") ^ (self._mask_int >> (8 * (256 - n)))).to_bytes(
+                n, "big"
+            )
+        else:
+            mask = (self.mask * (n // 4 + 1))[:n]
+            masked = (int.from_bytes(data, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
+        self.transport.write(head + self.mask + masked)
+
+    def expect(self, prefix: bytes) -> asyncio.Future[bytes]:
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.waiter = (prefix, fut)
+        return fut
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.send(b"\x03\xe8", 0x8)
+            self.transport.close()
+        self.closed = True
+
+
+# -- the load-generator process ----------------------------------------------------------
+
+
+@dataclass
+class Counters:
+    """What this process's subscribers received during the current step."""
+
+    step: int = -1
+    token: re.Pattern[bytes] = re.compile(rb"(?!)")
+    received: int = 0
+    frames: int = 0
+    snapshots: int = 0
+    latencies_us: array.array[int] = field(default_factory=lambda: array.array("q"))
+    last_rx: float = 0.0
+    lost: int = 0
+
+
+class Worker:
+    """One load-generator process: subscribers, publishers, idle connections."""
+
+    def __init__(self, pipe: Connection, index: int) -> None:
+        self.pipe = pipe
+        self.index = index
+        self.c = Counters()
+        self.subs: list[WsClient] = []
+        self.pubs: list[tuple[WsClient, str]] = []
+        self.idle: list[WsClient] = []
+        self.kind = "hub"
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.last_frame_ns = 0
+
+    # sink interface for WsClient
+    def frame(self, client: WsClient, payload: bytes, now_ns: int) -> None:
+        self.last_frame_ns = now_ns
+        if payload.startswith(b'{"op":"delta"'):
+            c = self.c
+            c.frames += 1
+            found = c.token.findall(payload)
+            if found:
+                c.received += len(found)
+                c.last_rx = time.monotonic()
+                lat = c.latencies_us
+                seen = client.seen
+                for pub, seq, ts in found:
+                    lat.append((now_ns - int(ts)) // 1000)
+                    seen[pub] = seq
+        elif payload.startswith(b'{"op":"snapshot"'):
+            self.c.snapshots += 1
+
+    def lost(self, client: WsClient) -> None:
+        self.c.lost += 1
+
+    async def open(self, user: str, *, subscribe: bool, since_cursor: bool = False) -> WsClient:
+        loop = asyncio.get_running_loop()
+        _, client = await loop.create_connection(
+            lambda: WsClient(self.host, self.port, "/ws", self), self.host, self.port
+        )
+        assert isinstance(client, WsClient)
+        await asyncio.wait_for(client.opened, 10)
+        cursor = None
+        if self.kind == "hub":
+            from hub.auth import issue_token
+
+            token = issue_token(SECRET, user, ttl_s=3600)
+            ready = client.expect(b'{"op":"ready"')
+            client.send(json.dumps({"op": "hello", "token": token}).encode())
+            cursor = json.loads(await asyncio.wait_for(ready, 15))["cursor"]
+        if subscribe:
+            sub: dict[str, Any] = {"op": "sub", "all": True}
+            if since_cursor and cursor is not None:
+                sub["since"] = cursor
+            snap = client.expect(b'{"op":"snapshot"')
+            client.send(json.dumps(sub).encode())
+            await asyncio.wait_for(snap, 30)
+        return client
+
+    async def open_many(
+        self, users: list[str], *, subscribe: bool, since_cursor: bool = False
+    ) -> list[WsClient]:
+        sem = asyncio.Semaphore(48)
+
+        async def one(user: str) -> WsClient:
+            async with sem:
+                return await self.open(user, subscribe=subscribe, since_cursor=since_cursor)
+
+        return list(await asyncio.gather(*(one(u) for u in users)))
+
+    async def setup(self, a: dict[str, Any]) -> dict[str, Any]:
+        self.kind, self.host, self.port = a["kind"], a["host"], a["port"]
+        pubs = await self.open_many(a["pubs"], subscribe=False)
+        self.pubs = list(zip(pubs, a["pubs"], strict=True))
+        self.subs = await self.open_many(a["subs"], subscribe=True)
+        return {"subs": len(self.subs), "pubs": len(self.pubs)}
+
+    async def step(self, a: dict[str, Any]) -> dict[str, Any]:
+        step, rate, t0, duration = a["step"], a["rate"], a["t0"], a["duration"]
+        c = self.c
+        c.step = step
+        # the text of a change: ~step~publisher~sequence~send time (ns)
+        c.token = re.compile(rb'"~' + str(step).encode() + rb'~(\d+)~(\d+)~(\d+)"')
+        for sub in self.subs:
+            sub.seen = {}
+        c.received = c.frames = c.snapshots = 0
+        c.latencies_us = array.array("q")
+        c.last_rx = time.monotonic()
+        cpu0 = os.times()
+        await asyncio.sleep(max(0.0, t0 - time.time()))
+        start = time.monotonic()
+        sent = 0
+        pubs = [(client, user, user.rsplit("-", 1)[1]) for client, user in self.pubs]
+        npubs = len(pubs)
+        hub = self.kind == "hub"
+        prefix = f"~{step}~"
+        statuses = ("away", "busy")
+        while True:
+            elapsed = time.monotonic() - start
+            if elapsed >= duration:
+                break
+            due = int(elapsed * rate) - sent
+            for _ in range(max(0, due)):
+                client, user, number = pubs[sent % npubs]
+                seq = sent // npubs
+                status = statuses[seq & 1]
+                text = f"{prefix}{number}~{seq}~{time.time_ns()}"
+                if hub:
+                    msg = f'{{"op":"status","status":"{status}","text":"{text}"}}'
+                else:
+                    msg = f'{{"op":"status","id":"{user}","status":"{status}","text":"{text}"}}'
+                client.send(msg.encode())
+                sent += 1
+            await asyncio.sleep(0.004)
+        send_elapsed = time.monotonic() - start
+        # drain: at least 0.5 s, then until 0.3 s without deliveries, at most 3 s
+        end = time.monotonic()
+        while True:
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            if now - end >= 3.0 or (now - end >= 0.5 and now - c.last_rx >= 0.3):
+                break
+        cpu1 = os.times()
+        c.step = -1
+        c.token = re.compile(rb"(?!)")
+        return {
+            "sent": sent,
+            "send_s": send_elapsed,
+            "received": c.received,
+            # a subscriber that got sequence k of a publisher has that change's state or a
+            # newer one for all of 0..k: that is what the hub promises (states, not events)
+            "covered": sum(int(q) + 1 for sub in self.subs for q in sub.seen.values()),
+            "frames": c.frames,
+            "snapshots": c.snapshots,
+            "lat": c.latencies_us.tobytes(),
+            "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+            "lost": c.lost,
+        }
+
+    async def quiet(self, a: dict[str, Any]) -> dict[str, Any]:
+        """Wait until no frame arrived for ``a["quiet_s"]`` (a backlog of the last step drained)."""
+        deadline = time.monotonic() + a["max_s"]
+        while time.monotonic() < deadline:
+            if time.time_ns() - self.last_frame_ns >= a["quiet_s"] * 1e9:
+                return {"drained": True}
+            await asyncio.sleep(0.05)
+        return {"drained": False}
+
+    async def idle_open(self, a: dict[str, Any]) -> dict[str, Any]:
+        self.kind, self.host, self.port = a["kind"], a["host"], a["port"]
+        opened = await self.open_many(a["users"], subscribe=True, since_cursor=True)
+        self.idle.extend(opened)
+        return {"idle": len(self.idle), "lost": self.c.lost}
+
+    async def close_all(self) -> dict[str, Any]:
+        for client in [*self.subs, *(p for p, _ in self.pubs), *self.idle]:
+            client.close()
+        self.subs, self.pubs, self.idle = [], [], []
+        await asyncio.sleep(0.2)
+        self.c = Counters()
+        return {}
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            # a blocking recv in a thread: the pipe must stay blocking for large sends
+            cmd, a = await loop.run_in_executor(None, self.pipe.recv)
+            if cmd == "exit":
+                await self.close_all()
+                return
+            try:
+                handler = {
+                    "setup": self.setup,
+                    "step": self.step,
+                    "quiet": self.quiet,
+                    "idle": self.idle_open,
+                }.get(cmd)
+                result = await (handler(a) if handler else self.close_all())
+                self.pipe.send(("ok", result))
+            except Exception as exc:
+                self.pipe.send(("err", f"{type(exc).__name__}: {exc}"))
+
+
+def worker_main(pipe: Connection, index: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker = Worker(pipe, index)
+    try:
+        import uvloop
+
+        uvloop.run(worker.serve())
+    except ImportError:
+        asyncio.run(worker.serve())
+
+
+# -- the coordinator ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all cores, every process)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Server:
+    """A server under test, in its own process."""
+
+    def __init__(self, kind: str, args: argparse.Namespace, logdir: Path) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.log = logdir / f"{kind}-{self.port}.log"
+        env = dict(os.environ)
+        if kind == "hub":
+            self.cmd = [sys.executable, "-m", "hub", "serve", "--port", str(self.port)]
+            env.update(
+                HUB_SECRET=SECRET,
+                HUB_ADMIN_KEY=ADMIN_KEY,
+                HUB_LOG_FORMAT="text",
+                HUB_LOG_LEVEL="warning",
+                HUB_RATE_PER_S="100000",
+                HUB_HOST="127.0.0.1",
+            )
+            if args.store:
+                env["HUB_STORE"] = args.store
+        else:
+            script = HERE / f"{kind}_server.py"  # plain_server.py, starlette_server.py
+            self.cmd = [sys.executable, str(script), "--port", str(self.port)]
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                self.cmd, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited: see {self.log}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
+            ):
+                time.sleep(0.3)  # let the lifespan / loop settle
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.kind} did not listen on {self.port}: see {self.log}")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(12)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+
+class Pool:
+    """The load-generator processes, driven over pipes."""
+
+    def __init__(self, procs: int) -> None:
+        ctx = mp.get_context("fork")
+        self.pipes: list[Connection] = []
+        self.procs: list[Any] = []
+        for i in range(procs):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker_main, args=(child, i), daemon=True)
+            proc.start()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+
+    def call(self, cmd: str, per_worker: list[Any], timeout: float) -> list[Any]:
+        for pipe, a in zip(self.pipes, per_worker, strict=True):
+            pipe.send((cmd, a))
+        out = []
+        deadline = time.monotonic() + timeout
+        for pipe in self.pipes:
+            if not pipe.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"load generator did not answer {cmd!r} in {timeout} s")
+            status, result = pipe.recv()
+            if status != "ok":
+                raise RuntimeError(f"load generator failed on {cmd!r}: {result}")
+            out.append(result)
+        return out
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(("exit", None))
+        for proc in self.procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+
+
+def split(items: list[str], k: int) -> list[list[str]]:
+    return [items[i::k] for i in range(k)]
+
+
+def percentile(sorted_values: array.array[int], q: float) -> float:
+    if not sorted_values:
+        return math.nan
+    idx = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[idx] / 1000.0
+
+
+@dataclass
+class StepResult:
+    server: str
+    offered: float
+    sent_rate: float
+    deliveries_s: float
+    delivered_pct: float
+    frames_s: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_pct: float
+    gen_cpu_pct: float
+    other_cpu_pct: float
+    snapshots: int
+    coalesced_pct: float
+    passed: bool
+    why: str = ""
+    label: str = ""
+
+
+def run_step(
+    pool: Pool, server: Server, step: int, rate: float, args: argparse.Namespace
+) -> StepResult:
+    k = len(pool.pipes)
+    # start from an idle server: the backlog of an overloaded step must not spill over
+    pool.call("quiet", [{"quiet_s": 0.5, "max_s": 20.0}] * k, timeout=30)
+    t0 = time.time() + 0.3
+    cpu0, busy0, wall0 = cpu_s(server.pid), machine_busy_s(), time.monotonic()
+    results = pool.call(
+        "step",
+        [{"step": step, "rate": rate / k, "t0": t0, "duration": args.step_s}] * k,
+        timeout=args.step_s + 10,
+    )
+    cpu1, busy1, wall1 = cpu_s(server.pid), machine_busy_s(), time.monotonic()
+    sent = sum(r["sent"] for r in results)
+    send_s = max(r["send_s"] for r in results)
+    received = sum(r["received"] for r in results)
+    covered = sum(r["covered"] for r in results)
+    frames = sum(r["frames"] for r in results)
+    lat: array.array[int] = array.array("q")
+    for r in results:
+        lat.frombytes(r["lat"])
+    lat = array.array("q", sorted(lat))
+    expected = sent * args.subscribers
+    pct = 100.0 * covered / expected if expected else 0.0
+    coalesced = 100.0 * (covered - received) / expected if expected else 0.0
+    p50, p99 = percentile(lat, 0.50), percentile(lat, 0.99)
+    sent_rate = sent / send_s if send_s else 0.0
+    why = []
+    if sent < 0.95 * rate * args.step_s:
+        why.append("generator could not offer the rate")
+    if pct < 95.0:
+        why.append(f"{pct:.1f}% delivered")
+    if not p99 <= args.p99_ms:
+        why.append(f"p99 {p99:.0f} ms")
+    wall = wall1 - wall0
+    gen_cpu = 100.0 * sum(r["cpu_s"] for r in results) / wall
+    server_cpu = 100.0 * (cpu1 - cpu0) / wall
+    return StepResult(
+        server=server.kind,
+        offered=rate,
+        sent_rate=sent_rate,
+        deliveries_s=received / send_s if send_s else 0.0,
+        delivered_pct=pct,
+        frames_s=frames / send_s if send_s else 0.0,
+        p50_ms=p50,
+        p99_ms=p99,
+        server_cpu_pct=server_cpu,
+        gen_cpu_pct=gen_cpu,
+        other_cpu_pct=max(0.0, 100.0 * (busy1 - busy0) / wall - server_cpu - gen_cpu),
+        snapshots=sum(r["snapshots"] for r in results),
+        coalesced_pct=coalesced,
+        passed=not why,
+        why=", ".join(why),
+    )
+
+
+STEP_HEADER = (
+    f"{'server':<6} {'offered/s':>9} {'sent/s':>8} {'deliv/s':>9} {'deliv%':>7} "
+    f"{'frames/s':>9} {'p50 ms':>7} {'p99 ms':>8} {'srvCPU%':>7} {'genCPU%':>7} {'othCPU%':>7}"
+    "  result"
+)
+
+
+def fmt_step(r: StepResult) -> str:
+    verdict = "pass" if r.passed else f"FAIL ({r.why})"
+    if r.label:
+        verdict = f"{verdict}  ({r.label})"
+    if r.snapshots:
+        verdict += f" [{r.snapshots} resync snapshots]"
+    if r.coalesced_pct >= 0.05:
+        verdict += f" [{r.coalesced_pct:.1f}% superseded in a tick]"
+    return (
+        f"{r.server:<6} {r.offered:>9.0f} {r.sent_rate:>8.0f} {r.deliveries_s:>9.0f} "
+        f"{r.delivered_pct:>6.1f}% {r.frames_s:>9.0f} {r.p50_ms:>7.1f} {r.p99_ms:>8.1f} "
+        f"{r.server_cpu_pct:>7.0f} {r.gen_cpu_pct:>7.0f} {r.other_cpu_pct:>7.0f}  {verdict}"
+    )
+
+
+def attempt(
+    pool: Pool,
+    server: Server,
+    step_id: list[int],
+    rate: float,
+    args: argparse.Namespace,
+    log: list[StepResult],
+    label: str = "",
+) -> StepResult:
+    """One step; a failed step is run again (up to --retries times) and the best attempt
+    counts: the machine is shared, a stall from outside must not end the search."""
+    best: StepResult | None = None
+    for n in range(1 + args.retries):
+        step_id[0] += 1
+        r = run_step(pool, server, step_id[0], rate, args)
+        r.label = label if n == 0 else f"{label + ', ' if label else ''}retry {n}"
+        print("  " + fmt_step(r), flush=True)
+        log.append(r)
+        if best is None or (r.passed and not best.passed):
+            best = r
+        if r.passed:
+            break
+    assert best is not None
+    return best
+
+
+def throughput(
+    kind: str, pool: Pool, args: argparse.Namespace, logdir: Path, step_id: list[int]
+) -> tuple[list[StepResult], StepResult | None, StepResult]:
+    """Rate search and the fixed-rate row for one server; returns (steps, best, fixed)."""
+    k = len(pool.pipes)
+    subs = [f"sub-{i}" for i in range(args.subscribers)]
+    pubs = [f"pub-{i}" for i in range(args.publishers)]
+    steps: list[StepResult] = []
+    best: StepResult | None = None
+    with Server(kind, args, logdir) as server:
+        t = time.monotonic()
+        pool.call(
+            "setup",
+            [
+                {"kind": kind, "host": "127.0.0.1", "port": server.port, "subs": s, "pubs": p}
+                for s, p in zip(split(subs, k), split(pubs, k), strict=True)
+            ],
+            timeout=120,
+        )
+        print(
+            f"  {kind}: {args.subscribers} subscribers + {args.publishers} publishers connected "
+            f"in {time.monotonic() - t:.1f} s (server pid {server.pid})",
+            flush=True,
+        )
+        time.sleep(0.5)
+        fixed = attempt(pool, server, step_id, args.fixed_rate, args, steps, "fixed rate")
+        failed_rate = None
+        for rate in args.rates:
+            r = attempt(pool, server, step_id, rate, args, steps)
+            if not r.passed:
+                failed_rate = rate
+                break
+            best = r
+        if failed_rate is not None and best is not None and args.refine:
+            mid = round(math.sqrt(best.offered * failed_rate))
+            if best.offered < mid < failed_rate:
+                r = attempt(pool, server, step_id, mid, args, steps, "midpoint")
+                if r.passed:
+                    best = r
+        pool.call("close", [None] * k, timeout=30)
+    return steps, best, fixed
+
+
+@dataclass
+class RssResult:
+    server: str
+    connections: int
+    before_kb: int
+    after_kb: int
+
+    @property
+    def per_conn_kb(self) -> float:
+        return (self.after_kb - self.before_kb) / self.connections
+
+
+def idle_rss(kind: str, pool: Pool, args: argparse.Namespace, logdir: Path) -> RssResult:
+    """RSS growth of a fresh server per idle (authenticated, subscribed) connection."""
+    k = len(pool.pipes)
+    with Server(kind, args, logdir) as server:
+        warm = [f"warm-{i}" for i in range(args.warmup)]
+        base = {"kind": kind, "host": "127.0.0.1", "port": server.port}
+        pool.call("idle", [{**base, "users": u} for u in split(warm, k)], timeout=60)
+        time.sleep(args.settle_s)
+        before = rss_kb(server.pid)
+        users = [f"idle-{i}" for i in range(args.idle)]
+        t = time.monotonic()
+        pool.call("idle", [{**base, "users": u} for u in split(users, k)], timeout=180)
+        took = time.monotonic() - t
+        time.sleep(args.settle_s)
+        after = rss_kb(server.pid)
+        print(
+            f"  {kind}: {args.idle} idle connections opened in {took:.1f} s; "
+            f"RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB",
+            flush=True,
+        )
+        pool.call("close", [None] * k, timeout=30)
+    return RssResult(kind, args.idle, before, after)
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if not a or not b:
+        return "n/a"
+    return f"{a / b:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description="Fan-out of status changes to N websocket subscribers: "
+        "Presence Hub vs a plain `websockets` broadcast server, in one run.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ap.add_argument("-n", "--subscribers", type=int, default=200, help="subscribed clients")
+    ap.add_argument(
+        "--publishers",
+        type=int,
+        default=0,
+        help="publisher connections (one user each, used round-robin); 0 = enough "
+        "that no user changes more than once per 125 ms at the highest rate",
+    )
+    ap.add_argument(
+        "--rates",
+        default=DEFAULT_RATES,
+        help="offered change rates to step through (changes/s, comma-separated)",
+    )
+    ap.add_argument("--step-s", type=float, default=3.0, help="seconds of sending per step")
+    ap.add_argument("--p99-ms", type=float, default=200.0, help="p99 latency limit of a step")
+    ap.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="run a failed step again up to this many times (the best counts)",
+    )
+    ap.add_argument(
+        "--no-refine",
+        dest="refine",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="skip the midpoint between the last pass and the first failure (tried by default)",
+    )
+    ap.add_argument(
+        "--fixed-rate",
+        type=float,
+        default=400.0,
+        help="the offered rate of the fixed-rate comparison row",
+    )
+    ap.add_argument("-m", "--idle", type=int, default=2000, help="idle connections for RSS")
+    ap.add_argument(
+        "--warmup", type=int, default=50, help="connections opened before the RSS baseline is read"
+    )
+    ap.add_argument("--settle-s", type=float, default=2.0, help="wait before reading RSS")
+    ap.add_argument("--procs", type=int, default=2, help="load-generator processes")
+    ap.add_argument("--servers", default="plain,hub", help="which servers to measure")
+    ap.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="skip the idle-memory floor (a do-nothing Starlette endpoint under uvicorn, "
+        "configured as the hub's; measured by default)",
+    )
+    ap.add_argument(
+        "--store",
+        default=argparse.SUPPRESS,
+        help="hub store URL, e.g. redis://127.0.0.1:6379/0 (empty: HUB_STORE, else memory://)",
+    )
+    ap.add_argument("--skip-rss", action="store_true", help="skip the idle RSS measurement")
+    ap.add_argument("--skip-throughput", action="store_true", help="only measure idle RSS")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = ap.parse_args(argv)
+    args.refine = getattr(args, "refine", True)  # SUPPRESS keeps "(default: ...)" out of --help
+    args.store = getattr(args, "store", "")
+    args.floor = getattr(args, "floor", True)
+    args.rates = [float(x) for x in args.rates.split(",") if x.strip()]
+    if args.publishers <= 0:
+        args.publishers = max(100, math.ceil(max(args.rates) * 0.125))
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    for s in servers:
+        if s not in ("plain", "hub"):
+            ap.error(f"--servers takes plain and/or hub, got {s!r}")
+
+    need_fds = (args.idle + args.warmup + args.subscribers + args.publishers) * 2 + 256
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need_fds:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, need_fds), hard))
+
+    command = "python bench/fanout.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    cores = os.cpu_count()
+    print(f"$ {command}".rstrip())
+    print(
+        f"fan-out benchmark: {args.subscribers} subscribers, {args.publishers} publisher "
+        f"connections, {args.procs} load-generator processes, {args.step_s:g} s per step, "
+        f"pass = p99 <= {args.p99_ms:g} ms and >= 95% delivered"
+    )
+    print(
+        f"machine: {cores} cores, shared by the server under test AND the load generators "
+        "(the servers run one at a time); loopback only; "
+        f"load average at start {os.getloadavg()[0]:.2f}"
+    )
+    logdir = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    started = time.monotonic()
+    pool = Pool(args.procs)
+    all_steps: list[StepResult] = []
+    best: dict[str, StepResult | None] = {}
+    fixed: dict[str, StepResult] = {}
+    rss: dict[str, RssResult] = {}
+    step_id = [0]
+    try:
+        if not args.skip_throughput:
+            print("\nrate search:")
+            print("  " + STEP_HEADER)
+            for kind in servers:
+                steps, best[kind], fixed[kind] = throughput(kind, pool, args, logdir, step_id)
+                all_steps.extend(steps)
+        if not args.skip_rss:
+            print("\nidle connections:")
+            rss_servers = list(servers)
+            if args.floor and "hub" in servers:
+                rss_servers.insert(rss_servers.index("hub"), "starlette")
+            for kind in rss_servers:
+                rss[kind] = idle_rss(kind, pool, args, logdir)
+    finally:
+        pool.close()
+
+    print(
+        f"\nresults ({time.monotonic() - started:.0f} s; load average now "
+        f"{os.getloadavg()[0]:.2f}; server logs in {logdir})"
+    )
+    print("=" * 78)
+    if all_steps:
+        print(STEP_HEADER)
+        for r in all_steps:
+            print(fmt_step(r))
+        print()
+    cols = [s for s in ("plain", "hub") if s in servers]
+    print(f"{'':<44}" + "".join(f"{c:>11}" for c in cols) + f"{'hub/plain':>11}")
+
+    def row(label: str, values: dict[str, float | None], f: str = "{:.0f}") -> None:
+        cells = "".join(
+            f"{(f.format(values[c]) if values.get(c) is not None else '-'):>11}" for c in cols
+        )
+        print(f"{label:<44}{cells}{ratio(values.get('hub'), values.get('plain')):>11}")
+
+    if best or fixed:
+        row(
+            f"max sustained changes/s (p99<={args.p99_ms:g}ms, >=95%)",
+            {k: (v.offered if v else None) for k, v in best.items()},
+        )
+        row(
+            "  deliveries/s at that rate",
+            {k: (v.deliveries_s if v else None) for k, v in best.items()},
+        )
+        row(
+            "  p50 ms at that rate",
+            {k: (v.p50_ms if v else None) for k, v in best.items()},
+            "{:.1f}",
+        )
+        row(
+            "  p99 ms at that rate",
+            {k: (v.p99_ms if v else None) for k, v in best.items()},
+            "{:.1f}",
+        )
+        fr = f"{args.fixed_rate:g}"
+        row(f"fixed {fr} changes/s: deliveries/s", {k: v.deliveries_s for k, v in fixed.items()})
+        row("  delivered %", {k: v.delivered_pct for k, v in fixed.items()}, "{:.1f}")
+        row("  p50 ms", {k: v.p50_ms for k, v in fixed.items()}, "{:.1f}")
+        row("  p99 ms", {k: v.p99_ms for k, v in fixed.items()}, "{:.1f}")
+        row("  server CPU %", {k: v.server_cpu_pct for k, v in fixed.items()})
+    if rss:
+        row(
+            f"RSS per idle connection, KB (M={args.idle})",
+            {k: v.per_conn_kb for k, v in rss.items()},
+            "{:.1f}",
+        )
+        if "starlette" in rss:
+            print(
+                f"  floor: a do-nothing Starlette endpoint on the hub's uvicorn settings: "
+                f"{rss['starlette'].per_conn_kb:.1f} KB per idle connection"
+            )
+    print("=" * 78)
+    verdicts = []
+    if "hub" in best and "plain" in best:
+        h, p = best["hub"], best["plain"]
+        if h and p:
+            ok = h.deliveries_s >= 0.5 * p.deliveries_s
+            verdicts.append(
+                f"target 1 (hub sustains >= 50% of plain's deliveries/s at p99 <= "
+                f"{args.p99_ms:g} ms): {h.deliveries_s:.0f} vs {p.deliveries_s:.0f} "
+                f"= {100 * h.deliveries_s / p.deliveries_s:.0f}% -> {'MET' if ok else 'NOT MET'}"
+            )
+        for kind in ("plain", "hub"):
+            top = best.get(kind)
+            if top is not None and top.offered >= max(args.rates):
+                verdicts.append(
+                    f"  note: {kind} passed every step offered; its real ceiling is higher "
+                    "(add higher --rates)"
+                )
+    if "hub" in rss:
+        v = rss["hub"].per_conn_kb
+        verdicts.append(
+            f"target 2 (hub RSS per idle connection <= 20 KB): {v:.1f} KB -> "
+            f"{'MET' if v <= 20 else 'NOT MET'}"
+        )
+    for v in verdicts:
+        print(v)
+    notes = (
+        "notes: a hub delta frame carries every user changed in its tick (coalescing, "
+        "HUB_TICK_MS=50 by default); each user entry counts as one delivery, so the hub sends "
+        "far fewer frames than the plain server, which sends one frame per change per "
+        "subscriber. deliv% counts a change as delivered when the subscriber got it or a newer "
+        "state of the same user (the hub's contract: states, not events). Latency = receive "
+        "time - publisher send time (time.time_ns, one host). All processes share "
+        f"{cores} cores (othCPU% = everything outside the benchmark), so no server had a core "
+        "to itself."
+    )
+    print(textwrap.fill(notes, 100, subsequent_indent="  "))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "command": command,
+                    "steps": [r.__dict__ for r in all_steps],
+                    "best": {k: (v.__dict__ if v else None) for k, v in best.items()},
+                    "fixed": {k: v.__dict__ for k, v in fixed.items()},
+                    "rss": {
+                        k: {**v.__dict__, "per_conn_kb": v.per_conn_kb} for k, v in rss.items()
+                    },
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
