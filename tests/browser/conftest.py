@@ -37,9 +37,10 @@ DEADLINE_MS = 20_000
 expect.set_options(timeout=DEADLINE_MS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """The system Chromium, headless."""
+    """The system Chromium, headless (package-scoped: Playwright's sync API runs an event
+    loop of its own, which must be gone before the asyncio tests of other packages run)."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: the browser tests need the system Chromium "
                     "(apt-get install chromium)")  # fmt: skip
@@ -56,7 +57,13 @@ def hub(tmp_path: Path) -> Iterator[HubProcess]:
     """A hub with a 1 s offline grace and generated (dev) keys."""
     process = HubProcess(
         log_path=tmp_path / "hub.log",
-        env={"HUB_OFFLINE_GRACE_S": "1", "HUB_SECRET": "", "HUB_ADMIN_KEY": ""},
+        env={
+            "HUB_OFFLINE_GRACE_S": "1",
+            "HUB_SECRET": "",
+            "HUB_ADMIN_KEY": "",
+            # Generated dev keys are saved here, not in the home directory.
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+        },
     )
     process.start()
     try:
