@@ -17,7 +17,8 @@ for the hub figures, real ``python -m hub serve`` processes, and measures:
 3. **Redis time per operation**: connect + disconnect pairs from one process at
    ``--concurrency`` in flight: wall rate, Redis CPU (``INFO cpu``) per script call, and
    ``INFO commandstats`` ``usec_per_call`` of EVALSHA; with 0 and with ``--subscribers``
-   hubs' worth of channel subscribers (every PUBLISH is copied to each).
+   hubs' worth of channel subscribers (every PUBLISH is copied to each), whose difference
+   is what one more subscribed hub costs per published change.
 4. **One hub's demand on Redis**: ``--hub-sockets`` websocket connections opened against a
    hub process (the reconnect-storm client, ``tests/support/storm.py``): sockets per second
    one hub process sustains, and the Redis CPU that costs, hence how many hub processes one
@@ -389,18 +390,21 @@ def extrapolate(results: dict[str, Any], online: int, args: argparse.Namespace) 
     # Script calls per second in steady state, from the churn model (per online user/hour).
     per_user_hour = 2 * args.reconnects_per_hour + args.activity_per_hour + args.status_per_hour
     ops = online * per_user_hour / 3600
-    # Each call costs Redis the measured CPU, plus a copy of its message per subscribed hub.
+    # Each call costs Redis the measured CPU; each visible change also costs a copy of its
+    # message per subscribed hub (measured: every op of the second run published one).
     per_sub_us = max(0.0, (ops_subs["redis_cpu_us_per_op"] - ops_plain["redis_cpu_us_per_op"])
                      / ops_subs["subscribers"])  # fmt: skip
     sockets_per_hub = args.sockets_per_hub
     hubs = math.ceil(online * conns_per_user / sockets_per_hub)
-    cpu_us_per_op = ops_plain["redis_cpu_us_per_op"] + hubs * per_sub_us
-    redis_cpu = ops * cpu_us_per_op / 1e6  # cores
+    # Visible changes: a reconnect inside the grace changes nothing; assume 1 in 5 does.
+    change_rate = online * (args.reconnects_per_hour * 0.2 + args.activity_per_hour
+                            + args.status_per_hour) / 3600  # fmt: skip
+    scripts_us = ops * ops_plain["redis_cpu_us_per_op"]
+    fanout_us = change_rate * hubs * per_sub_us
+    redis_cpu = (scripts_us + fanout_us) / 1e6  # cores
     shards_cpu = math.ceil(redis_cpu / args.shard_cpu_budget)
     shards_mem = math.ceil(memory / (args.shard_memory_gb * 2**30))
     # Every hub receives every batch: pub/sub output of Redis, per hub and in total.
-    change_rate = online * (args.reconnects_per_hour * 0.2 + args.activity_per_hour
-                            + args.status_per_hour) / 3600  # fmt: skip
     per_hub_bytes = change_rate * (mem["message_single_change_b"] + 40)
     # In a reconnect storm every hub reconnects its sockets as fast as its one core allows
     # (the hub's CPU per reconnect); each reconnect costs Redis its own CPU. So one hub at
@@ -416,6 +420,9 @@ def extrapolate(results: dict[str, Any], online: int, args: argparse.Namespace) 
         "visible_changes_per_s": change_rate,
         "hub_processes": hubs,
         "redis_cpu_cores": redis_cpu,
+        "redis_cpu_cores_scripts": scripts_us / 1e6,
+        "redis_cpu_cores_fanout": fanout_us / 1e6,
+        "redis_cpu_us_per_subscriber_copy": per_sub_us,
         "shards_for_cpu": shards_cpu,
         "shards_for_memory": shards_mem,
         "pubsub_bytes_per_s_per_hub": per_hub_bytes,
@@ -443,6 +450,12 @@ def table(results: dict[str, Any], args: argparse.Namespace) -> str:
         rows.append((f"{label}: ops/s (1 process)", f"{op['wall_ops_per_s']:,.0f}"))
         rows.append((f"{label}: Redis CPU per op", f"{op['redis_cpu_us_per_op']:.1f} us"))
         rows.append((f"{label}: EVALSHA usec_per_call", f"{op['evalsha_us_per_call']:.1f} us"))
+    rows.append(
+        (
+            "Redis CPU per message copy to one subscriber",
+            f"{results['extrapolation']['redis_cpu_us_per_subscriber_copy']:.2f} us",
+        )
+    )
     rows += [
         (f"one hub: sockets opened per s ({hub['sockets']})", f"{hub['connects_per_s']:,.0f}"),
         ("one hub: reconnects per s (drop all, come back)", f"{hub['reconnects_per_s']:,.0f}"),
@@ -469,7 +482,11 @@ def table(results: dict[str, Any], args: argparse.Namespace) -> str:
         ("  script calls per s (churn model)", f"{x['script_calls_per_s']:,.0f}"),
         ("  visible changes per s", f"{x['visible_changes_per_s']:,.0f}"),
         (f"  hub processes ({args.sockets_per_hub:,} sockets each)", f"{x['hub_processes']}"),
-        ("  Redis CPU (cores)", f"{x['redis_cpu_cores']:.2f}"),
+        (
+            "  Redis CPU (cores): scripts + copies to hubs",
+            f"{x['redis_cpu_cores']:.2f} = {x['redis_cpu_cores_scripts']:.2f} + "
+            f"{x['redis_cpu_cores_fanout']:.2f}",
+        ),
         ("  shards needed for CPU / memory", f"{x['shards_for_cpu']} / {x['shards_for_memory']}"),
         ("  pub/sub to each hub", f"{human(x['pubsub_bytes_per_s_per_hub'])}/s"),
         ("  pub/sub out of Redis, all hubs", f"{human(x['pubsub_bytes_per_s_total'])}/s"),
@@ -506,12 +523,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--users", type=int, default=20_000, help="users registered (memory)")
-    parser.add_argument("--pairs", type=int, default=10_000, help="connect+disconnect pairs")
+    parser.add_argument("--pairs", type=int, default=20_000, help="connect+disconnect pairs")
     parser.add_argument("--concurrency", type=int, default=64, help="store calls in flight")
     parser.add_argument(
         "--subscribers",
         type=int,
-        default=10,
+        default=50,
         help="channel subscribers for the second op-cost run (hubs)",
     )
     parser.add_argument("--hub-sockets", type=int, default=4000)
