@@ -11,6 +11,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from hub.admin import Admin
 from hub.config import Settings
@@ -29,6 +31,21 @@ STATIC = Path(__file__).parent / "static"
 
 async def index(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+class HubApp(Starlette):
+    """Starlette, with ``/ws`` served straight from the ASGI entry point.
+
+    Every idle websocket holds its handler's coroutine frames for its whole life; skipping
+    the middleware and router layers for the one hot path saves about 4.5 KB per
+    connection (measured with bench/fanout.py). Everything else goes through Starlette."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            scope["app"] = self
+            await websocket_endpoint(WebSocket(scope, receive, send))
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -66,7 +83,7 @@ def create_app(settings: Settings) -> Starlette:
         # Last: /{org}/{app}/users... would shadow any two-segment prefix listed after it.
         *agora.routes,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = HubApp(routes=routes, lifespan=lifespan)
     app.state.node = node
     app.state.settings = settings
     app.state.admin = admin

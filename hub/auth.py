@@ -32,6 +32,7 @@ class Claims:
     avatar: str = ""
     utc_offset: float = 0.0
     exp: float | None = None
+    # The other claims, for the registry's first-connect account (roles, tags, type, ...).
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def profile(self) -> Profile:

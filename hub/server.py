@@ -54,6 +54,9 @@ def run(app: Starlette, settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         ws_max_size=settings.max_frame_bytes,
+        # Presence frames are small; per-message deflate would cost every browser
+        # connection two zlib streams (hundreds of KB once used) for little gain.
+        ws_per_message_deflate=False,
         log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=10,
