@@ -247,6 +247,11 @@ class HubMetrics:
                 "counter",
                 "Times the store had lost this node and it re-registered its connections.",
             ).add(stats.restores),
+            Family(
+                "hub_reconciled_total",
+                "counter",
+                "Stored connections of this node that no socket backed, removed as ghosts.",
+            ).add(stats.reconciled),
             Family("hub_draining", "gauge", "1 while the node drains for shutdown.").add(
                 1 if node.draining else 0
             ),

@@ -35,6 +35,9 @@ from hub.store.base import (
 
 log = logging.getLogger("hub.node")
 
+#: How often a node checks the store's record of its connections against its sockets.
+RECONCILE_S = 30.0
+
 #: How far before the last seen cursor a gap recovery reads (store clocks of cluster
 #: shards may differ by a little; re-reading a state is harmless).
 RECOVERY_SLACK_MS = 2_000
@@ -62,6 +65,7 @@ class NodeStats:
     gaps: int = 0
     resyncs: int = 0
     restores: int = 0
+    reconciled: int = 0
     store_latency_s: float = 0.0
     store_ok: bool = True
     last_ok: float = field(default_factory=time.monotonic)
@@ -76,6 +80,9 @@ class Node:
         self.id = settings.node_id
         self.fanout = Fanout(settings.tick_ms)
         self.sessions: dict[str, Session] = {}
+        # Connections whose store registration is in flight (not yet in ``sessions``).
+        self.connecting: set[str] = set()
+        self._next_reconcile = time.monotonic() + RECONCILE_S
         self.by_user: dict[str, set[str]] = {}
         self.cursor = 0
         self.stats = NodeStats()
@@ -250,6 +257,8 @@ class Node:
                     await self._restore()
                 self._registered = True
                 await self._retry_disconnects()
+                if time.monotonic() >= self._next_reconcile:
+                    await self.reconcile()
                 await self.store.sweep()
                 if not self.stats.store_ok:
                     log.info("store reachable again")
@@ -265,6 +274,26 @@ class Node:
             except Exception:
                 log.exception("liveness step failed")
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def reconcile(self) -> int:
+        """Remove connections the store holds for this node but no socket backs.
+
+        They come from a disconnect lost on the way (a store failover with asynchronous
+        replication, a reply timeout on a script that did run): left alone they would be
+        ghosts for as long as this node lives. A connection whose store call is still in
+        flight is in ``connecting``, so it is never taken for one. Returns how many went.
+        """
+        self._next_reconcile = time.monotonic() + RECONCILE_S
+        stored = await self.store.node_connections(self.id)
+        live = set(self.sessions) | self.connecting
+        live.update(conn for conn, _ in self._pending_disconnects)
+        ghosts = [(conn, user) for conn, user in stored.items() if conn not in live]
+        for conn, user in ghosts:
+            await self.store.disconnect(self.id, conn, user, grace=True)
+        if ghosts:
+            self.stats.reconciled += len(ghosts)
+            log.warning("removed %d stored connections no socket backs", len(ghosts))
+        return len(ghosts)
 
     async def _restore(self) -> None:
         """The store forgot this node (restart without persistence, or we were reaped)."""

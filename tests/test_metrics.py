@@ -29,7 +29,8 @@ FAMILIES = (
     "hub_build_info", "hub_connections", "hub_connections_closed_total", "hub_subscriptions",
     "hub_deltas_published_total", "hub_frames_delivered_total", "hub_outbox_overflows_total",
     "hub_store_up", "hub_store_latency_seconds", "hub_store_errors_total", "hub_gaps_total",
-    "hub_resyncs_total", "hub_restores_total", "hub_draining", "hub_nodes_alive",
+    "hub_resyncs_total", "hub_restores_total", "hub_reconciled_total", "hub_draining",
+    "hub_nodes_alive",
     "hub_online_users", "process_start_time_seconds",
 )  # fmt: skip
 

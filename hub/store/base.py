@@ -154,6 +154,9 @@ class PresenceStore(Protocol):
     async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
         """Re-register the connections ``node`` still holds."""
 
+    async def node_connections(self, node: str) -> dict[str, str]:
+        """The connections the store holds for ``node``: conn -> user."""
+
     async def epoch(self) -> int:
         """When the store's data began (a restart without persistence moves it): a cursor
         from before it cannot be answered with a delta."""

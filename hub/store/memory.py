@@ -231,6 +231,9 @@ class MemoryStore:
         self._nodes[node] = now + ttl_ms
         return known
 
+    async def node_connections(self, node: str) -> dict[str, str]:
+        return dict(self._node_conns.get(node, {}))
+
     async def epoch(self) -> int:
         return self._epoch
 

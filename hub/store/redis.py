@@ -380,6 +380,17 @@ class RedisStore:
         with unavailable():
             return int(await self._redis.zcount(self.keys.nodes, now, "+inf"))
 
+    async def node_connections(self, node: str) -> dict[str, str]:
+        async def one(b: BucketKeys) -> dict[str, str]:
+            with unavailable():
+                raw = await self._redis.hgetall(b.node + node)
+            return {_str(k): _str(v) for k, v in raw.items()}
+
+        found: dict[str, str] = {}
+        for part in await _all([one(b) for b in self.keys.buckets]):
+            found.update(part)
+        return found
+
     async def epoch(self) -> int:
         """When the data began: the latest bucket epoch (set now where one is missing)."""
         now = await self.now()
@@ -627,3 +638,7 @@ class RedisStore:
             # Another service may publish on the channel; a bad message is not fatal.
             log.warning("ignored a malformed message on %r: %s", channel, exc)
             return None
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

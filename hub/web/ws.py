@@ -315,10 +315,18 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if claims is None:
         return
     session = WsSession(node, ws, codec, claims)
+    node.connecting.add(session.conn)
     try:
         user = await node.store.connect(node.id, session.conn, claims.profile(), "online")
+        # From here on the store holds the connection: the session must be registered so
+        # that closing it (or the node's reconciliation) removes it again.
+        node.add(session)
         cursor = await node.store.now()
     except StoreUnavailable:
+        node.connecting.discard(session.conn)
+        if session.conn in node.sessions:
+            node.remove(session)
+            await node.connection_closed(session)
         log.warning(
             "session refused: store unreachable",
             extra={"event": "ws.refused", "code": 1013, "user": claims.user, "peer": _peer(ws)},
@@ -327,7 +335,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             await ws.send_text(json.dumps(p.error(p.ErrorCode.UNAVAILABLE, "store down")))
             await ws.close(1013, "presence store unreachable, retry later")
         return
-    node.add(session)
+    node.connecting.discard(session.conn)
     started = time.monotonic()
     client_code: int | None = None
     log.info(

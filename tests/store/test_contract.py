@@ -989,3 +989,36 @@ async def test_start_against_nothing_is_unavailable(scheme: str) -> None:
             await asyncio.wait_for(store.start(), timeout=30)
     finally:
         await store.close()
+
+
+# -- a node's own connections, and reconciling them ---------------------------------------
+
+
+async def test_node_connections_lists_what_the_store_holds_for_a_node(
+    store: PresenceStore,
+) -> None:
+    """node_connections() is conn -> user for that node only, and forgets removed ones."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.connect("n1", "c2", profile("u2"), "online")
+    await store.connect("n2", "c3", profile("u1"), "online")
+    assert await store.node_connections("n1") == {"c1": "u1", "c2": "u2"}
+    await store.disconnect("n1", "c1", "u1", grace=False)
+    assert await store.node_connections("n1") == {"c2": "u2"}
+    assert await store.node_connections("nobody") == {}
+
+
+async def test_reconcile_removes_connections_no_socket_backs(
+    make_store: StoreFactory,
+) -> None:
+    """A live node drops stored connections it holds no socket for, but not in-flight ones."""
+    from hub.node import Node
+
+    store = await make_store(grace_ms=0)
+    node = Node(Settings(node_id="n1", offline_grace_s=0), store)
+    await store.connect("n1", "ghost", profile("u1"), "online")
+    await store.connect("n1", "inflight", profile("u2"), "online")
+    node.connecting.add("inflight")
+    assert await node.reconcile() == 1
+    u1, u2 = await store.users(["u1", "u2"])
+    assert (u1.status, u2.status) == ("offline", "online")
+    assert await store.node_connections("n1") == {"inflight": "u2"}
