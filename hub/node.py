@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from hub.config import Settings
 from hub.fanout import Fanout
+from hub.presence import Entry, infer_chosen
 from hub.protocol import CloseCode
 from hub.store.base import (
     Batch,
@@ -82,6 +83,8 @@ class Node:
         self.sessions: dict[str, Session] = {}
         # Connections whose store registration is in flight (not yet in ``sessions``).
         self.connecting: set[str] = set()
+        # The newest entry seen for each user with a socket here: what a restore puts back.
+        self.last_seen: dict[str, Entry] = {}
         self._next_reconcile = time.monotonic() + RECONCILE_S
         self.by_user: dict[str, set[str]] = {}
         self.cursor = 0
@@ -160,6 +163,15 @@ class Node:
             conns.discard(session.conn)
             if not conns:
                 del self.by_user[session.user]
+                self.last_seen.pop(session.user, None)
+
+    def remember(self, entry: Entry) -> None:
+        """Keep the newest entry of a user who has a socket on this node."""
+        uid = entry["id"]
+        if uid in self.by_user:
+            cur = self.last_seen.get(uid)
+            if cur is None or entry["at"] >= cur["at"]:
+                self.last_seen[uid] = entry
 
     def on_close(self, hook: Callable[[Session], Awaitable[None]]) -> None:
         self._close_hooks.append(hook)
@@ -205,6 +217,9 @@ class Node:
                         if event.cursor > self.cursor:
                             self.cursor = event.cursor
                         self.fanout.feed(event.users, event.cursor)
+                        if self.by_user:
+                            for entry in event.users:
+                                self.remember(entry)
                         for hook in self._batch_hooks:
                             hook(event)
                     elif isinstance(event, Control):
@@ -295,11 +310,26 @@ class Node:
             log.warning("removed %d stored connections no socket backs", len(ghosts))
         return len(ghosts)
 
+    async def _restore_choices(self, sessions: list[Session]) -> None:
+        """Put back each local user's chosen status and text, as far as this node can tell
+        from the last entry it saw (exact when all the user's sockets are here)."""
+        states: dict[str, list[str]] = {}
+        for session in sessions:
+            states.setdefault(session.user, []).append(session.live().state)
+        for user, user_states in states.items():
+            last = self.last_seen.get(user)
+            if last is None:
+                continue
+            chosen = infer_chosen(last["status"], user_states)
+            if chosen != "online" or last["text"]:
+                await self.store.set_status(user, status=chosen, text=last["text"])
+
     async def _restore(self) -> None:
         """The store forgot this node (restart without persistence, or we were reaped)."""
         sessions = list(self.sessions.values())
         live = [s.live() for s in sessions]
         await self.store.restore(self.id, live)
+        await self._restore_choices(sessions)
         # A socket that closed while the restore ran may have reached the store before the
         # restore registered it again, which would leave a ghost: disconnect those once more
         # (idempotent; the liveness loop does it right after, and retries it on failure).

@@ -65,6 +65,19 @@ def effective_status(
     return Status.ONLINE.value if Status.ONLINE.value in states else Status.AWAY.value
 
 
+def infer_chosen(status: str, connection_states: Iterable[str]) -> str:
+    """The chosen status that explains ``status`` given these live connections' states.
+
+    Exact when the states are all of the user's connections; used to restore a user's
+    choice after the store lost it (its connections are re-registered, its choice is not)."""
+    states = list(connection_states)
+    if not states or status == Status.ONLINE.value:
+        return Status.ONLINE.value
+    if status == Status.AWAY.value and all(s == Status.AWAY.value for s in states):
+        return Status.ONLINE.value
+    return status
+
+
 def next_stamp(now: int, previous: int) -> int:
     """The ``at`` for a change at ``now``: never equal to or below the previous one."""
     return now if now > previous else previous + 1

@@ -433,3 +433,21 @@ def test_random_long_run_against_the_model():
         assert user.status == model.status()
         assert changed is (model.visible() != before)
         assert (user.at > at) if changed else (user.at == at)
+
+
+def test_infer_chosen_explains_the_status_from_the_connections() -> None:
+    """infer_chosen() gives back a choice that, with these connections, yields the status."""
+    from hub.presence import infer_chosen
+
+    cases = [
+        ("online", ["online"], "online"),
+        ("busy", ["online", "away"], "busy"),
+        ("offline", ["online"], "offline"),
+        ("away", ["away", "away"], "online"),
+        ("away", ["online"], "away"),
+        ("away", [], "online"),
+    ]
+    for status, states, chosen in cases:
+        assert infer_chosen(status, states) == chosen, (status, states)
+        if states:
+            assert effective_status(chosen, states, in_grace=False, last="offline") == status

@@ -321,6 +321,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         # From here on the store holds the connection: the session must be registered so
         # that closing it (or the node's reconciliation) removes it again.
         node.add(session)
+        node.remember(user.entry())
         cursor = await node.store.now()
     except StoreUnavailable:
         node.connecting.discard(session.conn)

@@ -48,6 +48,7 @@ async def test_redis_restarted_empty_hubs_keep_sockets_and_subscribers_converge(
     stay = [uid(f"stay{i}") for i in range(12)]
     leave = [uid(f"leave{i}") for i in range(6)]
     away = uid("away")
+    chooser = uid("busy")
     watchers: list[WsClient] = []
     staying: list[WsClient] = []
     leaving: list[WsClient] = []
@@ -61,9 +62,12 @@ async def test_redis_restarted_empty_hubs_keep_sockets_and_subscribers_converge(
             leaving += await open_clients(node.ws_url, [user_token(u) for u in leave[i::2]])
         staying.append(await connect_user(nodes[0].ws_url, user_token(away)))
         # An idle connection: its state is the connection's, so re-registering keeps it.
-        # (A chosen status lives only in the store: an empty restart forgets it.)
         await staying[-1].request({"op": "activity", "state": "away"})
-        everyone = [*stay, *leave, away]
+        # A chosen status and text live in the store: the node puts them back from the
+        # last entry it saw for its own user.
+        staying.append(await connect_user(nodes[1].ws_url, user_token(chooser)))
+        await staying[-1].request({"op": "status", "status": "busy", "text": "Back at 3"})
+        everyone = [*stay, *leave, away, chooser]
 
         async def all_seen() -> bool:
             for w in watchers:
@@ -119,7 +123,9 @@ async def test_redis_restarted_empty_hubs_keep_sockets_and_subscribers_converge(
             body = await rest_presence(https[0])
             assert body["full"] is True
             truth = {u["_id"]: u["status"] for u in body["users"]}
-            expected = {u: "online" for u in stay} | {away: "away"}
+            texts = {u["_id"]: u["statusText"] for u in body["users"]}
+            assert texts.get(chooser) == "Back at 3"
+            expected = {u: "online" for u in stay} | {away: "away", chooser: "busy"}
             expected |= {w.ready["user"]["id"]: "online" for w in watchers if w.ready}
             assert truth == expected, sorted(set(truth) ^ set(expected))
             for w in watchers:
