@@ -12,7 +12,6 @@ bounded queue.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import time
 from array import array
@@ -34,23 +33,7 @@ from hub.registry.base import (
     id_of,
     username_key,
 )
-
-#: Room events a slow consumer may queue before it is told to reload (a RoomGap).
-FEED_LIMIT = 10_000
-
-
-class _Feed:
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[RoomFeedEvent] = asyncio.Queue(FEED_LIMIT)
-        self.lost = False
-
-    def put(self, event: RoomFeedEvent) -> None:
-        if self.lost:
-            return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.lost = True
+from hub.store.local_feed import LocalFeed
 
 
 @dataclass
@@ -88,7 +71,7 @@ class MemoryRegistry:
         self._seq = 0
         self._clock = 0
         self._last_created = 0
-        self._feeds: set[_Feed] = set()
+        self._feed: LocalFeed[RoomFeedEvent] = LocalFeed(RoomGap())
 
     async def start(self) -> None:
         return None
@@ -336,18 +319,7 @@ class MemoryRegistry:
     # -- feed ----------------------------------------------------------------------
 
     async def publish_room(self, event: RoomEvent) -> None:
-        for feed in self._feeds:
-            feed.put(event)
+        self._feed.emit(event)
 
-    async def room_events(self) -> AsyncIterator[RoomFeedEvent]:
-        feed = _Feed()
-        self._feeds.add(feed)
-        try:
-            while True:
-                if feed.lost and feed.queue.empty():
-                    feed.lost = False
-                    yield RoomGap()
-                    continue
-                yield await feed.queue.get()
-        finally:
-            self._feeds.discard(feed)
+    def room_events(self) -> AsyncIterator[RoomFeedEvent]:
+        return self._feed.events()

@@ -17,10 +17,9 @@ Every Redis failure surfaces as :class:`~hub.store.base.StoreUnavailable`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 from functools import cache
@@ -28,9 +27,7 @@ from importlib import resources
 from typing import Any, cast
 
 import msgpack
-from redis import exceptions as rex
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -53,6 +50,7 @@ from hub.registry.base import (
 )
 from hub.registry.keys import RegistryKeys, rooms_channel
 from hub.store.base import StoreUnavailable
+from hub.store.feed import GAP, Subscription
 from hub.store.redis import TIMEOUT_S, cluster_nodes, unavailable
 
 log = logging.getLogger(__name__)
@@ -61,11 +59,6 @@ log = logging.getLogger(__name__)
 ORPHAN_AGE_MS = 30_000
 #: Members read per SSCAN step; keys fetched per pipeline.
 CHUNK = 1000
-#: Room feed reconnect backoff: first pause and cap, in seconds.
-BACKOFF_FIRST_S = 0.05
-BACKOFF_CAP_S = 1.0
-#: The feed PINGs after this many silent seconds and gives up after twice as many.
-FEED_PING_AFTER_S = 5
 
 SCRIPTS = (
     "admit",
@@ -175,7 +168,7 @@ class RedisRegistry:
         self.channel = rooms_channel(channel)
         self._window = str(window_ms)
         self._closed = False
-        self._feeds: set[Redis] = set()
+        self._feeds: set[Subscription] = set()
         self._redis: Redis | RedisCluster = self._client()
         self._scripts = {name: self._redis.register_script(script_source(name)) for name in SCRIPTS}
 
@@ -220,8 +213,8 @@ class RedisRegistry:
 
     async def close(self) -> None:
         self._closed = True
-        for client in list(self._feeds):
-            await client.aclose()
+        for sub in list(self._feeds):
+            await sub.close()
         await self._redis.aclose()
 
     # -- users ---------------------------------------------------------------------
@@ -487,66 +480,34 @@ class RedisRegistry:
         with unavailable():
             await self._redis.publish(self.channel, payload)
 
-    def _feed_client(self, attempt: int) -> Redis:
-        # A plain PUBLISH reaches every cluster node, so any one node hears every event.
-        options: dict[str, Any] = {
-            "socket_timeout": TIMEOUT_S,
-            "socket_connect_timeout": TIMEOUT_S,
-            "retry": Retry(NoBackoff(), 0),
-        }
-        if not self.cluster:
-            return Redis.from_url(self.url, **options)
-        nodes, username, password = cluster_nodes(self.url)
-        host, port = nodes[attempt % len(nodes)]
-        return Redis(host=host, port=port, username=username, password=password, **options)
-
     async def room_events(self) -> AsyncIterator[RoomFeedEvent]:
-        attempt = 0
-        resumed = False
-        while not self._closed:
-            client = self._feed_client(attempt)
-            self._feeds.add(client)
-            pubsub = client.pubsub()
-            try:
-                await pubsub.subscribe(self.channel)
-                async with aclosing(self._listen(pubsub, gap=resumed)) as feed:
-                    async for event in feed:
-                        attempt = 0
+        nodes: list[tuple[str, int]] | None = None
+        username = password = None
+        if self.cluster:
+            nodes, username, password = cluster_nodes(self.url)
+        sub = Subscription(
+            self.url,
+            [self.channel],
+            what="room feed",
+            timeout_s=TIMEOUT_S,
+            cluster_nodes=nodes,
+            username=username,
+            password=password,
+        )
+        self._feeds.add(sub)
+        try:
+            async with aclosing(sub.messages()) as messages:
+                async for item in messages:
+                    if item is GAP:
+                        yield RoomGap()
+                        continue
+                    assert isinstance(item, tuple)
+                    event = _decode(item[1])
+                    if event is not None:
                         yield event
-            except (rex.RedisError, OSError) as exc:
-                if self._closed:
-                    return
-                log.warning("room feed lost (%s); reconnecting", exc)
-            finally:
-                self._feeds.discard(client)
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
-                await client.aclose()
-            if self._closed:
-                return
-            resumed = True
-            attempt += 1
-            await asyncio.sleep(min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2 ** (attempt - 1)))
-
-    async def _listen(self, pubsub: PubSub, *, gap: bool) -> AsyncGenerator[RoomFeedEvent]:
-        silent = 0
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            if message is None:
-                silent += 1
-                if silent == FEED_PING_AFTER_S:
-                    await pubsub.ping()
-                elif silent >= 2 * FEED_PING_AFTER_S:
-                    raise rex.ConnectionError("room feed: no answer to PING")
-                continue
-            silent = 0
-            if message["type"] == "message":
-                event = _decode(message["data"])
-                if event is not None:
-                    yield event
-            elif message["type"] == "subscribe":
-                if gap:
-                    yield RoomGap()
-                gap = True
+        finally:
+            self._feeds.discard(sub)
+            await sub.close()
 
 
 def _decode(data: bytes) -> RoomEvent | None:

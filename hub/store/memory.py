@@ -9,7 +9,6 @@ the window are trimmed from the front.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -25,9 +24,7 @@ from hub.store.base import (
     Profile,
     UserView,
 )
-
-#: Events a slow consumer may queue before it is told to recover from the index.
-FEED_LIMIT = 10_000
+from hub.store.local_feed import LocalFeed
 
 
 def view(user: UserPresence) -> UserView:
@@ -46,22 +43,6 @@ def view(user: UserPresence) -> UserView:
     )
 
 
-class _Feed:
-    """One ``events()`` consumer: a bounded queue; on overflow, one Gap replaces the rest."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(FEED_LIMIT)
-        self.lost = False
-
-    def put(self, event: Event) -> None:
-        if self.lost:
-            return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.lost = True
-
-
 class MemoryStore:
     """A :class:`PresenceStore` in this process's memory."""
 
@@ -76,7 +57,7 @@ class MemoryStore:
         self._graces: dict[str, int] = {}
         self._nodes: dict[str, int] = {}
         self._node_conns: dict[str, dict[str, str]] = {}
-        self._feeds: set[_Feed] = set()
+        self._feed: LocalFeed[Event] = LocalFeed(Gap())
         self._clock = 0
         # When this store's data began: a cursor from before it (an earlier process) gets
         # a snapshot, since the changes it would need were never recorded here.
@@ -127,8 +108,7 @@ class MemoryStore:
         self._emit(Batch(cursor=self._now(), users=[u.entry() for u in users]))
 
     def _emit(self, event: Event) -> None:
-        for feed in self._feeds:
-            feed.put(event)
+        self._feed.emit(event)
 
     def _trim(self) -> None:
         horizon = self._clock - self.window_ms
@@ -312,16 +292,6 @@ class MemoryStore:
     async def publish_control(self, message: Control) -> None:
         self._emit(message)
 
-    async def events(self) -> AsyncIterator[Event]:
-        feed = _Feed()
-        self._feeds.add(feed)
-        try:
-            while True:
-                if feed.lost and feed.queue.empty():
-                    feed.lost = False
-                    yield Gap()
-                    continue
-                yield await feed.queue.get()
-        finally:
-            self._feeds.discard(feed)
+    def events(self) -> AsyncIterator[Event]:
+        return self._feed.events()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import aclosing, contextmanager
 from functools import cache
 from importlib import resources
@@ -25,7 +25,6 @@ from urllib.parse import unquote, urlsplit
 import msgpack
 from redis import exceptions as rex
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
@@ -44,6 +43,7 @@ from hub.store.base import (
     StoreUnavailable,
     UserView,
 )
+from hub.store.feed import GAP, Subscription
 from hub.store.keys import BucketKeys, Keys, control_channel
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,6 @@ REAP_BATCH = 1000
 FORGET_NODE_AFTER_MS = 60_000
 #: connect calls in flight while a node re-registers its connections.
 RESTORE_CONCURRENCY = 16
-#: Feed reconnect backoff: first pause and cap, in seconds.
-BACKOFF_FIRST_S = 0.05
-BACKOFF_CAP_S = 1.0
-#: The feed PINGs after this many silent seconds and gives the connection up after twice as
-#: many: a half-open TCP connection would otherwise look like a quiet channel forever.
-FEED_PING_AFTER_S = 5
 
 SCRIPTS = (
     "connect",
@@ -222,7 +216,7 @@ class RedisStore:
         self._control_b = self.control.encode()
         self._window = str(window_ms)
         self._closed = False
-        self._feeds: set[Redis] = set()
+        self._feeds: set[Subscription] = set()
         self._reads = asyncio.Semaphore(READS_IN_FLIGHT)
         self._redis: Redis | RedisCluster = self._client()
         source = {name: script_source(name) for name in SCRIPTS}
@@ -290,8 +284,8 @@ class RedisStore:
 
     async def close(self) -> None:
         self._closed = True
-        for client in list(self._feeds):
-            await client.aclose()
+        for sub in list(self._feeds):
+            await sub.close()
         await self._redis.aclose()
 
     async def now(self) -> int:
@@ -550,79 +544,39 @@ class RedisStore:
         with unavailable():
             await self._redis.publish(self.control, payload)
 
-    def _feed_client(self, attempt: int) -> Redis:
-        # Pub/sub needs no cluster routing: a plain PUBLISH reaches every node, so one
-        # connection to any node hears everything; on failure the next node is tried.
-        options: dict[str, Any] = {
-            "socket_timeout": TIMEOUT_S,
-            "socket_connect_timeout": TIMEOUT_S,
-            "retry": Retry(NoBackoff(), 0),
-        }
-        if not self.cluster:
-            return Redis.from_url(self.url, **options)
-        nodes, username, password = cluster_nodes(self.url)
-        host, port = nodes[attempt % len(nodes)]
-        return Redis(host=host, port=port, username=username, password=password, **options)
+    def subscription(self, channels: Sequence[str], what: str) -> Subscription:
+        """A pub/sub subscription on this store's Redis, closed with the store."""
+        nodes: list[tuple[str, int]] | None = None
+        username = password = None
+        if self.cluster:
+            nodes, username, password = cluster_nodes(self.url)
+        sub = Subscription(
+            self.url,
+            channels,
+            what=what,
+            timeout_s=TIMEOUT_S,
+            cluster_nodes=nodes,
+            username=username,
+            password=password,
+        )
+        self._feeds.add(sub)
+        return sub
 
     async def events(self) -> AsyncIterator[Event]:
-        # No queue of our own: the consumer reads straight from the socket, so a slow one
-        # leaves messages in Redis's bounded output buffer; when Redis drops it for that,
-        # the reconnect below yields a Gap and the consumer recovers from the index.
-        attempt = 0
-        resumed = False
-        while not self._closed:
-            client = self._feed_client(attempt)
-            self._feeds.add(client)
-            pubsub = client.pubsub()
-            try:
-                await pubsub.subscribe(self.channel, self.control)
-                attempt = 0
-                async with aclosing(self._listen(pubsub, gap=resumed)) as feed:
-                    async for event in feed:
+        sub = self.subscription([self.channel, self.control], "presence feed")
+        try:
+            async with aclosing(sub.messages()) as messages:
+                async for item in messages:
+                    if item is GAP:
+                        yield Gap()
+                        continue
+                    assert isinstance(item, tuple)
+                    event = self._decode(*item)
+                    if event is not None:
                         yield event
-            except Exception as exc:
-                if self._closed:
-                    return
-                if not isinstance(exc, (*_UNAVAILABLE, rex.ResponseError)):
-                    raise
-                # Once per outage at warning level; the retries every second at debug.
-                level = logging.WARNING if attempt == 0 else logging.DEBUG
-                log.log(level, "presence feed lost (%s); reconnecting", exc)
-            finally:
-                self._feeds.discard(client)
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
-                await client.aclose()
-            if self._closed:
-                return
-            resumed = True
-            attempt += 1
-            await asyncio.sleep(min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2 ** (attempt - 1)))
-
-    async def _listen(self, pubsub: PubSub, *, gap: bool) -> AsyncGenerator[Event, None]:
-        """One subscribed connection's events; a Gap whenever (re)subscription completes
-        after messages may have been lost."""
-        silent = 0
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            if message is None:
-                silent += 1
-                if silent == FEED_PING_AFTER_S:
-                    await pubsub.ping()
-                elif silent >= 2 * FEED_PING_AFTER_S:
-                    raise rex.ConnectionError("presence feed: no answer to PING")
-                continue
-            silent = 0
-            kind = message["type"]
-            if kind == "message":
-                event = self._decode(message["channel"], message["data"])
-                if event is not None:
-                    yield event
-            elif kind == "subscribe" and message["channel"] == self._control_b:
-                # The control channel is subscribed last; redis-py may also resubscribe on
-                # its own after a reconnect, which lands here too.
-                if gap:
-                    yield Gap()
-                gap = True
+        finally:
+            self._feeds.discard(sub)
+            await sub.close()
 
     def _decode(self, channel: bytes, data: bytes) -> Event | None:
         try:

@@ -20,9 +20,10 @@ from hub.node import Node
 from hub.presence import Entry
 from hub.protocol import JSON_CODEC, Scope
 from hub.registry.base import RoomEvent
-from hub.registry.memory import FEED_LIMIT, MemoryRegistry
+from hub.registry.memory import MemoryRegistry
 from hub.rooms import Rooms
 from hub.store.base import Profile
+from hub.store.local_feed import FEED_LIMIT
 from hub.store.memory import MemoryStore
 from tests.support import eventually
 

@@ -25,7 +25,8 @@ from hub.config import Settings
 from hub.presence import Entry
 from hub.store import PresenceStore, StoreUnavailable, open_store
 from hub.store.base import Batch, Control, Event, Gap, LiveConnection, Profile
-from hub.store.memory import FEED_LIMIT, MemoryStore
+from hub.store.local_feed import FEED_LIMIT
+from hub.store.memory import MemoryStore
 from hub.store.redis import SKEW_SLACK_MS, RedisStore
 from tests.support import eventually
 from tests.support.redis_server import RedisServer, start_cluster, start_server
