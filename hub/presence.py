@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeGuard
 
 
 class Status(StrEnum):
@@ -83,7 +83,7 @@ def next_stamp(now: int, previous: int) -> int:
     return now if now > previous else previous + 1
 
 
-def in_window(cursor: int | None, now: int, window_ms: int) -> bool:
+def in_window(cursor: int | None, now: int, window_ms: int) -> TypeGuard[int]:
     """True when ``cursor`` is recent enough for a delta; the window's edge is inside."""
     return cursor is not None and cursor >= now - window_ms
 

@@ -32,10 +32,6 @@ log = logging.getLogger("hub.ws")
 _counter = itertools.count(1)
 
 
-class Closed(Exception):
-    """The session must end (the socket is closed or closing)."""
-
-
 class RateLimiter:
     """A token bucket: ``rate`` frames a second, bursts up to twice that."""
 
@@ -152,16 +148,13 @@ class WsSession:
             return result
         cursor = await store.now()
         views: list[UserView] = await store.users(list(dict.fromkeys(scope.users)))
-        if since is not None and in_window(since, cursor, store.window_ms):
-            fresh = since >= await store.epoch()
-        else:
-            fresh = False
-        if since is not None and fresh:
+        # A delta needs a cursor inside the window and from after the store's data began.
+        if in_window(since, cursor, store.window_ms) and since >= await store.epoch():
             return [v.entry() for v in views if v.at >= since], False, cursor
         return [v.entry() for v in views if v.status != "offline"], True, cursor
 
     def node_rooms(self) -> Any:
-        rooms = getattr(self.node, "rooms", None)
+        rooms = self.node.rooms
         if rooms is None:
             raise p.ProtocolError(p.ErrorCode.BAD_FIELD, "rooms are not enabled on this hub")
         return rooms
