@@ -3,7 +3,8 @@
 Redis in tests is a real ``redis-server`` (never an in-process imitation), started from
 PATH on a free port once per session; a missing binary fails the run. Tests isolate
 themselves with a fresh key prefix and channel (:func:`key_prefix`) instead of flushing, so
-a session server can be shared. The three-master cluster starts only when a test asks for ``cluster_url``.
+a session server can be shared. The three-master cluster starts only when a test asks
+for ``cluster_url``.
 """
 
 from __future__ import annotations
