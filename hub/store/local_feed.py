@@ -25,6 +25,11 @@ class LocalFeed(Generic[E]):
         self.limit = limit
         self._consumers: set[_Consumer[E]] = set()
 
+    @property
+    def consumers(self) -> int:
+        """How many consumers are reading now."""
+        return len(self._consumers)
+
     def emit(self, event: E) -> None:
         for consumer in self._consumers:
             consumer.put(event)

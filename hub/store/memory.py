@@ -107,6 +107,11 @@ class MemoryStore:
         self._trim()
         self._emit(Batch(cursor=self._now(), users=[u.entry() for u in users]))
 
+    @property
+    def feed_consumers(self) -> int:
+        """How many ``events()`` iterators are reading now."""
+        return self._feed.consumers
+
     def _emit(self, event: Event) -> None:
         self._feed.emit(event)
 

@@ -71,7 +71,7 @@ async def test_delete_leaves_rooms_and_closes_sockets(admin: Admin) -> None:
     try:
 
         async def listening() -> bool:
-            return bool(store._feeds)
+            return store.feed_consumers > 0
 
         await eventually(listening)
         deleted = await admin.delete("u1")
