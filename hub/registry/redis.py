@@ -28,9 +28,7 @@ from typing import Any, cast
 
 import msgpack
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import RedisCluster
 
 from hub.config import Settings
 from hub.presence import Entry
@@ -51,7 +49,7 @@ from hub.registry.base import (
 from hub.registry.keys import RegistryKeys, rooms_channel
 from hub.store.base import StoreUnavailable
 from hub.store.feed import GAP, Subscription
-from hub.store.redis import TIMEOUT_S, cluster_nodes, unavailable
+from hub.store.redis import command_client, subscription, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +160,6 @@ class RedisRegistry:
         window_ms: int = 600_000,
     ) -> None:
         self.url = url
-        self.cluster = url.startswith("redis+cluster://")
         self.window_ms = window_ms
         self.keys = RegistryKeys(key_prefix)
         self.channel = rooms_channel(channel)
@@ -182,21 +179,7 @@ class RedisRegistry:
         )
 
     def _client(self) -> Redis | RedisCluster:
-        options: dict[str, Any] = {
-            "decode_responses": True,
-            "socket_timeout": TIMEOUT_S,
-            "socket_connect_timeout": TIMEOUT_S,
-            "retry": Retry(NoBackoff(), 1),
-        }
-        if not self.cluster:
-            return Redis.from_url(self.url, **options)
-        nodes, username, password = cluster_nodes(self.url)
-        return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
-            username=username,
-            password=password,
-            **options,
-        )
+        return command_client(self.url)
 
     async def _run(self, name: str, keys: list[str], args: Sequence[Any] = ()) -> Any:
         with unavailable():
@@ -481,19 +464,7 @@ class RedisRegistry:
             await self._redis.publish(self.channel, payload)
 
     async def room_events(self) -> AsyncIterator[RoomFeedEvent]:
-        nodes: list[tuple[str, int]] | None = None
-        username = password = None
-        if self.cluster:
-            nodes, username, password = cluster_nodes(self.url)
-        sub = Subscription(
-            self.url,
-            [self.channel],
-            what="room feed",
-            timeout_s=TIMEOUT_S,
-            cluster_nodes=nodes,
-            username=username,
-            password=password,
-        )
+        sub = subscription(self.url, [self.channel], "room feed")
         self._feeds.add(sub)
         try:
             async with aclosing(sub.messages()) as messages:

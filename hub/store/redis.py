@@ -173,6 +173,50 @@ async def _all(calls: Sequence[Awaitable[T]]) -> list[T]:
     return cast(list[T], results)
 
 
+def command_client(url: str) -> Redis | RedisCluster:
+    """A client for commands and scripts on ``url`` (a Redis or a cluster).
+
+    At most POOL_CONNECTIONS commands in flight; more wait for a connection (up to
+    TIMEOUT_S) instead of failing at once, so a reconnect storm queues rather than errs.
+    One retry on a fresh connection: a pooled socket may be dead after a Redis restart;
+    more would only delay StoreUnavailable while Redis is really down."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": TIMEOUT_S,
+        "socket_connect_timeout": TIMEOUT_S,
+        "retry": Retry(NoBackoff(), 1),
+    }
+    if not url.startswith("redis+cluster://"):
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=POOL_CONNECTIONS, timeout=TIMEOUT_S, **options
+        )
+        return Redis.from_pool(pool)
+    nodes, username, password = cluster_nodes(url)
+    return _QueuedCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+        username=username,
+        password=password,
+        **options,
+    )
+
+
+def subscription(url: str, channels: Sequence[str], what: str) -> Subscription:
+    """A pub/sub subscription on ``url``; on a cluster, any node hears every PUBLISH."""
+    nodes: list[tuple[str, int]] | None = None
+    username = password = None
+    if url.startswith("redis+cluster://"):
+        nodes, username, password = cluster_nodes(url)
+    return Subscription(
+        url,
+        channels,
+        what=what,
+        timeout_s=TIMEOUT_S,
+        cluster_nodes=nodes,
+        username=username,
+        password=password,
+    )
+
+
 #: How far before a cursor a multi-bucket read starts (see :meth:`RedisStore.changes`).
 SKEW_SLACK_MS = 1_000
 
@@ -248,26 +292,7 @@ class RedisStore:
         )
 
     def _client(self) -> Redis | RedisCluster:
-        # One retry on a fresh connection: a pooled socket may be dead after a Redis restart.
-        # More would only delay StoreUnavailable while Redis is really down.
-        options: dict[str, Any] = {
-            "decode_responses": True,
-            "socket_timeout": TIMEOUT_S,
-            "socket_connect_timeout": TIMEOUT_S,
-            "retry": Retry(NoBackoff(), 1),
-        }
-        if not self.cluster:
-            pool = BlockingConnectionPool.from_url(
-                self.url, max_connections=POOL_CONNECTIONS, timeout=TIMEOUT_S, **options
-            )
-            return Redis.from_pool(pool)
-        nodes, username, password = cluster_nodes(self.url)
-        return _QueuedCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
-            username=username,
-            password=password,
-            **options,
-        )
+        return command_client(self.url)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -546,19 +571,7 @@ class RedisStore:
 
     def subscription(self, channels: Sequence[str], what: str) -> Subscription:
         """A pub/sub subscription on this store's Redis, closed with the store."""
-        nodes: list[tuple[str, int]] | None = None
-        username = password = None
-        if self.cluster:
-            nodes, username, password = cluster_nodes(self.url)
-        sub = Subscription(
-            self.url,
-            channels,
-            what=what,
-            timeout_s=TIMEOUT_S,
-            cluster_nodes=nodes,
-            username=username,
-            password=password,
-        )
+        sub = subscription(self.url, channels, what)
         self._feeds.add(sub)
         return sub
 
