@@ -19,7 +19,7 @@ from tests.support.hubproc import (
     TEST_ADMIN_KEY,
     HubProcess,
     rc_headers,
-    start_hub,
+    running_hubs,
     user_token,
 )
 from tests.support.wsclient import WsClient, connect_user
@@ -44,19 +44,8 @@ def nodes(request: pytest.FixtureRequest, key_prefix: str, tmp_path: Path
     redis_url: str = request.getfixturevalue(request.param)
     env = {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix,
            "HUB_CHANNEL": f"{key_prefix}presence", "HUB_OFFLINE_GRACE_S": "30"}  # fmt: skip
-    first = start_hub(tmp_path, env, name="node1")
-    try:
-        second = start_hub(tmp_path, env, name="node2")
-    except BaseException:
-        first.stop()
-        raise
-    try:
-        yield first, second
-    finally:
-        first.stop()
-        second.stop()
-    first.assert_no_tracebacks()
-    second.assert_no_tracebacks()
+    with running_hubs(tmp_path, env) as hubs:
+        yield hubs
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from tests.support.hubproc import ADMIN_HEADERS, HubProcess, start_hub, user_token
+from tests.support.hubproc import ADMIN_HEADERS, HubProcess, running_hubs, user_token
 from tests.support.wsclient import TIMEOUT_S, connect_user
 
 pytestmark = pytest.mark.redis
@@ -32,23 +32,12 @@ def channel(key_prefix: str) -> str:
 
 @pytest.fixture
 def nodes(redis_url: str, key_prefix: str, channel: str, tmp_path: Path
-          ) -> Iterator[tuple[HubProcess, HubProcess]]:
+          ) -> Iterator[tuple[HubProcess, ...]]:
     """Two hubs on one Redis, with this test's own key prefix and channel."""
     env = {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix, "HUB_CHANNEL": channel,
            "HUB_OFFLINE_GRACE_S": "0"}
-    first = start_hub(tmp_path, env, name="node1")
-    try:
-        second = start_hub(tmp_path, env, name="node2")
-    except BaseException:
-        first.stop()
-        raise
-    try:
-        yield first, second
-    finally:
-        first.stop()
-        second.stop()
-    first.assert_no_tracebacks()
-    second.assert_no_tracebacks()
+    with running_hubs(tmp_path, env) as hubs:
+        yield hubs
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ SIGKILL, which is what the liveness tests need: no drain, no goodbye to the stor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -197,6 +198,23 @@ def start_hub(log_dir: Path, env: Mapping[str, str] | None = None, *, name: str 
               ) -> HubProcess:
     """A running hub whose output goes to ``log_dir/<name>.log``."""
     return HubProcess(log_path=log_dir / f"{name}.log", env=dict(env or {})).start()
+
+
+@contextlib.contextmanager
+def running_hubs(log_dir: Path, env: Mapping[str, str], count: int = 2
+                 ) -> Iterator[tuple[HubProcess, ...]]:
+    """``count`` hubs sharing ``env`` (``node1``, ``node2``, ...); all stopped at the end,
+    then each fails the test if it logged a traceback."""
+    hubs: list[HubProcess] = []
+    try:
+        for n in range(1, count + 1):
+            hubs.append(start_hub(log_dir, env, name=f"node{n}"))
+        yield tuple(hubs)
+    finally:
+        for hub in hubs:
+            hub.stop()
+    for hub in hubs:
+        hub.assert_no_tracebacks()
 
 
 def hub_fixture(env: Mapping[str, str] | None = None, *, scope: str = "module"
