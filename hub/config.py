@@ -79,6 +79,7 @@ class Settings:
     log_level: str = "info"
     rate_per_s: float = 50.0
     buckets: int = 0
+    last_seen: str = "everyone"
     generated_keys: bool = False
 
     @property
@@ -104,6 +105,9 @@ class Settings:
         log_format = env.get("HUB_LOG_FORMAT", "json")
         if log_format not in ("json", "text"):
             raise ConfigError(f"HUB_LOG_FORMAT must be json or text, got {log_format!r}")
+        last_seen = (env.get("HUB_LAST_SEEN") or "everyone").strip().lower()
+        if last_seen not in ("everyone", "nobody"):
+            raise ConfigError(f"HUB_LAST_SEEN must be everyone or nobody, got {last_seen!r}")
         return cls(
             store=env.get("HUB_STORE") or "memory://",
             secret=env.get("HUB_SECRET", ""),
@@ -125,6 +129,7 @@ class Settings:
             log_level=(env.get("HUB_LOG_LEVEL") or "info").lower(),
             rate_per_s=_seconds(env, "HUB_RATE_PER_S", 50.0, minimum=1.0),
             buckets=_int(env, "HUB_BUCKETS", 0, minimum=0),
+            last_seen=last_seen,
         )
 
     def with_generated_keys(self) -> Settings:

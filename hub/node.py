@@ -42,6 +42,9 @@ RECONCILE_S = 30.0
 #: How far before the last seen cursor a gap recovery reads (store clocks of cluster
 #: shards may differ by a little; re-reading a state is harmless).
 RECOVERY_SLACK_MS = 2_000
+#: How often a node applies due status expiries (``until``): at most this late, plus the
+#: coalescing tick, so an expiry is published within a second of its time.
+EXPIRY_SWEEP_S = 0.5
 #: How long a drain waits for its sockets' close handshakes before handing the connections
 #: to the grace (the closes go on meanwhile): a client that reads nothing can hold its close
 #: for many seconds, and the hand-off must not wait for it.
@@ -118,6 +121,7 @@ class Node:
         self._tasks = [
             asyncio.create_task(self._consume(), name="hub-feed"),
             asyncio.create_task(self._liveness(), name="hub-liveness"),
+            asyncio.create_task(self._expiries(), name="hub-expiries"),
             asyncio.create_task(self.fanout.run(), name="hub-fanout"),
         ]
 
@@ -288,6 +292,24 @@ class Node:
                 raise
             except Exception:
                 log.exception("liveness step failed")
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def _expiries(self) -> None:
+        """Apply due status expiries; every node does, the store applies each once.
+
+        Its own loop, as the sweep's cadence (up to 1 s) would publish an expiry late;
+        failures are the liveness loop's to report."""
+        interval = min(EXPIRY_SWEEP_S, self.settings.sweep_s)
+        while not self.draining:
+            started = time.monotonic()
+            try:
+                await self.store.expire_statuses()
+            except StoreUnavailable:
+                pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("status expiry step failed")
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def reconcile(self) -> int:

@@ -11,6 +11,11 @@ on the store clock) and returns ``True`` when the user's *visible* presence chan
 case ``at`` was stamped. ``at`` strictly increases per user, so "keep the entry with the
 larger ``at``" is a correct last-writer-wins merge even for two changes in one millisecond.
 The Redis Lua scripts implement the same rules; one contract suite checks both stores.
+
+Two extras travel with an entry. ``lastSeen`` is stamped when the visible status becomes
+``offline`` (the last connection gone after the grace, or invisible chosen) and shown on
+offline entries unless the user hid it. ``until`` is when a chosen status expires: then the
+chosen status returns to automatic and the text clears, as an ordinary change.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ CHOSEN_STATUSES: frozenset[str] = frozenset(s.value for s in Status)
 CONNECTION_STATES: frozenset[str] = frozenset({Status.ONLINE.value, Status.AWAY.value})
 #: Longest status text, in characters.
 MAX_TEXT = 120
+#: How far ahead a status may be set to expire (``until``): one year, in ms.
+MAX_UNTIL_AHEAD_MS = 366 * 24 * 3600 * 1000
+#: The values of ``lastSeen`` in a status frame and of ``HUB_LAST_SEEN``: who sees it.
+LAST_SEEN_AUDIENCES: frozenset[str] = frozenset({"everyone", "nobody"})
 
 
 class Entry(TypedDict, total=False):
@@ -46,6 +55,8 @@ class Entry(TypedDict, total=False):
     text: str
     at: int
     member: bool
+    lastSeen: int
+    until: int
 
 
 def effective_status(
@@ -105,6 +116,25 @@ def check_text(value: Any, *, field_name: str = "text") -> str:
     return value
 
 
+def check_until(value: Any, now: int | None = None, *, field_name: str = "until") -> int:
+    """Validate a status expiry in ms; with ``now``, also that it lies ahead, at most a
+    year (:data:`MAX_UNTIL_AHEAD_MS`). The error names the field."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**53:
+        raise ValueError(f"{field_name} must be a time in ms since the epoch, got {value!r}")
+    if now is not None and value <= now:
+        raise ValueError(f"{field_name} must be in the future, got {value} (now is {now})")
+    if now is not None and value > now + MAX_UNTIL_AHEAD_MS:
+        raise ValueError(f"{field_name} must be at most a year ahead, got {value} (now is {now})")
+    return value
+
+
+def check_audience(value: Any, *, field_name: str = "lastSeen") -> str:
+    """Validate who may see a user's last seen: ``everyone`` or ``nobody``."""
+    if not isinstance(value, str) or value not in LAST_SEEN_AUDIENCES:
+        raise ValueError(f"{field_name} must be everyone or nobody, got {value!r}")
+    return value
+
+
 def check_state(value: Any) -> str:
     if not isinstance(value, str) or value not in CONNECTION_STATES:
         raise ValueError(f"state must be online or away, got {value!r}")
@@ -128,26 +158,36 @@ class UserPresence:
     utc_offset: float = 0.0
     last_login: int = 0
 
-    def entry(self) -> Entry:
-        return {
-            "id": self.id,
-            "username": self.username,
-            "name": self.name,
-            "status": self.status,
-            "text": self.text,
-            "at": self.at,
-        }
+    last_seen: int = 0
+    until: int = 0
+    hide_last_seen: bool = False
 
-    def _visible(self) -> tuple[str, str, str, str]:
-        return (self.status, self.text, self.name, self.username)
+    def entry(self, *, show_last_seen: bool = True) -> Entry:
+        """The entry others see; ``show_last_seen=False`` is ``HUB_LAST_SEEN=nobody``."""
+        return entry_of(
+            self.id, self.username, self.name, self.status, self.text, self.at,
+            last_seen=self.last_seen if show_last_seen else 0,
+            hide_last_seen=self.hide_last_seen, until=self.until,
+        )  # fmt: skip
 
-    def _settle(self, before: tuple[str, str, str, str], now: int) -> bool:
+    def _visible(self) -> Visible:
+        return (
+            self.status, self.text, self.name, self.username,
+            shown_last_seen(self.status, self.last_seen, self.hide_last_seen),
+            shown_until(self.status, self.until),
+        )  # fmt: skip
+
+    def _settle(self, before: Visible, now: int) -> bool:
         self.status = effective_status(
             self.chosen,
             self.connections.values(),
             in_grace=self.grace_until is not None,
             last=self.status,
         )
+        if self.status == Status.OFFLINE.value and before[0] != Status.OFFLINE.value:
+            # Going offline (the last connection gone, or invisible chosen) is last seen.
+            self.at = self.last_seen = next_stamp(now, self.at)
+            return True
         if self._visible() == before:
             return False
         self.at = next_stamp(now, self.at)
@@ -215,12 +255,36 @@ class UserPresence:
         self.connections[conn] = state
         return self._settle(before, now)
 
-    def set_status(self, now: int, *, status: str | None = None, text: str | None = None) -> bool:
+    def set_status(
+        self,
+        now: int,
+        *,
+        status: str | None = None,
+        text: str | None = None,
+        until: int | None = None,
+        hide_last_seen: bool | None = None,
+    ) -> bool:
+        """Set the chosen status and/or text; either replaces the expiry (``until``, or
+        none). ``hide_last_seen`` is the user's own privacy choice (None keeps it)."""
         before = self._visible()
         if status is not None:
             self.chosen = status
         if text is not None:
             self.text = text
+        if status is not None or text is not None:
+            self.until = until or 0
+        if hide_last_seen is not None:
+            self.hide_last_seen = hide_last_seen
+        return self._settle(before, now)
+
+    def expire_status(self, now: int) -> bool:
+        """At ``until`` the chosen status returns to automatic and the text clears."""
+        if not self.until or self.until > now:
+            return False
+        before = self._visible()
+        self.chosen = Status.ONLINE.value
+        self.text = ""
+        self.until = 0
         return self._settle(before, now)
 
     def set_profile(self, now: int, *, username: str | None, name: str | None) -> bool:
@@ -230,6 +294,38 @@ class UserPresence:
         if name is not None:
             self.name = name
         return self._settle(before, now)
+
+
+#: What others see of a user: status, text, name, username, shown lastSeen, shown until.
+Visible = tuple[str, str, str, str, int, int]
+
+
+def shown_last_seen(status: str, last_seen: int, hidden: bool) -> int:
+    """The ``lastSeen`` an entry carries: only when offline, known and not hidden (0: none)."""
+    return last_seen if status == Status.OFFLINE.value and last_seen and not hidden else 0
+
+
+def shown_until(status: str, until: int) -> int:
+    """The ``until`` an entry carries: while an expiry is set and the user is not offline,
+    so an invisible user's expiry does not give its choice away (0: none)."""
+    return until if until and status != Status.OFFLINE.value else 0
+
+
+def entry_of(
+    uid: str, username: str, name: str, status: str, text: str, at: int, *,
+    last_seen: int = 0, hide_last_seen: bool = False, until: int = 0,
+) -> Entry:  # fmt: skip
+    """An entry, with ``lastSeen`` and ``until`` only where the rules above show them."""
+    entry: Entry = {
+        "id": uid, "username": username, "name": name, "status": status, "text": text, "at": at,
+    }  # fmt: skip
+    seen = shown_last_seen(status, last_seen, hide_last_seen)
+    if seen:
+        entry["lastSeen"] = seen
+    expires = shown_until(status, until)
+    if expires:
+        entry["until"] = expires
+    return entry
 
 
 def merge(entries: Mapping[str, Entry], incoming: Iterable[Entry]) -> dict[str, Entry]:

@@ -16,7 +16,14 @@ from typing import Any
 
 import msgpack
 
-from hub.presence import Entry, check_state, check_status, check_text
+from hub.presence import (
+    Entry,
+    check_audience,
+    check_state,
+    check_status,
+    check_text,
+    check_until,
+)
 
 JSON = "hub.v1.json"
 MSGPACK = "hub.v1.msgpack"
@@ -99,9 +106,14 @@ class Hello:
 
 @dataclass(frozen=True)
 class SetStatus:
+    """``until``: when the status expires (ms); ``last_seen``: who sees it (everyone or
+    nobody; None keeps the user's choice)."""
+
     status: str | None
     text: str | None
     ref: Any = None
+    until: int | None = None
+    last_seen: str | None = None
 
 
 @dataclass(frozen=True)
@@ -214,12 +226,18 @@ def parse(data: str | bytes) -> Message:
         if op == "status":
             status = frame.get("status")
             text = frame.get("text")
-            if status is None and text is None:
-                raise _field_error("status frame needs status and/or text", ref)
+            until = frame.get("until")
+            last_seen = frame.get("lastSeen")
+            if status is None and text is None and last_seen is None:
+                raise _field_error("status frame needs status, text and/or lastSeen", ref)
+            if until is not None and status is None and text is None:
+                raise _field_error("until needs a status and/or a text to expire", ref)
             return SetStatus(
                 None if status is None else check_status(status),
                 None if text is None else check_text(text),
                 ref,
+                None if until is None else check_until(until),
+                None if last_seen is None else check_audience(last_seen),
             )
         if op == "activity":
             return Activity(check_state(frame.get("state")), ref)

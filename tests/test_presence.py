@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 
 from hub.presence import (
     MAX_TEXT,
+    MAX_UNTIL_AHEAD_MS,
     Entry,
     UserPresence,
     check_state,
     check_status,
     check_text,
+    check_until,
     effective_status,
     in_window,
     merge,
@@ -208,13 +210,21 @@ def test_at_changes_exactly_when_the_visible_tuple_changes(ops):
 @PROPERTY
 @given(steps)
 def test_entry_is_the_visible_tuple_with_its_stamp(ops):
-    """``entry()`` carries exactly the visible fields and the current ``at``."""
-    for user, model, *_ in run(ops):
+    """``entry()`` carries exactly the visible fields and the current ``at``, and an offline
+    one the stamp of its last change to offline as ``lastSeen``."""
+    last_seen = 0
+    for user, model, _op, _now, _changed, _at, before in run(ops):
         status, text, name, username = model.visible()
-        assert user.entry() == {
+        if status == "offline" and before[0] != "offline":
+            last_seen = user.at
+        expected: dict[str, Any] = {
             "id": "u1", "username": username, "name": name,
             "status": status, "text": text, "at": user.at,
         }  # fmt: skip
+        if status == "offline" and last_seen:
+            expected["lastSeen"] = last_seen
+        assert user.entry() == expected
+        assert "lastSeen" not in user.entry(show_last_seen=False)
 
 
 @PROPERTY
@@ -451,3 +461,87 @@ def test_infer_chosen_explains_the_status_from_the_connections() -> None:
         assert infer_chosen(status, states) == chosen, (status, states)
         if states:
             assert effective_status(chosen, states, in_grace=False, last="offline") == status
+
+
+# -- last seen and status expiry ---------------------------------------------------------
+
+
+def test_going_offline_stamps_last_seen_and_only_offline_entries_carry_it():
+    """The change to offline is last seen; an online entry never carries it."""
+    user = UserPresence(id="u1")
+    user.connect("c1", "online", 1_000)
+    assert "lastSeen" not in user.entry()
+    assert user.disconnect("c1", 2_000, grace_ms=0)
+    assert user.entry()["lastSeen"] == user.at == 2_000
+    user.connect("c1", "online", 3_000)
+    assert "lastSeen" not in user.entry() and user.last_seen == 2_000
+
+
+def test_invisible_keeps_the_last_seen_of_the_moment_it_went_invisible():
+    """Choosing offline is going offline; staying connected invisibly moves nothing."""
+    user = UserPresence(id="u1")
+    user.connect("c1", "online", 1_000)
+    assert user.set_status(2_000, status="offline")
+    assert user.entry()["lastSeen"] == 2_000
+    assert not user.activity("c1", "away", 3_000)
+    assert not user.connect("c2", "online", 4_000)
+    assert not user.disconnect_many(["c1", "c2"], 5_000, grace_ms=0)
+    assert user.entry()["lastSeen"] == 2_000
+
+
+def test_hiding_last_seen_is_a_visible_change_only_when_offline():
+    """The user's own choice removes lastSeen from its entries, stamped like any change."""
+    user = UserPresence(id="u1")
+    user.connect("c1", "online", 1_000)
+    assert not user.set_status(1_500, hide_last_seen=True)
+    assert user.disconnect("c1", 2_000, grace_ms=0)
+    assert "lastSeen" not in user.entry()
+    assert user.set_status(3_000, hide_last_seen=False)
+    assert user.entry()["lastSeen"] == 2_000 and user.at == 3_000
+
+
+def test_status_expiry_returns_to_automatic_and_clears_the_text():
+    """At ``until`` the chosen status goes back to online and the text clears."""
+    user = UserPresence(id="u1")
+    user.connect("c1", "online", 1_000)
+    assert user.set_status(2_000, status="busy", text="In a meeting", until=5_000)
+    assert user.entry()["until"] == 5_000
+    assert not user.expire_status(4_999)
+    assert user.expire_status(5_000)
+    entry = user.entry()
+    assert (entry["status"], entry["text"], "until" in entry) == ("online", "", False)
+    assert user.chosen == "online" and user.at == 5_000
+
+
+def test_a_status_without_until_clears_the_expiry_and_privacy_alone_keeps_it():
+    """A status or text replaces the expiry; a privacy change alone does not touch it."""
+    user = UserPresence(id="u1")
+    user.connect("c1", "online", 1_000)
+    user.set_status(2_000, status="busy", until=9_000)
+    user.set_status(2_500, hide_last_seen=True)
+    assert user.until == 9_000
+    assert user.set_status(3_000, status="away")
+    assert user.until == 0 and "until" not in user.entry()
+    assert not user.expire_status(9_000)
+
+
+def test_an_invisible_user_entry_does_not_show_its_expiry():
+    """``until`` would tell others a status was chosen, so offline entries leave it out."""
+    user = UserPresence(id="u1")
+    user.connect("c1", "online", 1_000)
+    user.set_status(2_000, status="offline", until=9_000)
+    assert "until" not in user.entry()
+    assert user.expire_status(9_000)
+    assert user.entry()["status"] == "online"
+
+
+def test_check_until_names_the_field_and_bounds_it():
+    """``until`` must be an integer ms time ahead of now by at most a year."""
+    assert check_until(2_000, 1_000) == 2_000
+    for bad in (True, "soon", 1.5, 0, -3):
+        with pytest.raises(ValueError, match="until must be a time in ms"):
+            check_until(bad)
+    with pytest.raises(ValueError, match="until must be in the future"):
+        check_until(1_000, 1_000)
+    with pytest.raises(ValueError, match="expiresAt must be at most a year ahead"):
+        check_until(1_000 + MAX_UNTIL_AHEAD_MS + 1, 1_000, field_name="expiresAt")

@@ -15,7 +15,11 @@ def open_store(settings: Settings) -> PresenceStore:
     if url.startswith("memory://"):
         from hub.store.memory import MemoryStore
 
-        return MemoryStore(window_ms=settings.window_ms, grace_ms=settings.grace_ms)
+        return MemoryStore(
+            window_ms=settings.window_ms,
+            grace_ms=settings.grace_ms,
+            show_last_seen=settings.last_seen == "everyone",
+        )
     if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
         from hub.store.redis import RedisStore
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from hub.presence import Entry
+from hub.presence import Entry, entry_of, shown_last_seen
 
 
 class StoreUnavailable(RuntimeError):
@@ -51,16 +51,22 @@ class UserView:
     utc_offset: float = 0.0
     last_login: int = 0
     connections: int = 0
+    #: When the user last went offline (0: never, or ``HUB_LAST_SEEN=nobody``).
+    last_seen: int = 0
+    #: When the chosen status expires (0: it does not).
+    until: int = 0
+    #: The user chose to hide its last seen.
+    hide_last_seen: bool = False
 
     def entry(self) -> Entry:
-        return {
-            "id": self.id,
-            "username": self.username,
-            "name": self.name,
-            "status": self.status,
-            "text": self.text,
-            "at": self.at,
-        }
+        return entry_of(
+            self.id, self.username, self.name, self.status, self.text, self.at,
+            last_seen=self.last_seen, hide_last_seen=self.hide_last_seen, until=self.until,
+        )  # fmt: skip
+
+    def shown_last_seen(self) -> int:
+        """The last seen others may see: offline, known and not hidden (0: none)."""
+        return shown_last_seen(self.status, self.last_seen, self.hide_last_seen)
 
 
 @dataclass(frozen=True)
@@ -135,9 +141,22 @@ class PresenceStore(Protocol):
         """Set the idle state of one connection; False when the store does not know it."""
 
     async def set_status(
-        self, user: str, *, status: str | None = None, text: str | None = None
+        self,
+        user: str,
+        *,
+        status: str | None = None,
+        text: str | None = None,
+        until: int | None = None,
+        hide_last_seen: bool | None = None,
     ) -> UserView | None:
-        """Set the chosen status and/or text; None for an unknown user (nothing changes)."""
+        """Set the chosen status and/or text; None for an unknown user (nothing changes).
+
+        A status or text replaces the expiry: ``until`` (ms on the store clock, ahead of
+        it by at most a year, else ValueError naming ``until`` and nothing changes) or
+        none. ``hide_last_seen`` sets the user's own last-seen privacy (None keeps it)."""
+
+    async def expire_statuses(self) -> None:
+        """Apply every status expiry that is due (any node may call; each applies once)."""
 
     async def set_profile(
         self, profile: Profile, *, create: bool = True

@@ -6,13 +6,16 @@ with one Redis and ``B = 1`` everything lives in one slot. Per bucket ``T = {hub
 
 ========================  =======  ===========================================================
 ``T:u:<user>``            hash     id, username, lname (lowercased username), name, chosen,
-                                   text, status, at, avatar, utc, last_login, grace_until
+                                   text, status, at, avatar, utc, last_login, grace_until,
+                                   last_seen, until (status expiry), hide_ls (the extras only
+                                   when set: one field each per user, no history)
 ``T:c:<user>``            hash     the user's connections: conn -> ``<state>:<node>``
 ``T:n:<node>``            hash     the node's connections in this bucket: conn -> user
                                    (reaping a dead node, draining a stopping one)
 ``T:idx``                 zset     the change index: user -> ``at``, trimmed to one window
 ``T:on``                  set      users not offline (the full snapshot)
 ``T:grace``               zset     users inside the offline grace: user -> deadline ms
+``T:until``               zset     users whose chosen status expires: user -> until ms
 ``T:clock``               string   the largest ``at`` stamped in the bucket (see below)
 ``T:names``               hash     lowercased username -> user id
 ``T:epoch``               string   when this bucket's data began (set by the first read that
@@ -49,6 +52,7 @@ class BucketKeys:
     idx: str
     on: str
     grace: str
+    expiries: str
     clock: str
     names: str
     epoch: str
@@ -79,6 +83,7 @@ class Keys:
             idx=f"{tag}:idx",
             on=f"{tag}:on",
             grace=f"{tag}:grace",
+            expiries=f"{tag}:until",
             clock=f"{tag}:clock",
             names=f"{tag}:names",
             epoch=f"{tag}:epoch",

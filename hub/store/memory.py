@@ -10,10 +10,11 @@ the window are trimmed from the front.
 from __future__ import annotations
 
 import bisect
+import heapq
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from hub.presence import Status, UserPresence, in_window
+from hub.presence import Status, UserPresence, check_until, in_window
 from hub.store.base import (
     Batch,
     Changes,
@@ -27,7 +28,7 @@ from hub.store.base import (
 from hub.store.local_feed import LocalFeed
 
 
-def view(user: UserPresence) -> UserView:
+def view(user: UserPresence, *, show_last_seen: bool = True) -> UserView:
     return UserView(
         id=user.id,
         username=user.username,
@@ -40,21 +41,31 @@ def view(user: UserPresence) -> UserView:
         utc_offset=user.utc_offset,
         last_login=user.last_login,
         connections=len(user.connections),
+        last_seen=user.last_seen if show_last_seen else 0,
+        until=user.until,
+        hide_last_seen=user.hide_last_seen,
     )
 
 
 class MemoryStore:
     """A :class:`PresenceStore` in this process's memory."""
 
-    def __init__(self, *, window_ms: int = 600_000, grace_ms: int = 5_000) -> None:
+    def __init__(
+        self, *, window_ms: int = 600_000, grace_ms: int = 5_000, show_last_seen: bool = True
+    ) -> None:
         self.window_ms = window_ms
         self.grace_ms = grace_ms
+        self.show_last_seen = show_last_seen
         self._users: dict[str, UserPresence] = {}
         self._usernames: dict[str, str] = {}
         self._not_offline: set[str] = set()
         self._index: list[tuple[int, str]] = []
         self._indexed: dict[str, int] = {}
         self._graces: dict[str, int] = {}
+        # Status expiries as a heap of (until, user); a pair whose user has another
+        # expiry by now is stale: skipped when it comes up, compacted away when they pile up.
+        self._expiries: list[tuple[int, str]] = []
+        self._expiring: dict[str, int] = {}
         self._nodes: dict[str, int] = {}
         self._node_conns: dict[str, dict[str, str]] = {}
         self._feed: LocalFeed[Event] = LocalFeed(Gap())
@@ -105,7 +116,8 @@ class MemoryStore:
             if user.username:
                 self._usernames[user.username.lower()] = user.id
         self._trim()
-        self._emit(Batch(cursor=self._now(), users=[u.entry() for u in users]))
+        show = self.show_last_seen
+        self._emit(Batch(cursor=self._now(), users=[u.entry(show_last_seen=show) for u in users]))
 
     @property
     def feed_consumers(self) -> int:
@@ -132,7 +144,10 @@ class MemoryStore:
         else:
             self._graces[user.id] = user.grace_until
         self._record([user] if changed else [])
-        return view(user)
+        return self._view(user)
+
+    def _view(self, user: UserPresence) -> UserView:
+        return view(user, show_last_seen=self.show_last_seen)
 
     # -- connections -------------------------------------------------------------
 
@@ -169,12 +184,45 @@ class MemoryStore:
         return True
 
     async def set_status(
-        self, user: str, *, status: str | None = None, text: str | None = None
+        self,
+        user: str,
+        *,
+        status: str | None = None,
+        text: str | None = None,
+        until: int | None = None,
+        hide_last_seen: bool | None = None,
     ) -> UserView | None:
+        now = self._now()
+        if until is not None:
+            check_until(until, now)
         record = self._users.get(user)
         if record is None:
             return None
-        return self._apply(record, record.set_status(self._now(), status=status, text=text))
+        changed = record.set_status(
+            now, status=status, text=text, until=until, hide_last_seen=hide_last_seen
+        )
+        if record.until:
+            self._expiring[record.id] = record.until
+            heapq.heappush(self._expiries, (record.until, record.id))
+            if len(self._expiries) > 2 * len(self._expiring) + 1024:
+                self._expiries = [(at, uid) for uid, at in self._expiring.items()]
+                heapq.heapify(self._expiries)
+        else:
+            self._expiring.pop(record.id, None)
+        return self._apply(record, changed)
+
+    async def expire_statuses(self) -> None:
+        now = self._now()
+        changed = []
+        while self._expiries and self._expiries[0][0] <= now:
+            until, uid = heapq.heappop(self._expiries)
+            record = self._users.get(uid)
+            if record is None or record.until != until:
+                continue
+            del self._expiring[uid]
+            if record.expire_status(now):
+                changed.append(record)
+        self._record(changed)
 
     async def set_profile(self, profile: Profile, *, create: bool = True) -> UserView | None:
         record = self._users.get(profile.id)
@@ -272,22 +320,22 @@ class MemoryStore:
         now = self._now()
         fresh = since is not None and since >= self._epoch
         if not in_window(since, now, self.window_ms) or not fresh:
-            users = [view(self._users[uid]) for uid in self._not_offline]
+            users = [self._view(self._users[uid]) for uid in self._not_offline]
             return Changes(users=users, cursor=now, full=True)
         assert since is not None
         start = bisect.bisect_left(self._index, (since, ""))
         out: list[UserView] = []
         for at, uid in self._index[start:]:
             if self._indexed.get(uid) == at:
-                out.append(view(self._users[uid]))
+                out.append(self._view(self._users[uid]))
         return Changes(users=out, cursor=now, full=False)
 
     async def users(self, ids: Sequence[str]) -> list[UserView]:
-        return [view(self._users[i]) for i in ids if i in self._users]
+        return [self._view(self._users[i]) for i in ids if i in self._users]
 
     async def get(self, user: str) -> UserView | None:
         record = self._users.get(user)
-        return None if record is None else view(record)
+        return None if record is None else self._view(record)
 
     async def find_username(self, username: str) -> str | None:
         return self._usernames.get(username.lower())

@@ -31,7 +31,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from hub.config import ConfigError, Settings
-from hub.presence import Entry
+from hub.presence import Entry, check_until
 from hub.store.base import (
     Batch,
     Changes,
@@ -56,6 +56,8 @@ TIMEOUT_S = 2.0
 POOL_CONNECTIONS = 128
 #: Graces ended per script call; a sweep loops while a bucket has more due.
 GRACE_BATCH = 1000
+#: Status expiries applied per script call; the same loop.
+EXPIRY_BATCH = 1000
 #: An answer to changes() with more users than this is read in chunks of READ_CHUNK users,
 #: each one short script call, instead of in one call that would block Redis.
 INLINE_ROWS = 256
@@ -81,6 +83,7 @@ SCRIPTS = (
     "node_reaped",
     "reap",
     "expire_grace",
+    "expire_status",
     "changes",
     "users",
 )
@@ -141,7 +144,7 @@ def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], str | None, str | No
     return nodes, username, password
 
 
-def _view(row: Sequence[Any]) -> UserView:
+def _view(row: Sequence[Any], show_last_seen: bool = True) -> UserView:
     """A user row as the scripts return it (common.lua ``row``)."""
     return UserView(
         id=row[0],
@@ -155,6 +158,9 @@ def _view(row: Sequence[Any]) -> UserView:
         utc_offset=float(row[8]),
         last_login=int(row[9]),
         connections=int(row[10]),
+        last_seen=int(row[11] or 0) if show_last_seen else 0,
+        until=int(row[12] or 0),
+        hide_last_seen=row[13] == "1",
     )
 
 
@@ -248,6 +254,7 @@ class RedisStore:
         window_ms: int = 600_000,
         grace_ms: int = 5_000,
         buckets: int = 0,
+        show_last_seen: bool = True,
     ) -> None:
         self.url = url
         self.cluster = url.startswith("redis+cluster://")
@@ -263,7 +270,10 @@ class RedisStore:
         self._feeds: set[Subscription] = set()
         self._reads = asyncio.Semaphore(READS_IN_FLIGHT)
         self._redis: Redis | RedisCluster = self._client()
-        source = {name: script_source(name) for name in SCRIPTS}
+        self.show_last_seen = show_last_seen
+        # HUB_LAST_SEEN reaches the scripts as a constant in front of common.lua.
+        policy = f"local LAST_SEEN = {'true' if show_last_seen else 'false'}\n"
+        source = {name: policy + script_source(name) for name in SCRIPTS}
         reg = self._redis.register_script
         self._connect = reg(source["connect"])
         self._disconnect = reg(source["disconnect"])
@@ -276,6 +286,7 @@ class RedisStore:
         self._node_reaped = reg(source["node_reaped"])
         self._reap = reg(source["reap"])
         self._expire_grace = reg(source["expire_grace"])
+        self._expire_status = reg(source["expire_status"])
         self._changes = reg(source["changes"])
         self._users = reg(source["users"])
         self._scripts = [source[name] for name in SCRIPTS]
@@ -289,6 +300,7 @@ class RedisStore:
             window_ms=settings.window_ms,
             grace_ms=settings.grace_ms,
             buckets=settings.buckets,
+            show_last_seen=settings.last_seen == "everyone",
         )
 
     def _client(self) -> Redis | RedisCluster:
@@ -332,7 +344,7 @@ class RedisStore:
                       _utc(profile.utc_offset) if profile.utc_offset else "",
                       self._window, self.channel],
             )  # fmt: skip
-        return _view(row)
+        return _view(row, self.show_last_seen)
 
     async def disconnect(self, node: str, conn: str, user: str, *, grace: bool = True) -> None:
         b = self.keys.bucket_of(user)
@@ -353,16 +365,38 @@ class RedisStore:
         return bool(known)
 
     async def set_status(
-        self, user: str, *, status: str | None = None, text: str | None = None
+        self,
+        user: str,
+        *,
+        status: str | None = None,
+        text: str | None = None,
+        until: int | None = None,
+        hide_last_seen: bool | None = None,
     ) -> UserView | None:
+        if until is not None:
+            check_until(until, await self.now())
         b = self.keys.bucket_of(user)
+        hide = "" if hide_last_seen is None else "1" if hide_last_seen else "0"
         with unavailable():
             row = await self._set_status(
-                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock],
+                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock,
+                      b.expiries],
                 args=[status or "", "0" if text is None else "1", text or "",
-                      self._window, self.channel],
+                      self._window, self.channel, "" if until is None else str(until), hide],
             )  # fmt: skip
-        return None if row is None else _view(row)
+        return None if row is None else _view(row, self.show_last_seen)
+
+    async def expire_statuses(self) -> None:
+        async def bucket(b: BucketKeys) -> None:
+            examined = EXPIRY_BATCH
+            while examined >= EXPIRY_BATCH:
+                with unavailable():
+                    examined = await self._expire_status(
+                        keys=[b.idx, b.on, b.grace, b.clock, b.expiries],
+                        args=[b.user, b.conns, EXPIRY_BATCH, self._window, self.channel],
+                    )
+
+        await _all([bucket(b) for b in self.keys.buckets])
 
     async def set_profile(self, profile: Profile, *, create: bool = True) -> UserView | None:
         b = self.keys.bucket_of(profile.id)
@@ -374,7 +408,7 @@ class RedisStore:
                       profile.avatar, _utc(profile.utc_offset), "1" if create else "0",
                       self._window, self.channel],
             )  # fmt: skip
-        return None if row is None else _view(row)
+        return None if row is None else _view(row, self.show_last_seen)
 
     async def drop_user(self, user: str) -> None:
         b = self.keys.bucket_of(user)
@@ -491,7 +525,7 @@ class RedisStore:
         later: list[Awaitable[list[UserView]]] = []
         for b, reply in zip(self.keys.buckets, replies, strict=True):
             if reply[2]:
-                users.extend(_view(row) for row in reply[3:])
+                users.extend(_view(row, self.show_last_seen) for row in reply[3:])
             else:
                 later.append(self._read(b, reply[3:]))
         # Large answers are read after the cursor was taken, a chunk per call, so no single
@@ -529,7 +563,8 @@ class RedisStore:
 
         chunks = [ids[n : n + READ_CHUNK] for n in range(0, len(ids), READ_CHUNK)]
         replies = await _all([chunk(members) for members in chunks])
-        return [_view(row) for reply in replies for row in reply if row is not None]
+        show = self.show_last_seen
+        return [_view(row, show) for reply in replies for row in reply if row is not None]
 
     async def users(self, ids: Sequence[str]) -> list[UserView]:
         if not ids:

@@ -171,7 +171,12 @@ class WsSession:
         if isinstance(msg, p.Hello):
             raise p.ProtocolError(p.ErrorCode.BAD_FRAME, "already authenticated", msg.ref)
         if isinstance(msg, p.SetStatus):
-            await store.set_status(self.user, status=msg.status, text=msg.text)
+            hide = None if msg.last_seen is None else msg.last_seen == "nobody"
+            try:
+                await store.set_status(self.user, status=msg.status, text=msg.text,
+                                       until=msg.until, hide_last_seen=hide)  # fmt: skip
+            except ValueError as exc:  # an until in the past or too far ahead
+                raise p.ProtocolError(p.ErrorCode.BAD_FIELD, str(exc), msg.ref) from None
         elif isinstance(msg, p.Activity):
             self.state = msg.state
             await store.activity(self.node.id, self.conn, self.user, msg.state)
