@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from hub.config import Settings
-from hub.presence import Entry
+from hub.presence import MAX_UNTIL_AHEAD_MS, Entry
 from hub.store import PresenceStore, StoreUnavailable, open_store
 from hub.store.base import Batch, Control, Event, Gap, LiveConnection, Profile
 from hub.store.local_feed import FEED_LIMIT
@@ -69,7 +69,11 @@ async def make_store(backend: Backend, key_prefix: str) -> AsyncIterator[StoreFa
     stores: list[PresenceStore] = []
 
     async def make(
-        *, window_ms: int = 600_000, grace_ms: int = 5_000, url: str | None = None
+        *,
+        window_ms: int = 600_000,
+        grace_ms: int = 5_000,
+        url: str | None = None,
+        last_seen: str = "everyone",
     ) -> PresenceStore:
         settings = Settings(
             store=url or backend.url,
@@ -77,6 +81,7 @@ async def make_store(backend: Backend, key_prefix: str) -> AsyncIterator[StoreFa
             channel=f"{key_prefix}presence",
             window_s=window_ms / 1000,
             offline_grace_s=grace_ms / 1000,
+            last_seen=last_seen,
         )
         store = open_store(settings)
         stores.append(store)
@@ -835,6 +840,181 @@ async def test_find_username_is_case_insensitive(store: PresenceStore) -> None:
     assert await store.find_username("alice") is None
 
 
+# -- last seen -----------------------------------------------------------------------
+
+
+async def test_going_offline_keeps_last_seen_on_offline_entries(
+    store: PresenceStore, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """The change to offline is last seen: in the published entry, the view and deltas;
+    an online entry does not carry it, and a reconnect does not erase it."""
+    feed = await feed_of(store)
+    since = await store.now()
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.disconnect("n1", "c1", "u1", grace=False)
+    view = await store.get("u1")
+    assert view is not None and view.status == "offline"
+    assert view.last_seen == view.at and view.entry()["lastSeen"] == view.at
+    online, offline = await feed.wait_entries("u1", 2)
+    assert "lastSeen" not in online and offline["lastSeen"] == view.at
+    delta = (await store.changes(since)).users
+    assert [u.entry() for u in delta if u.id == "u1"] == [offline]
+    back = await store.connect("n1", "c2", profile("u1"), "online")
+    assert "lastSeen" not in back.entry() and back.last_seen == view.at
+
+
+async def test_the_end_of_the_grace_is_last_seen(
+    make_store: StoreFactory, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """A user who goes offline after the grace is last seen at that offline change."""
+    store = await make_store(grace_ms=200)
+    feed = await feed_of(store)
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.disconnect("n1", "c1", "u1")
+
+    async def offline() -> Any:
+        await store.sweep()
+        user = await store.get("u1")
+        return user is not None and user.status == "offline" and user
+
+    user = await eventually(offline)
+    assert user.last_seen == user.at
+    assert (await feed.wait_entries("u1", 2))[1]["lastSeen"] == user.at
+
+
+async def test_invisible_last_seen_stays_at_the_moment_it_went_invisible(
+    store: PresenceStore, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """Choosing offline is going offline; staying connected invisibly, more connections,
+    idle changes and the last disconnect move nothing."""
+    feed = await feed_of(store)
+    await store.connect("n1", "c1", profile("u1"), "online")
+    invisible = await store.set_status("u1", status="offline")
+    assert invisible is not None and invisible.entry()["lastSeen"] == invisible.at
+    await store.activity("n1", "c1", "u1", "away")
+    await store.connect("n1", "c2", profile("u1"), "online")
+    await store.disconnect("n1", "c1", "u1", grace=False)
+    await store.disconnect("n1", "c2", "u1", grace=False)
+    after = await store.get("u1")
+    assert after is not None and after.entry() == invisible.entry()
+    await assert_quiet_since(feed, store, "u1", 2)
+    assert (await store.get("u1")).entry()["lastSeen"] == invisible.at  # type: ignore[union-attr]
+
+
+async def test_a_user_may_hide_its_last_seen(
+    store: PresenceStore, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """Hidden: offline entries leave lastSeen out (it is still kept); shown again, the
+    change is published with it."""
+    feed = await feed_of(store)
+    await store.connect("n1", "c1", profile("u1"), "online")
+    hidden = await store.set_status("u1", hide_last_seen=True)
+    assert hidden is not None and hidden.hide_last_seen
+    await store.disconnect("n1", "c1", "u1", grace=False)
+    view = await store.get("u1")
+    assert view is not None and view.status == "offline" and view.last_seen > 0
+    assert "lastSeen" not in view.entry() and view.shown_last_seen() == 0
+    assert "lastSeen" not in (await feed.wait_entries("u1", 2))[1]
+    shown = await store.set_status("u1", hide_last_seen=False)
+    assert shown is not None and shown.at > view.at
+    assert (await feed.wait_entries("u1", 3))[2]["lastSeen"] == view.last_seen
+
+
+async def test_hub_wide_nobody_leaves_last_seen_out_everywhere(
+    make_store: StoreFactory, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """HUB_LAST_SEEN=nobody: no entry, view or delta carries a last seen."""
+    store = await make_store(last_seen="nobody")
+    feed = await feed_of(store)
+    since = await store.now()
+    await store.connect("n1", "c1", profile("u1"), "online")
+    await store.disconnect("n1", "c1", "u1", grace=False)
+    view = await store.get("u1")
+    assert view is not None and view.status == "offline" and view.last_seen == 0
+    assert "lastSeen" not in view.entry()
+    assert all("lastSeen" not in e for e in await feed.wait_entries("u1", 2))
+    assert all("lastSeen" not in u.entry() for u in (await store.changes(since)).users)
+
+
+# -- status expiry ----------------------------------------------------------------------
+
+
+async def test_a_status_expires_back_to_automatic(
+    store: PresenceStore, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """At ``until`` the chosen status returns to online and the text clears, published as
+    an ordinary change; until then entries carry ``until``."""
+    feed = await feed_of(store)
+    await store.connect("n1", "c1", profile("u1"), "online")
+    until = await store.now() + 1_500
+    busy = await store.set_status("u1", status="busy", text="In a meeting", until=until)
+    assert busy is not None and busy.until == until and busy.entry()["until"] == until
+    assert (await feed.wait_entries("u1", 2))[1]["until"] == until
+    await store.expire_statuses()  # not due yet: nothing happens
+    assert (await store.get("u1")).status == "busy"  # type: ignore[union-attr]
+
+    async def expired() -> Any:
+        await store.expire_statuses()
+        user = await store.get("u1")
+        return user is not None and user.status == "online" and user
+
+    user = await eventually(expired, interval=0.05)
+    assert (user.chosen, user.text, user.until) == ("online", "", 0)
+    assert user.at >= until
+    entry = (await feed.wait_entries("u1", 3))[2]
+    assert (entry["status"], entry["text"], "until" in entry) == ("online", "", False)
+    await store.expire_statuses()
+    await assert_quiet_since(feed, store, "u1", 3)
+
+
+async def test_a_status_without_until_clears_the_expiry(store: PresenceStore) -> None:
+    """A later status (or text) without ``until`` replaces the expiry by none."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    until = await store.now() + 200
+    await store.set_status("u1", status="busy", until=until)
+    away = await store.set_status("u1", status="away")
+    assert away is not None and away.until == 0 and "until" not in away.entry()
+
+    async def past() -> bool:
+        return await store.now() > until
+
+    await eventually(past)
+    await store.expire_statuses()
+    assert (await store.get("u1")).status == "away"  # type: ignore[union-attr]
+
+
+async def test_an_invisible_user_expires_to_online_without_showing_until(
+    store: PresenceStore,
+) -> None:
+    """``until`` is not on an offline entry (it would show a status was chosen); the
+    expiry still brings the invisible user back to online."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    until = await store.now() + 300
+    view = await store.set_status("u1", status="offline", until=until)
+    assert view is not None and view.until == until and "until" not in view.entry()
+
+    async def expired() -> bool:
+        await store.expire_statuses()
+        return (await store.get("u1")).status == "online"  # type: ignore[union-attr]
+
+    await eventually(expired, interval=0.05)
+
+
+@pytest.mark.parametrize("bad", ["past", "now", "too far"])
+async def test_until_out_of_range_is_refused_and_changes_nothing(
+    store: PresenceStore, bad: str
+) -> None:
+    """``until`` must be ahead of the store clock by at most a year; else ValueError
+    naming it, and the status stays as it was."""
+    await store.connect("n1", "c1", profile("u1"), "online")
+    now = await store.now()
+    until = {"past": now - 10_000, "now": now - 1, "too far": now + MAX_UNTIL_AHEAD_MS + 60_000}
+    with pytest.raises(ValueError, match="until must be"):
+        await store.set_status("u1", status="busy", until=until[bad])
+    view = await store.get("u1")
+    assert view is not None and (view.status, view.until) == ("online", 0)
+
+
 # -- Redis only: several hub nodes, failures ---------------------------------------------
 
 
@@ -1023,3 +1203,60 @@ async def test_reconcile_removes_connections_no_socket_backs(
     u1, u2 = await store.users(["u1", "u2"])
     assert (u1.status, u2.status) == ("offline", "online")
     assert await store.node_connections("n1") == {"inflight": "u2"}
+
+
+@pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
+async def test_concurrent_sweeps_apply_an_expiry_once(
+    make_store: StoreFactory, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
+) -> None:
+    """Every node sweeps expiries; the one that is due is applied and published once."""
+    one, two = await make_store(), await make_store()
+    feed = await feed_of(two)
+    await one.connect("n1", "c1", profile("u1"), "online")
+    until = await one.now() + 300
+    await one.set_status("u1", status="busy", text="call", until=until)
+
+    async def expired() -> bool:
+        await asyncio.gather(one.expire_statuses(), two.expire_statuses(),
+                             one.expire_statuses(), two.expire_statuses())  # fmt: skip
+        return (await two.get("u1")).status == "online"  # type: ignore[union-attr]
+
+    await eventually(expired, interval=0.05)
+    await assert_quiet_since(feed, two, "u1", 3)
+    assert [e["status"] for e in feed.entries("u1")][:3] == ["online", "busy", "online"]
+
+
+@pytest.mark.redis
+async def test_last_seen_and_expiries_survive_a_redis_restart_with_persistence(
+    key_prefix: str,
+) -> None:
+    """Kept in the user's hash and the bucket's expiry zset: a Redis restarted from its
+    RDB file still knows the last seen, and a later sweep still applies the expiry."""
+    server = start_server()
+    try:
+        settings = Settings(store=server.url, key_prefix=key_prefix, channel=f"{key_prefix}p")
+        store = open_store(settings)
+        await store.start()
+        await store.connect("n1", "c1", profile("gone"), "online")
+        await store.disconnect("n1", "c1", "gone", grace=False)
+        seen = (await store.get("gone")).last_seen  # type: ignore[union-attr]
+        await store.connect("n1", "c2", profile("busy"), "online")
+        until = await store.now() + 1_000
+        await store.set_status("busy", status="busy", until=until)
+        await store.close()
+        assert server.command("SAVE").startswith(b"+OK")
+        server.restart()  # loads the RDB file the SAVE wrote
+        store = open_store(settings)
+        await store.start()
+        try:
+            assert seen > 0 and (await store.get("gone")).last_seen == seen  # type: ignore[union-attr]
+
+            async def expired() -> bool:
+                await store.expire_statuses()
+                return (await store.get("busy")).status == "online"  # type: ignore[union-attr]
+
+            await eventually(expired, interval=0.05)
+        finally:
+            await store.close()
+    finally:
+        server.cleanup()
