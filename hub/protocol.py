@@ -228,10 +228,10 @@ def parse(data: str | bytes) -> Message:
             text = frame.get("text")
             until = frame.get("until")
             last_seen = frame.get("lastSeen")
-            if status is None and text is None and last_seen is None:
-                raise _field_error("status frame needs status, text and/or lastSeen", ref)
             if until is not None and status is None and text is None:
                 raise _field_error("until needs a status and/or a text to expire", ref)
+            if status is None and text is None and last_seen is None:
+                raise _field_error("status frame needs status, text and/or lastSeen", ref)
             return SetStatus(
                 None if status is None else check_status(status),
                 None if text is None else check_text(text),

@@ -306,3 +306,49 @@ def test_generated_client_frames_round_trip(pair, ref, encode):
         k: v for k, v in vars(message).items() if k != "ref"
     }
     assert parsed.ref == ref
+
+
+# -- status expiry (until) and last-seen privacy on the status frame ---------------------
+
+UNTIL = 1_900_000_000_000
+VALID_STATUS_EXTRAS = [
+    ({"op": "status", "status": "busy", "text": "In a meeting", "until": UNTIL},
+     p.SetStatus("busy", "In a meeting", until=UNTIL)),
+    ({"op": "status", "text": "lunch", "until": UNTIL}, p.SetStatus(None, "lunch", until=UNTIL)),
+    ({"op": "status", "status": "away", "until": None}, p.SetStatus("away", None)),
+    ({"op": "status", "lastSeen": "nobody"}, p.SetStatus(None, None, last_seen="nobody")),
+    ({"op": "status", "status": "online", "lastSeen": "everyone"},
+     p.SetStatus("online", None, last_seen="everyone")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("encode", CODECS)
+@pytest.mark.parametrize(("frame", "message"), VALID_STATUS_EXTRAS, ids=lambda v: str(v)[:60])
+def test_status_frames_with_until_and_last_seen_parse(encode, frame, message):
+    """``until`` (ms) and ``lastSeen`` (everyone or nobody) travel on the status frame."""
+    assert p.parse(encode(frame)) == message
+
+
+BAD_STATUS_EXTRAS = [
+    ({"op": "status", "status": "busy", "until": "soon"}, "until must be a time in ms"),
+    ({"op": "status", "status": "busy", "until": 1.5e12}, "until must be a time in ms"),
+    ({"op": "status", "status": "busy", "until": True}, "until must be a time in ms"),
+    ({"op": "status", "status": "busy", "until": 0}, "until must be a time in ms"),
+    ({"op": "status", "status": "busy", "until": -5}, "until must be a time in ms"),
+    ({"op": "status", "status": "busy", "until": 2**53}, "until must be a time in ms"),
+    ({"op": "status", "until": UNTIL}, "until needs a status and/or a text"),
+    ({"op": "status", "until": UNTIL, "lastSeen": "nobody"}, "until needs a status"),
+    ({"op": "status", "lastSeen": "hidden"}, "lastSeen must be everyone or nobody"),
+    ({"op": "status", "lastSeen": True}, "lastSeen must be everyone or nobody"),
+]
+
+
+@pytest.mark.parametrize("encode", CODECS)
+@pytest.mark.parametrize(("frame", "needle"), BAD_STATUS_EXTRAS, ids=lambda v: str(v)[:60])
+def test_bad_until_or_last_seen_is_refused_naming_the_field(encode, frame, needle):
+    """A wrong ``until`` or ``lastSeen`` is bad_field naming it; the ref is kept. Whether
+    ``until`` lies ahead is the store's to check, on its clock."""
+    err = refused(encode({**frame, "ref": 9}))
+    assert err.code == p.ErrorCode.BAD_FIELD
+    assert needle in err.message
+    assert err.ref == 9

@@ -427,6 +427,7 @@ def _rocketchat_paths() -> dict[str, Schema]:
                                 "presence": _ref("Status"),
                                 "connectionStatus": _ref("Status"),
                                 "lastLogin": {"type": "string", "format": "date-time"},
+                                "lastSeen": {"type": "string", "format": "date-time"},
                                 "success": {"const": True},
                             },
                         },
@@ -459,6 +460,8 @@ def _rocketchat_paths() -> dict[str, Schema]:
                                 "properties": {
                                     "status": _ref("Status"),
                                     "message": {"type": "string", "maxLength": 120},
+                                    "expiresAt": {"type": "string", "format": "date-time"},
+                                    "lastSeen": {"enum": ["everyone", "nobody"]},
                                     "userId": {"type": "string"},
                                     "username": {"type": "string"},
                                 },

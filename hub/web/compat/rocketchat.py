@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hub.node import Node
-from hub.presence import check_status, check_text
+from hub.presence import check_audience, check_status, check_text, check_until
 from hub.registry.base import User
 from hub.registry.query import Sort, UserQuery, list_users
 from hub.store.base import StoreUnavailable, UserView
@@ -158,7 +158,32 @@ async def users_get_presence(request: Request, node: Node, caller: Caller) -> Re
     }
     if out["lastLogin"] is None:
         del out["lastLogin"]
+    if view.shown_last_seen():
+        # Offline, and neither the user nor HUB_LAST_SEEN hides it; ISO like lastLogin.
+        out["lastSeen"] = iso_ms(view.shown_last_seen())
     return JSONResponse(out)
+
+
+async def _status_extras(body: Any, node: Node) -> tuple[int | None, bool | None]:
+    """``expiresAt`` (ISO 8601, within a year ahead) as ``until`` ms, and ``lastSeen``
+    (everyone or nobody) as the user's hide flag; BadRequest naming the field."""
+    expires = body.get("expiresAt")
+    last_seen = body.get("lastSeen")
+    until = None
+    if expires is not None:
+        if body.get("status") is None and body.get("message") is None:
+            raise BadRequest("expiresAt needs a status or a message to expire")
+        until = parse_iso(expires) if isinstance(expires, str) else None
+        if until is None:
+            raise BadRequest(f"expiresAt must be an ISO 8601 time, got {expires!r}")
+    try:
+        if until is not None:
+            check_until(until, await node.store.now(), field_name="expiresAt")
+        if last_seen is not None:
+            check_audience(last_seen, field_name="lastSeen")
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return until, None if last_seen is None else last_seen == "nobody"
 
 
 @rc_endpoint
@@ -167,8 +192,8 @@ async def users_set_status(request: Request, node: Node, caller: Caller) -> Resp
     body = await json_body(request)
     status = body.get("status")
     message = body.get("message")
-    if status is None and message is None:
-        raise BadRequest("status or message is required")
+    if status is None and message is None and body.get("lastSeen") is None:
+        raise BadRequest("status, message or lastSeen is required")
     try:
         if status is not None:
             check_status(status, field_name="status")
@@ -187,11 +212,21 @@ async def users_set_status(request: Request, node: Node, caller: Caller) -> Resp
         raise BadRequest("userId or username is required when acting as admin")
     if not caller.may_act_for(target):
         raise Forbidden("a user may set only its own status")
-    view = await node.store.set_status(target, status=status, text=message)
+    until, hide = await _status_extras(body, node)
+
+    async def apply() -> UserView | None:
+        try:
+            return await node.store.set_status(
+                target, status=status, text=message, until=until, hide_last_seen=hide
+            )
+        except ValueError as exc:  # expiresAt passed between the check and the write
+            raise BadRequest(str(exc).replace("until", "expiresAt", 1)) from None
+
+    view = await apply()
     if view is None and caller.claims is not None and caller.user == target:
         # A user whose token is valid is known even before its first connection.
         await node.store.set_profile(caller.claims.profile())
-        view = await node.store.set_status(target, status=status, text=message)
+        view = await apply()
     if view is None:
         return failure("User not found", 400, errorType="error-invalid-user")
     return JSONResponse({"success": True})
