@@ -59,7 +59,9 @@ async def test_set_status_with_expires_at_expires_back_to_online(hub, http, watc
     """``expiresAt`` (ISO 8601): entries carry it as ``until`` ms; at that time the status
     returns to online and the message clears, as a delta."""
     user = uid("meeting")
+    begin = watcher.mark()
     async with await connect_user(hub.ws_url, user_token(user)):
+        await watcher.wait_status(user, "online", after=begin)  # the connect, seen
         start = watcher.mark()
         until = clock_ms() + 1_500
         response = await http.post(
@@ -81,7 +83,7 @@ async def test_set_status_with_expires_at_expires_back_to_online(hub, http, watc
      ({"status": "busy", "expiresAt": 1_900_000_000_000}, "expiresAt must be an ISO 8601"),
      ({"status": "busy", "expiresAt": "2001-01-01T00:00:00Z"}, "expiresAt must be in the future"),
      ({"status": "busy", "expiresAt": "2999-01-01T00:00:00Z"}, "expiresAt must be at most a year"),
-     ({"expiresAt": "2999-01-01T00:00:00Z"}, "status, message or lastSeen is required"),
+     ({"expiresAt": "2999-01-01T00:00:00Z"}, "status or message (or lastSeen) is required"),
      ({"lastSeen": "nobody", "expiresAt": "2999-01-01T00:00:00Z"},
       "expiresAt needs a status or a message"),
      ({"lastSeen": "hidden"}, "lastSeen must be everyone or nobody")],

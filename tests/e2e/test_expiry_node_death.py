@@ -34,6 +34,7 @@ async def test_the_survivor_applies_an_expiry_set_on_a_killed_node(
             await connect_user(node2.ws_url, user_token(user)),
         ):
             on_node1 = await connect_user(node1.ws_url, user_token(user))
+            await watcher.wait_status(user, "online")  # the connects, seen
             start = watcher.mark()
             # Redis TIME runs on this machine's clock: T is on the store clock.
             until = time.time_ns() // 1_000_000 + 2_500

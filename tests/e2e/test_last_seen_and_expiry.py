@@ -39,7 +39,9 @@ async def test_status_with_until_expires_to_online_as_a_delta_within_a_second(hu
     """Entries carry ``until`` while the status has it; at that time the status returns
     to online and the text clears, stamped within a second of ``until``, as a delta."""
     user = uid("busy")
+    begin = watcher.mark()
     async with await connect_user(hub.ws_url, user_token(user)) as client:
+        await watcher.wait_status(user, "online", after=begin)  # the connect, seen
         start = watcher.mark()
         until = clock_ms() + 1_500
         await client.request({"op": "status", "status": "busy", "text": "In a meeting",
@@ -61,9 +63,11 @@ async def test_a_status_without_until_clears_the_expiry(hub, watcher):
         await connect_user(hub.ws_url, user_token(user)) as client,
         await connect_user(hub.ws_url, user_token(sentinel)) as other,
     ):
-        until = clock_ms() + 400
+        begin = watcher.mark()
+        until = clock_ms() + 1_500
         await client.request({"op": "status", "status": "busy", "until": until})
         await other.request({"op": "status", "status": "busy", "until": until + 100})
+        await watcher.wait_status(sentinel, "busy", after=begin)  # its next online: expiry
         start = watcher.mark()
         await client.request({"op": "status", "status": "away"})
         away = await watcher.wait_status(user, "away", after=start)

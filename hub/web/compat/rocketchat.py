@@ -193,7 +193,7 @@ async def users_set_status(request: Request, node: Node, caller: Caller) -> Resp
     status = body.get("status")
     message = body.get("message")
     if status is None and message is None and body.get("lastSeen") is None:
-        raise BadRequest("status, message or lastSeen is required")
+        raise BadRequest("status or message (or lastSeen) is required")
     try:
         if status is not None:
             check_status(status, field_name="status")
