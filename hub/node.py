@@ -338,13 +338,18 @@ class Node:
         states: dict[str, list[str]] = {}
         for session in sessions:
             states.setdefault(session.user, []).append(session.live().state)
+        now = await self.store.now()
         for user, user_states in states.items():
             last = self.last_seen.get(user)
             if last is None:
                 continue
             chosen = infer_chosen(last["status"], user_states)
-            if chosen != "online" or last["text"]:
-                await self.store.set_status(user, status=chosen, text=last["text"])
+            text, until = last["text"], last.get("until")
+            if until is not None and until <= now + 50:
+                # Due (or too close to be accepted again): restore what the expiry leaves.
+                chosen, text, until = "online", "", None
+            if chosen != "online" or text:
+                await self.store.set_status(user, status=chosen, text=text, until=until)
 
     async def _restore(self) -> None:
         """The store forgot this node (restart without persistence, or we were reaped)."""

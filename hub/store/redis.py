@@ -387,7 +387,16 @@ class RedisStore:
         return None if row is None else _view(row, self.show_last_seen)
 
     async def expire_statuses(self) -> None:
+        now = await self.now()
+
         async def bucket(b: BucketKeys) -> None:
+            # Most sweeps find nothing due: a look at the earliest expiry costs Redis a
+            # fraction of a script call (the script decides again, atomically, on its own
+            # clock; one a few ms early by clock skew waits for the next sweep).
+            with unavailable():
+                first = await self._redis.zrange(b.expiries, 0, 0, withscores=True)
+            if not first or float(first[0][1]) > now:
+                return
             examined = EXPIRY_BATCH
             while examined >= EXPIRY_BATCH:
                 with unavailable():
