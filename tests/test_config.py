@@ -116,3 +116,13 @@ def test_serve_with_a_bad_setting_exits_2_naming_it(tmp_path):
     result = _cli("serve", "--port", "0", HUB_WINDOW_S="soon", XDG_STATE_HOME=str(tmp_path))
     assert result.returncode == 2
     assert "HUB_WINDOW_S must be a number of seconds, got 'soon'" in result.stderr
+
+
+@pytest.mark.parametrize(("raw", "value"), [(None, "everyone"), ("nobody", "nobody"),
+                                            (" Everyone ", "everyone")])  # fmt: skip
+def test_last_seen_is_everyone_or_nobody(raw, value):
+    """``HUB_LAST_SEEN`` defaults to everyone; anything but everyone or nobody is refused."""
+    env = {} if raw is None else {"HUB_LAST_SEEN": raw}
+    assert Settings.from_env(env).last_seen == value
+    with pytest.raises(ConfigError, match="HUB_LAST_SEEN must be everyone or nobody"):
+        Settings.from_env({"HUB_LAST_SEEN": "friends"})
