@@ -9,9 +9,10 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.support.hubproc import HubProcess, hub_fixture, start_hub, user_token
+from tests.support.hubproc import HubProcess, hub_fixture, rc_headers, start_hub, user_token
 from tests.support.wsclient import WsClient, connect_user
 
 hub = hub_fixture({"HUB_OFFLINE_GRACE_S": "0"})
@@ -145,7 +146,7 @@ async def test_invisible_last_seen_stays_at_the_moment_it_went_invisible(hub, wa
 
 
 async def test_hub_wide_nobody_leaves_last_seen_out(tmp_path: Path):
-    """``HUB_LAST_SEEN=nobody``: no offline entry carries ``lastSeen``."""
+    """``HUB_LAST_SEEN=nobody``: no offline entry, nor ``users.getPresence``, carries it."""
     other = start_hub(tmp_path, {"HUB_OFFLINE_GRACE_S": "0", "HUB_LAST_SEEN": "nobody"})
     try:
         async with await connect_user(other.ws_url, user_token(uid("w")), subscribe=True) as w:
@@ -156,6 +157,11 @@ async def test_hub_wide_nobody_leaves_last_seen_out(tmp_path: Path):
             await client.close()
             offline = await w.wait_status(user, "offline", after=start)
             assert "lastSeen" not in offline
+        async with httpx.AsyncClient(base_url=other.url, trust_env=False) as http:
+            response = await http.get("/api/v1/users.getPresence", params={"userId": user},
+                                      headers=rc_headers(uid("caller")))  # fmt: skip
+        assert response.status_code == 200 and response.json()["presence"] == "offline"
+        assert "lastSeen" not in response.json()
     finally:
         other.stop()
     other.assert_no_tracebacks()
