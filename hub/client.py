@@ -51,7 +51,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
 from hub import __version__
-from hub.presence import Entry, check_state, check_status, check_text
+from hub.presence import Entry, check_audience, check_state, check_status, check_text, check_until
 from hub.protocol import JSON, MSGPACK, CloseCode, ProtocolError, Scope, decode, parse_scope
 
 __all__ = [
@@ -455,16 +455,29 @@ class Client:
 
     # -- calls ---------------------------------------------------------------------------
 
-    async def set_status(self, status: str | None = None, text: str | None = None) -> None:
+    async def set_status(
+        self,
+        status: str | None = None,
+        text: str | None = None,
+        *,
+        until: int | None = None,
+        last_seen: str | None = None,
+    ) -> None:
         """Set the chosen status (``online`` = automatic, ``away``, ``busy``, ``offline`` =
-        invisible) and/or the status text; returns once the hub applied it."""
+        invisible) and/or the status text; returns once the hub applied it. ``until`` (ms
+        on the hub's clock) makes it expire back to automatic with no text; ``last_seen``
+        (``everyone`` or ``nobody``) is who sees this user's last seen."""
         frame: dict[str, Any] = {"op": "status"}
         if status is not None:
             frame["status"] = check_status(status)
         if text is not None:
             frame["text"] = check_text(text)
-        if len(frame) == 1:
-            raise ValueError("set_status needs a status and/or a text")
+        if until is not None:
+            frame["until"] = check_until(until)
+        if last_seen is not None:
+            frame["lastSeen"] = check_audience(last_seen)
+        if len(frame) == 1 or (until is not None and status is None and text is None):
+            raise ValueError("set_status needs a status and/or a text (or last_seen)")
         await self._request(frame)
 
     async def activity(self, state: str) -> None:

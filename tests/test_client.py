@@ -12,6 +12,7 @@ import contextlib
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -528,3 +529,23 @@ async def test_pubsub_example_runs(redis_hub: HubProcess, redis_url: str, channe
         finally:
             process.kill()
             await process.wait()
+
+
+async def test_set_status_until_and_last_seen(hub: HubProcess) -> None:
+    """set_status(until=...) expires back to online with no text; last_seen="nobody"
+    keeps lastSeen off the user's offline entry."""
+    watcher, bob = uid("watcher"), uid("bob")
+    async with connect(hub.url, user_token(watcher)) as a:
+        await a.subscribe("all")
+        changes = a.changes("all", initial=False)
+        async with connect(hub.url, user_token(bob)) as b:
+            until = time.time_ns() // 1_000_000 + 1_500  # the memory store's clock
+            await b.set_status("busy", "in a meeting", until=until, last_seen="nobody")
+            busy = await next_matching(changes, bob, "busy")
+            assert busy["until"] == until
+            back = await next_matching(changes, bob, "online")
+            assert (back["text"], "until" in back) == ("", False)
+            with pytest.raises(ValueError, match="needs a status"):
+                await b.set_status(until=until)
+        assert "lastSeen" not in await next_matching(changes, bob, "offline")
+        await changes.aclose()
