@@ -32,6 +32,8 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     TOO_LARGE = 1009
+    #: Sent by a client that signs out: its connection skips the offline grace.
+    SIGNED_OUT = 4000
     RESTARTING = 1012
     NOT_AUTHENTICATED = 4001
     DEACTIVATED = 4003

@@ -205,7 +205,7 @@ function start(token) {
   });
   hub.on('activity', renderMe);
 
-  hub.subscribe(ALL).catch((err) => toast(`Could not load people: ${err.message}`, 'error'));
+  hub.subscribe(ALL).ready.catch((err) => toast(`Could not load people: ${err.message}`, 'error'));
   for (const room of storedRooms()) joinRoom(room, { quiet: true });
 }
 
@@ -469,7 +469,7 @@ async function joinRoom(room, { quiet = false } = {}) {
   scheduleRender();
   try {
     await hub.join(room);
-    await hub.subscribe({ room });
+    await hub.subscribe({ room }).ready;
     if (!quiet) toast(`Joined #${room}`);
   } catch (err) {
     storeRooms(storedRooms().filter((r) => r !== room));
