@@ -481,7 +481,7 @@ function personRow(e, isMe) {
     h('div', { class: 'state' },
       h('span', { class: 'state-label', 'data-role': 'status' }, statusLabel),
       until ? h('span', { class: 'since', 'data-role': 'until' }, until)
-        : h('span', { class: 'since' }, e.at ? ago(e.at) : '')));
+        : h('span', { class: 'since' }, lastSeen || !e.at ? '' : ago(e.at))));
 }
 
 function renderRooms() {
