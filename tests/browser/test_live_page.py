@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from tests.browser.conftest import assert_no_horizontal_overflow
 from tests.support.hubproc import HubProcess
 
 OpenPage = Callable[..., Page]
@@ -261,6 +262,7 @@ def test_screenshots_for_the_readme(open_page: OpenPage, screenshots: Path) -> N
     ann.mouse.move(0, 0)
     expect(ann.locator("#toast")).to_be_hidden()
     ann.screenshot(path=str(screenshots / "desktop.png"), full_page=True)
+    assert_no_horizontal_overflow(ann)
     if os.environ.get("HUB_UPDATE_README_SCREENSHOT") == "1":
         docs = Path(__file__).resolve().parents[2] / "docs"
         ann.screenshot(path=str(docs / "screenshot.png"), full_page=True)
@@ -274,3 +276,4 @@ def test_screenshots_for_the_readme(open_page: OpenPage, screenshots: Path) -> N
     phone.get_by_label("Room name").blur()
     phone.evaluate("window.scrollTo(0, 0)")
     phone.screenshot(path=str(screenshots / "phone.png"), full_page=True)
+    assert_no_horizontal_overflow(phone)

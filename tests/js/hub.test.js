@@ -571,3 +571,35 @@ test('the hub URL: given as http(s) or ws(s), or taken from the module URL', () 
   assert.equal(defaultUrl('file:///x/hub.js', undefined), null);
   assert.throws(() => new Hub({ token: 't', WebSocket: FakeSocket }), /needs a url/);
 });
+
+test('focus, becoming visible and coming back online retry at once instead of waiting', async () => {
+  const win = new EventTarget();
+  const doc = new EventTarget();
+  doc.visibilityState = 'visible';
+  globalThis.window = win;
+  globalThis.document = doc;
+  try {
+    const hub = makeHub({ trackActivity: true, backoff: { baseMs: 8000, maxMs: 10000 } });
+    await handshake(hub);
+    for (const [target, event] of [[win, 'focus'], [doc, 'visibilitychange'], [win, 'online']]) {
+      const before = FakeSocket.all.length;
+      FakeSocket.all.at(-1).drop(1006);
+      assert.equal(hub.state, 'reconnecting');
+      target.dispatchEvent(new Event(event));
+      assert.equal(FakeSocket.all.length, before + 1, `${event} opened a socket at once`);
+      assert.equal(hub.state, 'connecting');
+      FakeSocket.all.at(-1).open();
+      await flush();
+      FakeSocket.all.at(-1).push({ op: 'ready', conn: 'cx', user: me, cursor: 5, window: 600 });
+      assert.equal(hub.state, 'ready');
+    }
+    // while live, the events change nothing
+    const count = FakeSocket.all.length;
+    win.dispatchEvent(new Event('focus'));
+    assert.equal(FakeSocket.all.length, count);
+    hub.close();
+  } finally {
+    delete globalThis.window;
+    delete globalThis.document;
+  }
+});
