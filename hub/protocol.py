@@ -32,13 +32,16 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     TOO_LARGE = 1009
-    #: Sent by a client that signs out: its connection skips the offline grace.
-    SIGNED_OUT = 4000
     RESTARTING = 1012
     NOT_AUTHENTICATED = 4001
     DEACTIVATED = 4003
     DISCONNECTED = 4004
     RATE_LIMITED = 4008
+
+
+#: The close code a client sends when its user signs out: the connection skips the offline
+#: grace (the hub never sends it, so it is not one of the CloseCode values above).
+SIGNED_OUT_CLOSE = 4000
 
 
 class ErrorCode(StrEnum):
