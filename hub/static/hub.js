@@ -559,6 +559,9 @@ export class Hub {
       if (this.me && entry.id === this.me.id && entry.member !== false && (entry.at ?? 0) > (this.me.at ?? -1)) {
         this.me = { ...this.me, ...entry };
         delete this.me.member;
+        // Online, busy and offline can only be what the user chose (away may be idleness):
+        // follow a change made in another tab, or an expired `until`.
+        if (['online', 'busy', 'offline'].includes(entry.status)) this.chosen = entry.status;
         this._emit('status', this.me);
       }
       if (sub.handles.size) this._emit('change', entry, sub.map.scope, previous, info);

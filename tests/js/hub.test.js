@@ -603,3 +603,20 @@ test('focus, becoming visible and coming back online retry at once instead of wa
     delete globalThis.document;
   }
 });
+
+test('the chosen status follows own entries changed elsewhere (another tab, an expired until)', async () => {
+  const hub = makeHub();
+  const ws = await handshake(hub);
+  const selfSub = ws.last('sub');
+  ws.push({ op: 'snapshot', scope: { users: ['ann'] }, full: true, users: [me], cursor: 1001 });
+  ws.push({ op: 'delta', scope: { users: ['ann'] }, users: [{ ...me, status: 'busy', at: 200, until: 5000 }], cursor: 1002 });
+  assert.equal(selfSub.users[0], 'ann');
+  assert.equal(hub.chosen, 'busy');
+  assert.equal(hub.me.until, 5000);
+  ws.push({ op: 'delta', scope: { users: ['ann'] }, users: [{ ...me, status: 'online', text: '', at: 300 }], cursor: 1003 });
+  assert.equal(hub.chosen, 'online');
+  // away can be idleness: the chosen status stays
+  ws.push({ op: 'delta', scope: { users: ['ann'] }, users: [{ ...me, status: 'away', at: 400 }], cursor: 1004 });
+  assert.equal(hub.chosen, 'online');
+  hub.close();
+});
