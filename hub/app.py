@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -83,9 +85,21 @@ def create_app(settings: Settings) -> Starlette:
         # Last: /{org}/{app}/users... would shadow any two-segment prefix listed after it.
         *agora.routes,
     ]
-    app = HubApp(routes=routes, lifespan=lifespan)
+    app = HubApp(routes=routes, lifespan=lifespan, middleware=cors(settings))
     app.state.node = node
     app.state.settings = settings
     app.state.admin = admin
     app.state.metrics = HubMetrics(node)
     return app
+
+
+def cors(settings: Settings) -> list[Middleware]:
+    """Cross-origin REST and /static for the origins in ``HUB_CORS_ORIGINS`` (any origin on
+    a development hub). /ws needs none: its token comes in the first frame, not a cookie."""
+    origins = settings.allowed_origins
+    if not origins:
+        return []
+    headers = ["Authorization", "X-Auth-Token", "X-User-Id", "Content-Type"]
+    return [Middleware(CORSMiddleware, allow_origins=list(origins),
+                       allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+                       allow_headers=headers, max_age=600)]  # fmt: skip

@@ -72,9 +72,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(
             "Development keys (set HUB_SECRET and HUB_ADMIN_KEY in production):\n"
             f"  HUB_SECRET={settings.secret}\n  HUB_ADMIN_KEY={settings.admin_key}\n"
-            f"  saved in {dev_keys_path()}; `presence-hub token USER_ID` signs with them",
+            f"  saved in {dev_keys_path()}; `presence-hub token USER_ID` signs with them\n"
+            "  Any origin may use the REST API and /static (set HUB_CORS_ORIGINS with your keys)",
             flush=True,
         )
+    elif settings.cors_origins:
+        print(f"Cross-origin requests allowed from: {', '.join(settings.cors_origins)}", flush=True)
     server.run(app, settings)
     return 0
 

@@ -55,6 +55,21 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """``*`` or comma-separated origins such as ``https://app.example:8443``."""
+    raw = env.get(name) or ""
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    if "*" in origins:
+        return ("*",)
+    for origin in origins:
+        scheme, sep, host = origin.partition("://")
+        if scheme not in ("http", "https") or not sep or not host or "/" in host:
+            raise ConfigError(
+                f"{name} must be * or origins like https://app.example, got {origin!r}"
+            )
+    return origins
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the hub can be told; defaults are the documented ones."""
@@ -81,6 +96,9 @@ class Settings:
     buckets: int = 0
     last_seen: str = "everyone"
     generated_keys: bool = False
+    #: Origins allowed to call the REST API and load /static from another site
+    #: (``HUB_CORS_ORIGINS``: comma-separated, or ``*``); with generated keys, any.
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def window_ms(self) -> int:
@@ -93,6 +111,11 @@ class Settings:
     @property
     def node_ttl_ms(self) -> int:
         return int(self.node_ttl_s * 1000)
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """The CORS origins in effect: everything (``*``) on a development hub."""
+        return ("*",) if self.generated_keys else self.cors_origins
 
     @property
     def sweep_s(self) -> float:
@@ -130,6 +153,7 @@ class Settings:
             rate_per_s=_seconds(env, "HUB_RATE_PER_S", 50.0, minimum=1.0),
             buckets=_int(env, "HUB_BUCKETS", 0, minimum=0),
             last_seen=last_seen,
+            cors_origins=_origins(env, "HUB_CORS_ORIGINS"),
         )
 
     def with_generated_keys(self) -> Settings:

@@ -180,15 +180,16 @@ class Node:
     def on_close(self, hook: Callable[[Session], Awaitable[None]]) -> None:
         self._close_hooks.append(hook)
 
-    async def connection_closed(self, session: Session) -> None:
-        """A socket ended: hand its connection to the grace (unless kicked or draining)."""
+    async def connection_closed(self, session: Session, *, grace: bool = True) -> None:
+        """A socket ended: hand its connection to the grace (unless kicked or draining, or
+        ``grace`` is false: a client that signed out)."""
         for hook in self._close_hooks:
             with contextlib.suppress(StoreUnavailable):
                 await hook(session)
         if self.draining or session.dropped:
             return
         try:
-            await self.store.disconnect(self.id, session.conn, session.user, grace=True)
+            await self.store.disconnect(self.id, session.conn, session.user, grace=grace)
         except StoreUnavailable:
             # Retried by the liveness loop, so an outage cannot leave a ghost behind.
             self._pending_disconnects.append((session.conn, session.user))

@@ -46,6 +46,11 @@ class CloseCode(IntEnum):
     RATE_LIMITED = 4008
 
 
+#: The close code a client sends when its user signs out: the connection skips the offline
+#: grace (the hub never sends it, so it is not one of the CloseCode values above).
+SIGNED_OUT_CLOSE = 4000
+
+
 class ErrorCode(StrEnum):
     BAD_FRAME = "bad_frame"
     UNKNOWN_OP = "unknown_op"

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import shutil
 import sys
 import time
@@ -59,8 +60,51 @@ def paint(text: str, status: str, colour: bool) -> str:
     return f"\x1b[{COLOURS.get(status, '0')}m{text}\x1b[0m"
 
 
+_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
 def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(0, width - 1)] + "\u2026"
+    """``text`` in at most ``width`` characters: cut at a word boundary when there is one
+    in the second half, else mid-word, with an ellipsis either way."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "\u2026"[:width]
+    head = text[: width - 1]
+    space = head.rfind(" ")
+    if space >= width // 2:
+        head = head[:space]
+    return head.rstrip() + "\u2026"
+
+
+def fit(line: str, width: int) -> str:
+    """A line with ANSI colours, cut to ``width`` visible characters so the terminal never
+    wraps it (a wrap splits words and pushes the screen down); cut at a word boundary."""
+    plain = _ESCAPE.sub("", line)
+    if len(plain) <= width:
+        return line
+    keep = len(_cut(plain, width)) - 1  # visible characters kept before the ellipsis
+    out: list[str] = []
+    shown = 0
+    at = 0
+    while at < len(line) and shown < keep:
+        match = _ESCAPE.match(line, at)
+        if match:
+            out.append(match.group())
+            at = match.end()
+            continue
+        out.append(line[at])
+        shown += 1
+        at += 1
+    coloured = "\x1b[" in line
+    return "".join(out).rstrip() + "\u2026" + ("\x1b[0m" if coloured else "")
+
+
+def other_name(e: Entry) -> str:
+    """The display name when it says more than the id (the hub fills a missing name claim
+    with the username or the id: showing it again would read "bob bob")."""
+    name = e.get("name") or ""
+    return "" if name == e["id"] else name
 
 
 def visible(entries: Iterable[Entry]) -> list[Entry]:
@@ -88,7 +132,7 @@ def table(entries: Iterable[Entry], now_ms: int, *, width: int = 100, colour: bo
     rows = visible(entries)
     uw = max([4, *(len(e["id"]) for e in rows)])
     uw = min(uw, 24)
-    nw = min(max([4, *(len(e.get("name") or "") for e in rows)]), 24)
+    nw = min(max([4, *(len(other_name(e)) for e in rows)]), 24)
     head = f"  {'STATUS':<8}{'USER':<{uw}}  {'NAME':<{nw}}  {'SINCE':>5}  TEXT"
     lines = [head]
     for e in rows:
@@ -97,7 +141,7 @@ def table(entries: Iterable[Entry], now_ms: int, *, width: int = 100, colour: bo
         text_width = max(8, width - (2 + 8 + uw + 2 + nw + 2 + 5 + 2))
         lines.append(
             f"{dot} {paint(f'{status:<8}', status, colour)}{_cut(e['id'], uw):<{uw}}  "
-            f"{_cut(e.get('name') or '', nw):<{nw}}  {age(now_ms - e['at']):>5}  "
+            f"{_cut(other_name(e), nw):<{nw}}  {age(now_ms - e['at']):>5}  "
             f"{_cut(e.get('text') or '', text_width)}".rstrip()
         )
     return lines
@@ -108,8 +152,8 @@ def change_line(previous: Entry | None, entry: Entry, *, colour: bool) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(entry["at"] / 1000))
     status = entry.get("status", "")
     who = entry["id"]
-    if entry.get("name") and entry.get("name") != who:
-        who += f" ({entry['name']})"
+    if other_name(entry):
+        who += f" ({other_name(entry)})"
     if entry.get("member", True) is False:
         what = "left the room"
     elif previous is None or previous.get("member", True) is False:
@@ -252,8 +296,9 @@ async def _watch(
                 view.tick(client.connected)
                 redraw.clear()
                 waiter = asyncio.ensure_future(redraw.wait())
-                # A second's timeout refreshes the ages even when nothing changes.
-                await asyncio.wait({waiter, follower}, timeout=1.0 if view.tty else None,
+                # A second's timeout refreshes the ages and notices a dropped connection
+                # even when nothing changes.
+                await asyncio.wait({waiter, follower}, timeout=1.0,
                                    return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
                 waiter.cancel()
             follower.result()
@@ -287,6 +332,8 @@ class View:
         self.hidden: set[str] = set()
         self.feed: deque[str] = deque(maxlen=max(1, feed))
         self._screen = False
+        #: When the connection dropped (ms), while it is down: the table is stale.
+        self.stale_since: int | None = None
 
     def _now(self) -> int:
         return int(time.time() * 1000)
@@ -316,8 +363,31 @@ class View:
             self.out.write(line + "\n")
             self.out.flush()
 
+    def link(self, connected: bool) -> None:
+        """Track the connection: while it is down the table is the last known state."""
+        if connected == (self.stale_since is None):
+            return
+        self.stale_since = None if connected else self._now()
+        if self.tty:
+            return
+        stamp = time.strftime("%H:%M:%S")
+        if connected:
+            self.out.write(f"{stamp}  -- live again\n")
+        else:
+            self.out.write(f"{stamp}  -- disconnected, reconnecting; the list is stale\n")
+        self.out.flush()
+
+    def stale_line(self) -> str:
+        """``STALE since 12:01:02 (40s): the last known presence`` while disconnected."""
+        if self.stale_since is None:
+            return ""
+        since = time.strftime("%H:%M:%S", time.localtime(self.stale_since / 1000))
+        text = f"STALE since {since} ({age(self._now() - self.stale_since)}): last known presence"
+        return paint(text, "away", self.colour)
+
     def tick(self, connected: bool) -> None:
         """Redraw the screen (a tty only)."""
+        self.link(connected)
         if not self.tty:
             return
         if not self._screen:
@@ -326,9 +396,10 @@ class View:
         width, height = shutil.get_terminal_size((100, 30))
         scope = json.dumps(dict(self.scope), separators=(",", ":"))
         link = "live" if connected else paint("reconnecting\u2026", "busy", self.colour)
+        stale = self.stale_line()
         lines = [
             f"\x1b[1mPresence Hub\x1b[0m  {self.url}  scope {scope}  {link}",
-            counts(self.users.values()),
+            counts(self.users.values()) + (f"  {stale}" if stale else ""),
             "",
             *table(self.users.values(), self._now(), width=width, colour=self.colour),
         ]
@@ -338,6 +409,7 @@ class View:
             room = 0
         if room and self.feed:
             lines += ["", "\x1b[1mRecent changes\x1b[0m", *list(self.feed)[: room - 1]]
+        lines = [fit(line, width) for line in lines]
         self.out.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
         self.out.flush()
 

@@ -1,4 +1,6 @@
-"""Runs the browser library's node tests (tests/js, node:test) so one pytest covers them."""
+"""Runs the browser library's node tests (tests/js, node:test) and type-checks its published
+types (hub/static/hub.d.ts) with ``tsc --noEmit`` on an example app, so one pytest covers
+them. The npm tools come from tests/js/package-lock.json (scripts/test runs ``npm ci``)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+JS = ROOT / "tests" / "js"
 
 
 def test_js_library_node_tests_pass() -> None:
@@ -19,6 +22,25 @@ def test_js_library_node_tests_pass() -> None:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+
+
+def test_typescript_types_check_on_the_example_app() -> None:
+    """`tsc --noEmit` accepts tests/js/example/app.ts, which imports `presence-hub-client`
+    through hub/static/package.json and has `@ts-expect-error` lines for misuse (an
+    unused one is an error, so the types must also reject what they should)."""
+    node = shutil.which("node")
+    assert node is not None, "node (v20+) is needed for tsc; install nodejs"
+    tsc = JS / "node_modules" / "typescript" / "bin" / "tsc"
+    assert tsc.exists(), "typescript is missing: run `npm ci` in tests/js (scripts/test does)"
+    result = subprocess.run(
+        [node, str(tsc), "--noEmit", "-p", "tsconfig.json"],
+        cwd=JS,
+        capture_output=True,
+        text=True,
+        timeout=180,
         check=False,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import pty
+import re
 import subprocess
 import sys
 import uuid
@@ -15,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from hub.client import connect
-from hub.watch import age, change_line, counts, table
-from tests.support.hubproc import TEST_SECRET, HubProcess, hub_fixture, user_token
+from hub.watch import View, age, change_line, counts, fit, table
+from tests.support.hubproc import TEST_SECRET, HubProcess, hub_fixture, start_hub, user_token
 
 TIMEOUT_S = 15.0
 
@@ -66,7 +68,89 @@ def test_formatting() -> None:
     assert counts(rows) == "1 online, 1 busy"  # type: ignore[arg-type]
 
 
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_lines_are_cut_at_words_to_the_terminal_width() -> None:
+    """A line longer than the terminal is cut at a word with an ellipsis, colours kept and
+    closed; the terminal never has to wrap (which split words mid-way)."""
+    line = ("21:04:05  alice (Alice)  \x1b[32monline\x1b[0m -> \x1b[31mbusy\x1b[0m  "
+            '"in a meeting about the roadmap"')
+    for width in (30, 45, 60):
+        cut = fit(line, width)
+        plain = ESCAPES.sub("", cut)
+        assert len(plain) <= width, (width, plain)
+        assert plain.endswith("\u2026")
+        kept = plain[:-1].split()
+        full = ESCAPES.sub("", line).split()
+        assert kept == full[: len(kept)], f"a word was cut: {plain!r}"
+        assert cut.endswith("\x1b[0m")
+    assert fit("short", 40) == "short"
+    rows = [{"id": "alice", "name": "Alice", "status": "busy", "at": 0,
+             "text": "reviewing the quarterly roadmap with the platform team"}]  # fmt: skip
+    row = table(rows, 1000, width=60, colour=False)[1]  # type: ignore[arg-type]
+    assert len(row) <= 60 and row.endswith("\u2026")
+    assert row.split("  ")[-1][:-1].strip() in rows[0]["text"]
+    assert "reviewing the quarterly" in row and not row[:-1].endswith(" ")
+
+
+def test_a_token_without_a_name_is_not_shown_twice() -> None:
+    """The hub fills a missing name with the id: "bob", not "bob bob" or "bob (bob)"."""
+    bob = {"id": "bob", "username": "bob", "name": "bob", "status": "online", "text": "", "at": 0}
+    row = table([bob], 1000, colour=False)[1]  # type: ignore[list-item]
+    assert row.split() == ["online", "bob", "1s"]
+    line = change_line(None, bob, colour=False)  # type: ignore[arg-type]
+    assert "bob (bob)" not in line and line.split()[1:] == ["bob", "->", "online"]
+    named = {**bob, "name": "Bob Stone"}
+    assert "bob (Bob Stone)" in change_line(None, named, colour=False)  # type: ignore[arg-type]
+
+
+def test_the_screen_marks_a_stale_table() -> None:
+    """While disconnected the screen says STALE since when; live again, the mark goes."""
+    out = io.StringIO()
+    view = View(out, {"all": True}, "http://hub", tty=True, colour=False, feed=5)
+    view.snapshot({"alice": {"id": "alice", "name": "Alice", "status": "online", "text": "",
+                             "at": 0}})  # type: ignore[dict-item]
+    view.tick(True)
+    assert "STALE" not in out.getvalue()
+    view.tick(False)
+    screen = out.getvalue().rsplit("\x1b[2J", 1)[1]
+    assert "reconnecting" in screen and "STALE since" in screen and "alice" in screen
+    view.tick(True)
+    assert "STALE" not in out.getvalue().rsplit("\x1b[2J", 1)[1]
+
+
 # -- against a hub ------------------------------------------------------------------------------
+
+
+async def test_pipe_marks_the_list_stale_while_the_hub_is_down(tmp_path: Path) -> None:
+    """On a pipe, a dropped connection prints a stale marker line, and a live one when back."""
+    own = start_hub(tmp_path, {"HUB_OFFLINE_GRACE_S": "0.2"}, name="own")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub", "watch", "--url", own.url, "--as", uid("viewer"),
+        env=watch_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+
+        async def line_with(*words: str) -> str:
+            while True:
+                assert process.stdout is not None
+                raw = await asyncio.wait_for(process.stdout.readline(), TIMEOUT_S)
+                assert raw, "watch ended early"
+                if all(w in raw.decode() for w in words):
+                    return raw.decode()
+
+        await line_with("STATUS", "USER")
+        own.kill()
+        await line_with("disconnected", "stale")
+        await asyncio.to_thread(own.start)
+        await line_with("live again")
+    finally:
+        process.kill()
+        await process.wait()
+        own.stop()
+
 
 
 async def test_once_prints_who_is_online_and_exits(hub: HubProcess, tmp_path: Path) -> None:

@@ -4,8 +4,17 @@
 // Page URL options (handy for demos and tests; none carries a secret):
 //   ?idle=SECONDS    report away after this long without input (default 300)
 //   ?proto=msgpack   use hub.v1.msgpack instead of hub.v1.json
-//   ?retry=SECONDS   ceiling of the reconnect backoff (default 30)
+//   ?retry=SECONDS   ceiling of the reconnect backoff (default 10)
 //   ?ping=SECONDS    ping interval (default 25)
+//
+// Who is listed: everyone the hub knows about, offline people included, the same on every
+// page however long it has been open. The subscription's snapshot lists the people who are
+// not offline; the registered users who are offline come from users.listByStatus (fetched
+// after each connect), and every later change comes from the live deltas.
+//
+// While the page is not live it says so: your own status shows as offline/reconnecting
+// (others will see you offline once the hub's grace has passed) and the status controls
+// are disabled until the connection is back.
 
 import { connect, countByStatus, sortEntries } from './hub.js';
 
@@ -44,6 +53,8 @@ function h(tag, attrs = {}, ...children) {
 
 let hub = null;
 let info = null;
+/** Registered users as last listed by the REST API: the offline ones the snapshot leaves out. */
+let roster = new Map();
 let everReady = false;
 let retryAt = 0;
 let renderQueued = false;
@@ -83,6 +94,34 @@ function ago(at) {
   const hr = Math.round(m / 60);
   if (hr < 24) return `${hr} h`;
   return `${Math.round(hr / 24)} d`;
+}
+
+function lastSeenText(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 45) return 'last seen just now';
+  return `last seen ${ago(ms)} ago`;
+}
+
+function untilText(ms) {
+  const d = new Date(ms);
+  const sameDay = d.toDateString() === new Date().toDateString();
+  const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return sameDay ? time : `${d.toLocaleDateString([], { weekday: 'short' })} ${time}`;
+}
+
+/** The `until` for the "Clear after" choice, or undefined for "Don't clear". */
+function clearAfter() {
+  const choice = $('clear-after').value;
+  const now = Date.now();
+  if (choice === '30m') return now + 30 * 60000;
+  if (choice === '1h') return now + 60 * 60000;
+  if (choice === '4h') return now + 4 * 60 * 60000;
+  if (choice === 'today') {
+    const end = new Date();
+    end.setHours(23, 59, 59, 0);
+    return end.getTime();
+  }
+  return undefined;
 }
 
 function clock(at) {
@@ -134,7 +173,11 @@ function showSignIn(error = '') {
 async function devSignIn(event) {
   event.preventDefault();
   const name = $('dev-name').value.trim();
-  if (!name) return;
+  if (!name) {
+    showSignIn('Type your name: it cannot be empty or only spaces.');
+    $('dev-name').value = '';
+    return;
+  }
   const button = $('dev-submit');
   button.disabled = true;
   try {
@@ -161,8 +204,10 @@ function tokenSignIn(event) {
 }
 
 function signOut(message = '') {
-  if (hub) hub.close();
+  // No grace: others see you offline now, not after the hub's reconnect grace.
+  if (hub) hub.close({ grace: false });
   hub = null;
+  roster = new Map();
   everReady = false;
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(ROOMS_KEY);
@@ -188,7 +233,7 @@ function start(token) {
     format,
     idleMs: seconds('idle', 300000),
     pingMs: seconds('ping', 25000),
-    backoff: { maxMs: seconds('retry', 30000) },
+    backoff: { maxMs: seconds('retry', 10000) },
   });
   window.presence = { hub };
 
@@ -204,8 +249,13 @@ function start(token) {
     else toast(err.message, 'error');
   });
   hub.on('activity', renderMe);
+  hub.on('state', onState);
 
-  hub.subscribe(ALL).catch((err) => toast(`Could not load people: ${err.message}`, 'error'));
+  hub.subscribe(ALL).ready.catch((err) => {
+    // Closes and outages have their own message (sign-in, banner, connection state).
+    if (err.closeCode || err.code === 'closed' || (err.code === 'timeout' && hub && hub.state !== 'ready')) return;
+    toast(`Could not load people: ${err.message}`, 'error');
+  });
   for (const room of storedRooms()) joinRoom(room, { quiet: true });
 }
 
@@ -217,8 +267,45 @@ function onReady() {
     everReady = true;
     show('app');
     syncStatusControls(true);
+    // The sign-in button that had focus is gone: put focus at the top of the app.
+    $('app-title').focus();
   }
   renderMe();
+  scheduleRender();
+  loadRoster();
+}
+
+function onState() {
+  renderConn();
+  renderMe();
+  scheduleRender();
+}
+
+/** The registered users (all pages of users.listByStatus, at most 1000), as offline entries. */
+async function loadRoster() {
+  const current = hub;
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!current || !current.me || !token) return;
+  const found = new Map();
+  try {
+    for (let offset = 0; offset < 1000; offset += 100) {
+      const res = await fetch(`/api/v1/users.listByStatus?count=100&offset=${offset}`, {
+        headers: { 'X-Auth-Token': token, 'X-User-Id': current.me.id },
+        cache: 'no-store',
+      });
+      if (!res.ok) return;
+      const body = await res.json();
+      for (const u of body.users || []) {
+        if (typeof u._id !== 'string' || u.active === false) continue;
+        found.set(u._id, { id: u._id, username: u.username || '', name: u.name || '', status: 'offline', text: '', at: 0 });
+      }
+      if (!body.users || body.users.length < 100 || offset + 100 >= (body.total || 0)) break;
+    }
+  } catch {
+    return; // the list is a bonus; the live subscription is what counts
+  }
+  if (hub !== current) return;
+  roster = found;
   scheduleRender();
 }
 
@@ -235,7 +322,11 @@ function onClosed({ code }) {
   retryAt = 0;
   if (code === 1000) return; // we closed it ourselves (sign out)
   if (code === 4001) {
-    signOut('Your session is no longer valid (the token is invalid or expired). Sign in again.');
+    const reason = hub && hub.lastClose && hub.lastClose.reason;
+    const detail = reason ? ` (${reason})` : '';
+    signOut(everReady
+      ? `Your session ended: the token expired or is no longer valid${detail}. Sign in again.`
+      : `The hub refused this token${detail}. Use a token signed with this hub's HUB_SECRET that has not expired.`);
     return;
   }
   if (code === 4003) {
@@ -261,6 +352,7 @@ function setConn(state, text) {
   const el = $('conn');
   el.dataset.state = state;
   document.body.dataset.conn = everReady ? state : 'idle';
+  document.body.dataset.live = String(state === 'ready');
   $('conn-text').textContent = text;
   $('conn-retry').hidden = state !== 'reconnecting';
 }
@@ -272,6 +364,8 @@ function renderConn() {
     setConn('reconnecting', left > 0 ? `Reconnecting in ${left}s…` : 'Reconnecting…');
   } else if (hub.state === 'connecting' || hub.state === 'authenticating') {
     setConn('connecting', everReady ? 'Reconnecting…' : 'Connecting…');
+  } else if (hub.state === 'ready') {
+    setConn('ready', 'Live');
   }
 }
 
@@ -332,12 +426,21 @@ function render() {
   renderMe();
 }
 
+/** Everyone: the live entries, then the registered users they do not mention (offline). */
+function everyoneKnown() {
+  const meId = hub.me && hub.me.id;
+  const live = new Map(hub.users(ALL).map((e) => [e.id, e]));
+  if (meId && hub.me && (!live.has(meId) || (hub.me.at ?? 0) > (live.get(meId).at ?? 0))) live.set(meId, hub.me);
+  const everyone = [...live.values()];
+  for (const [id, e] of roster) if (!live.has(id)) everyone.push(e);
+  // Not live: you are not shown as online to yourself when others may already see you offline.
+  if (hub.state !== 'ready' && meId) return everyone.map((e) => (e.id === meId ? { ...e, status: 'offline', reconnecting: true } : e));
+  return everyone;
+}
+
 function renderPeople() {
   const meId = hub.me && hub.me.id;
-  let everyone = hub.users(ALL);
-  // Until the first snapshot, at least show yourself.
-  if (meId && !everyone.some((e) => e.id === meId) && hub.me) everyone = [hub.me, ...everyone];
-  else everyone = everyone.map((e) => (e.id === meId && hub.me && (hub.me.at ?? 0) > (e.at ?? 0) ? hub.me : e));
+  const everyone = everyoneKnown();
   const counts = countByStatus(everyone);
   for (const [status, n] of Object.entries(counts)) {
     document.querySelector(`[data-count="${status}"]`).textContent = n;
@@ -356,8 +459,16 @@ function renderPeople() {
   empty.textContent = everyone.length ? 'No one matches.' : 'No one here yet.';
 }
 
+function statusLabelOf(e, isMe) {
+  if (isMe && e.reconnecting) return 'Reconnecting…';
+  if (isMe && e.status === 'offline') return 'Invisible';
+  return LABEL[e.status] || e.status;
+}
+
 function personRow(e, isMe) {
-  const statusLabel = e.id === (hub.me && hub.me.id) && e.status === 'offline' ? 'Invisible' : LABEL[e.status] || e.status;
+  const statusLabel = statusLabelOf(e, isMe);
+  const lastSeen = e.status === 'offline' && typeof e.lastSeen === 'number' && e.lastSeen > 0 ? lastSeenText(e.lastSeen) : '';
+  const until = e.status !== 'offline' && typeof e.until === 'number' && e.until > Date.now() ? `until ${untilText(e.until)}` : '';
   return h('li', { class: 'person', 'data-user': e.id, 'data-status': e.status, title: `${displayName(e)} — ${statusLabel}` },
     avatar(e),
     h('div', { class: 'who' },
@@ -365,10 +476,12 @@ function personRow(e, isMe) {
         h('span', { class: 'name' }, displayName(e)),
         isMe ? h('span', { class: 'tag' }, 'you') : null,
         e.username && e.username !== displayName(e) ? h('span', { class: 'handle' }, `@${e.username}`) : null),
-      h('div', { class: 'text', 'data-role': 'text' }, e.text || '')),
+      h('div', { class: 'text', 'data-role': 'text' }, e.text || ''),
+      lastSeen ? h('div', { class: 'last-seen', 'data-role': 'last-seen' }, lastSeen) : null),
     h('div', { class: 'state' },
       h('span', { class: 'state-label', 'data-role': 'status' }, statusLabel),
-      h('span', { class: 'since' }, ago(e.at))));
+      until ? h('span', { class: 'since', 'data-role': 'until' }, until)
+        : h('span', { class: 'since' }, lastSeen || !e.at ? '' : ago(e.at))));
 }
 
 function renderRooms() {
@@ -383,7 +496,7 @@ function renderRooms() {
         h('span', { class: 'room-name' }, h('span', { class: 'hash' }, '#'), room),
         h('span', { class: 'room-count' }, synced ? `${here} of ${members.length} here` : 'Joining…'),
         h('button', { type: 'button', class: 'btn btn-ghost btn-sm', onclick: () => leaveRoom(room) }, 'Leave')),
-      h('ul', { class: 'members' }, members.map((m) => h('li', { class: 'member', 'data-user': m.id, 'data-status': m.status, title: `${displayName(m)} — ${LABEL[m.status] || m.status}` },
+      h('ul', { class: 'members' }, members.map((m) => h('li', { class: 'member', 'data-user': m.id, 'data-status': m.status, title: `${displayName(m)}: ${LABEL[m.status] || m.status}` },
         avatar(m, 'avatar-sm'), h('span', { class: 'member-name' }, displayName(m))))));
   }));
   $('rooms-empty').hidden = rooms.length > 0;
@@ -401,31 +514,44 @@ function renderFeed() {
 
 function renderMe() {
   if (!hub || !hub.me) return;
-  const me = hub.me;
+  const live = hub.state === 'ready';
+  const me = live ? hub.me : { ...hub.me, status: 'offline' };
   $('me-name').textContent = displayName(me);
   const av = $('me-avatar');
   av.replaceWith(Object.assign(avatar(me, 'avatar-sm'), { id: 'me-avatar' }));
   let text = `Others see you ${me.status}`;
-  if (me.status === 'offline') text = 'Invisible — others see you offline';
+  if (!live) text = hub.state === 'closed' ? 'Disconnected — others see you offline' : 'Reconnecting — others may see you offline';
+  else if (me.status === 'offline') text = 'Invisible — others see you offline';
   else if (me.status === 'away' && hub.chosen === 'online') text = 'Away while idle';
   $('appear').dataset.status = me.status;
   $('appear-text').textContent = text;
+  // Status changes need the hub: no "Saving…" that cannot succeed.
+  $('status-fieldset').disabled = !live;
+  const until = $('status-until');
+  const u = live && typeof hub.me.until === 'number' && hub.me.until > Date.now() ? hub.me.until : 0;
+  until.hidden = !u;
+  until.textContent = u ? `Clears at ${untilText(u)}` : '';
   syncStatusControls(false);
 }
 
 let textDirty = false;
+/** A status picked with the arrow keys, not committed yet (Enter or Space commits). */
+let pendingKey = null;
+let pointerPick = false;
 
 function syncStatusControls(force) {
   if (!hub) return;
   const chosen = hub.chosen || 'online';
-  for (const input of document.querySelectorAll('input[name="status"]')) input.checked = input.value === chosen;
+  if (force || pendingKey === null) {
+    for (const input of document.querySelectorAll('input[name="status"]')) input.checked = input.value === chosen;
+  }
   const hint = {
     online: 'Automatic: you show as away when idle or when this tab is hidden.',
     away: 'You show as away until you change it.',
     busy: 'You show as busy: people know not to disturb you.',
     offline: 'Invisible: you show as offline but still see everyone.',
   }[chosen];
-  $('status-hint').textContent = hint;
+  $('status-hint').textContent = hub.state === 'ready' ? hint : 'You can change your status once the page is live again.';
   const input = $('status-text');
   if ((force || (!textDirty && document.activeElement !== input)) && hub.me) input.value = hub.me.text || '';
 }
@@ -435,7 +561,7 @@ async function chooseStatus(status) {
   state.textContent = 'Saving…';
   state.dataset.kind = '';
   try {
-    await hub.setStatus(status);
+    await hub.setStatus({ status, until: clearAfter() });
     state.textContent = `Saved — ${status === 'offline' ? 'invisible' : status}`;
     state.dataset.kind = 'ok';
   } catch (err) {
@@ -452,7 +578,7 @@ async function saveText(event) {
   state.textContent = 'Saving…';
   state.dataset.kind = '';
   try {
-    await hub.setStatus(undefined, text);
+    await hub.setStatus({ text, until: text ? clearAfter() : undefined });
     textDirty = false;
     state.textContent = text ? 'Status text saved' : 'Status text cleared';
     state.dataset.kind = 'ok';
@@ -469,7 +595,7 @@ async function joinRoom(room, { quiet = false } = {}) {
   scheduleRender();
   try {
     await hub.join(room);
-    await hub.subscribe({ room });
+    await hub.subscribe({ room }).ready;
     if (!quiet) toast(`Joined #${room}`);
   } catch (err) {
     storeRooms(storedRooms().filter((r) => r !== room));
@@ -514,8 +640,36 @@ function wire() {
     ui.filter = chip.dataset.filter === ui.filter ? 'all' : chip.dataset.filter;
     scheduleRender();
   });
-  $('status-choice').addEventListener('change', (e) => {
-    if (e.target.name === 'status') chooseStatus(e.target.value);
+  // A click commits at once; arrow keys only move the selection (each step would otherwise
+  // be broadcast to everyone): Enter or Space commits, leaving the group puts it back.
+  const choice = $('status-choice');
+  choice.addEventListener('pointerdown', () => { pointerPick = true; });
+  choice.addEventListener('change', (e) => {
+    if (e.target.name !== 'status') return;
+    if (pointerPick) {
+      pointerPick = false;
+      pendingKey = null;
+      chooseStatus(e.target.value);
+      return;
+    }
+    pendingKey = e.target.value;
+    $('save-state').textContent = `Press Enter to set ${e.target.value === 'offline' ? 'invisible' : e.target.value}`;
+    $('save-state').dataset.kind = '';
+  });
+  choice.addEventListener('keydown', (e) => {
+    pointerPick = false;
+    if (e.key !== 'Enter' && e.key !== ' ') return;
+    const checked = choice.querySelector('input[name="status"]:checked');
+    if (!checked) return;
+    e.preventDefault();
+    pendingKey = null;
+    if (checked.value !== (hub && hub.chosen)) chooseStatus(checked.value);
+  });
+  choice.addEventListener('focusout', (e) => {
+    if (choice.contains(e.relatedTarget) || pendingKey === null) return;
+    pendingKey = null;
+    $('save-state').textContent = '';
+    syncStatusControls(false);
   });
   $('status-text').addEventListener('input', () => { textDirty = true; });
   $('text-form').addEventListener('submit', saveText);

@@ -4,7 +4,7 @@
 export const DEFAULT_BACKOFF = Object.freeze({
   baseMs: 500, // first retry waits between baseMs/2 and baseMs
   factor: 2,
-  maxMs: 30000, // the ceiling of the exponential part
+  maxMs: 10000, // the ceiling of the exponential part (a restarted hub is found within 10 s)
   promptMs: 250, // after 1012 (node restarting): a short random pause, then reconnect
 });
 

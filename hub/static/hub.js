@@ -1,17 +1,21 @@
 // Presence Hub browser client: one websocket to /ws, kept alive and in sync.
 //
-//   import { connect } from '/static/hub.js';
-//   const hub = connect({ token });
-//   hub.on('change', (entry, scope) => render(entry));
-//   await hub.subscribe({ all: true });
-//   await hub.setStatus('busy', 'In a meeting');
+//   import { connect } from 'https://hub.example/static/hub.js';
+//   const hub = connect({ token });              // the hub's URL comes from this module's URL
+//   const sub = hub.subscribe({ room: 'design' });
+//   sub.on('join', (user) => toast(`${user.name} joined`));
+//   sub.on('sync', (users) => render(users));
+//   await sub.ready;
+//   await hub.setStatus({ status: 'busy', text: 'In a meeting' });
 //
-// The client reconnects with exponential backoff and jitter (promptly after 1012), and
-// resumes every subscription from its own cursor: the hub answers a resume inside the
-// window with only what changed (`full: false`), else with a full snapshot. It reports
-// this tab's idle state (`activity`), pings the hub and treats a missing answer as a dead
-// socket. It never reconnects on its own after 4001 (bad or expired token), 4003
-// (deactivated) or 4004 (disconnected by an admin).
+// The client reconnects with exponential backoff and jitter (promptly after 1012, at once
+// when the page regains focus, becomes visible or comes back online), and resumes every
+// subscription from its own cursor: the hub answers a resume inside the window with only
+// what changed (`full: false`), else with a full snapshot. It reports this tab's idle state
+// (`activity`), pings the hub and treats a missing answer as a dead socket. It never
+// reconnects on its own after 4001 (bad or expired token), 4003 (deactivated) or 4004
+// (disconnected by an admin). Every request (and every subscription's first snapshot) has a
+// deadline and rejects with a HubError whose `code` says why.
 //
 // The pure parts live in their own modules (state.js, backoff.js, idle.js, protocol.js,
 // msgpack.js) and are tested in node; this module is the I/O around them. It touches
@@ -20,13 +24,17 @@
 import { backoffDelay, closePolicy, DEFAULT_BACKOFF, promptDelay } from './backoff.js';
 import { IdleTracker } from './idle.js';
 import { decodeFrame, encodeFrame, MSGPACK_PROTOCOL, protocolName, socketUrl } from './protocol.js';
-import { CHOSEN, newestEntry, normalizeScope, PresenceMap, scopeKey } from './state.js';
+import { CHOSEN, newestEntry, normalizeScope, PresenceMap, scopeKey, sortEntries } from './state.js';
 
 export { CHOSEN, STATUSES, countByStatus, sortEntries, scopeKey } from './state.js';
 
 const INPUT_EVENTS = ['pointerdown', 'pointermove', 'keydown', 'wheel', 'touchstart', 'scroll', 'focus'];
 
-/** An error the hub sent (`code`, `message`, `ref`) or a local one (`closeCode`). */
+/**
+ * An error the hub sent (`code` is the hub's, e.g. `bad_field`, `forbidden`; `ref`) or a local
+ * one: `timeout` (no answer in time), `closed` (the client is closed), `unsubscribed`,
+ * `not_authenticated` / `deactivated` / `disconnected` (`closeCode` says which close).
+ */
 export class HubError extends Error {
   constructor(code, message, extra = {}) {
     super(message);
@@ -36,11 +44,43 @@ export class HubError extends Error {
   }
 }
 
+/** A request or a subscription the hub did not answer within its deadline (`code: 'timeout'`). */
+export class HubTimeoutError extends HubError {
+  constructor(message, extra = {}) {
+    super('timeout', message, extra);
+    this.name = 'HubTimeoutError';
+  }
+}
+
+/** Close code the client sends when it leaves for good: the hub skips the offline grace. */
+export const SIGN_OUT_CODE = 4000;
+
+/** The default websocket URL: /ws next to this module's /static/, else on the page's origin. */
+export function defaultUrl(moduleUrl = import.meta.url, loc = globalThis.location) {
+  try {
+    const here = new URL(moduleUrl);
+    const at = here.pathname.lastIndexOf('/static/');
+    if ((here.protocol === 'http:' || here.protocol === 'https:') && at >= 0) {
+      return socketUrl(here, `${here.pathname.slice(0, at)}/ws`);
+    }
+  } catch { /* not a URL (some bundlers): fall back to the page */ }
+  return loc && /^https?:$/.test(loc.protocol) ? socketUrl(loc) : null;
+}
+
+/** `url` as given (ws, wss, or the hub's http(s) base URL), as the /ws URL to open. */
+function hubSocketUrl(url) {
+  if (/^wss?:/i.test(url)) return url;
+  const base = new URL(url, globalThis.location ? globalThis.location.href : undefined);
+  const path = base.pathname.endsWith('/ws') ? base.pathname : base.pathname.replace(/\/?$/, '/ws');
+  return socketUrl(base, path);
+}
+
 /**
  * @typedef {object} HubOptions
  * @property {string | (() => string | Promise<string>)} token  a user token, or a function
  *   returning one (called before each connection, so it can refresh)
- * @property {string} [url]  websocket URL; default: /ws on the page's origin
+ * @property {string} [url]  the hub: its http(s) URL or its ws(s)://.../ws URL; default: the
+ *   hub this module was loaded from (import.meta.url), else the page's origin
  * @property {'json'|'msgpack'} [format='json']
  * @property {number} [idleMs=300000]  report `away` after this long without input (0: never)
  * @property {boolean} [awayWhenHidden=true]  report `away` while the page is hidden
@@ -50,8 +90,8 @@ export class HubError extends Error {
  * @property {number} [pingMs=25000]  how often to ping
  * @property {number} [pongTimeoutMs=10000]  no frame for this long after a ping: dead socket
  * @property {number} [connectTimeoutMs=10000]  open + hello -> ready must take less than this
- * @property {number} [requestTimeoutMs=20000]  a setStatus/join/leave/subscribe not answered
- *   by then is rejected (it keeps being retried across reconnects until then)
+ * @property {number} [requestTimeoutMs=10000]  a setStatus/join/leave not answered by then
+ *   is rejected (it is re-sent across reconnects until then); a subscription's `ready` too
  * @property {{baseMs?: number, factor?: number, maxMs?: number, promptMs?: number}} [backoff]
  * @property {boolean} [watchSelf=true]  subscribe to the own user so 'status' stays current
  * @property {typeof WebSocket} [WebSocket]  for tests and non-browser runtimes
@@ -61,7 +101,6 @@ export class Hub {
   /** @param {HubOptions} options */
   constructor(options = {}) {
     if (!options.token) throw new TypeError('Hub needs a token (a string or a function)');
-    const loc = globalThis.location;
     this.options = {
       format: 'json',
       idleMs: 300000,
@@ -70,13 +109,13 @@ export class Hub {
       pingMs: 25000,
       pongTimeoutMs: 10000,
       connectTimeoutMs: 10000,
-      requestTimeoutMs: 20000,
+      requestTimeoutMs: 10000,
       watchSelf: true,
       ...options,
       backoff: { ...DEFAULT_BACKOFF, ...(options.backoff || {}) },
     };
-    this.url = options.url || (loc ? socketUrl(loc) : null);
-    if (!this.url) throw new TypeError('Hub needs a url outside a browser page');
+    this.url = options.url ? hubSocketUrl(options.url) : defaultUrl();
+    if (!this.url) throw new TypeError('Hub needs a url (the hub\'s http(s) or ws(s) URL) outside a browser page');
     this.protocol = protocolName(this.options.format);
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
 
@@ -96,7 +135,7 @@ export class Hub {
     this.lastClose = null;
 
     this._listeners = new Map();
-    this._subs = new Map(); // scope key -> {scope, map, public, internal, waiters}
+    this._subs = new Map(); // scope key -> {map, handles: Set<Subscription>, internal, ref}
     this._requests = new Map(); // ref -> {frame, resolve, reject, timer, sent}
     this._seq = 0;
     this._ws = null;
@@ -135,6 +174,13 @@ export class Hub {
     });
   }
 
+  _setState(state) {
+    if (this.state === state) return;
+    const previous = this.state;
+    this.state = state;
+    this._emit('state', state, previous);
+  }
+
   _emit(event, ...args) {
     const set = this._listeners.get(event);
     if (!set) return;
@@ -160,8 +206,12 @@ export class Hub {
     return this;
   }
 
-  /** Close for good: no reconnect; pending requests are rejected. */
-  close() {
+  /**
+   * Close for good: no reconnect; pending requests are rejected. With `{grace: false}` (a
+   * sign-out) the hub is told this user leaves now, so others see the change at once
+   * instead of after the offline grace that covers reloads and network blips.
+   */
+  close({ grace = true } = {}) {
     this._clearRetry();
     this._stopPing();
     this._unbindPage();
@@ -170,10 +220,13 @@ export class Hub {
     this._ws = null;
     if (ws) {
       this._silence(ws);
-      try { ws.close(1000, 'client closed'); } catch { /* already closed */ }
+      try {
+        if (grace) ws.close(1000, 'client closed');
+        else ws.close(SIGN_OUT_CODE, 'signed out');
+      } catch { /* already closed */ }
     }
     const wasClosed = this.state === 'closed';
-    this.state = 'closed';
+    this._setState('closed');
     this._rejectAll(new HubError('closed', 'the hub client was closed'));
     if (!wasClosed) {
       this._emit('close', { code: 1000, reason: 'client closed', willReconnect: false });
@@ -191,9 +244,17 @@ export class Hub {
       try { ws.close(1000, 'reconnecting'); } catch { /* already closed */ }
     }
     this._stopPing();
-    this.state = 'idle';
+    this._setState('idle');
     this.attempt = 0;
     return this.connect();
+  }
+
+  /** While waiting to reconnect: try now (the backoff goes on from where it was). */
+  retryNow() {
+    if (this.state !== 'reconnecting') return this;
+    this._clearRetry();
+    this._open();
+    return this;
   }
 
   /** Use another token from the next connection on (e.g. after a 4001). */
@@ -208,7 +269,7 @@ export class Hub {
 
   _open() {
     // 'connecting' while a socket opens; 'reconnecting' only while waiting to retry.
-    this.state = 'connecting';
+    this._setState('connecting');
     let ws;
     try {
       ws = new this.WebSocket(this.url, [this.protocol]);
@@ -222,7 +283,7 @@ export class Hub {
     this._armDeadline(this.options.connectTimeoutMs, 'connect timeout');
     ws.onopen = async () => {
       if (this._ws !== ws) return;
-      this.state = 'authenticating';
+      this._setState('authenticating');
       this._emit('open', { protocol: ws.protocol || this.protocol, url: this.url });
       let token;
       try {
@@ -268,7 +329,7 @@ export class Hub {
     this.lastClose = { code, reason };
     const policy = closePolicy(code);
     if (!policy.reconnect) {
-      this.state = 'closed';
+      this._setState('closed');
       const err = new HubError(policy.reason, closeMessage(code, reason), { closeCode: code });
       this._rejectAll(err);
       this._emit('close', { code, reason, willReconnect: false });
@@ -284,7 +345,7 @@ export class Hub {
       ? promptDelay(this.options.backoff)
       : backoffDelay(this.attempt, this.options.backoff);
     this.attempt += 1;
-    this.state = 'reconnecting';
+    this._setState('reconnecting');
     this._emit('close', { code, reason, willReconnect: true, delay });
     this._emit('reconnecting', { attempt: this.attempt, delay, code });
     this._clearRetry();
@@ -337,15 +398,21 @@ export class Hub {
     if (!win || !doc || typeof win.addEventListener !== 'function') return;
     const onInput = () => this.idle.input();
     const onVisibility = () => this.idle.setHidden(doc.visibilityState === 'hidden');
-    const onOnline = () => { if (this.state === 'reconnecting') this.reconnect(); };
+    // Back online, focused or visible again: do not sit out the rest of a backoff wait.
+    const retryNow = () => { if (this.state === 'reconnecting') this.retryNow(); };
+    const onVisible = () => { if (doc.visibilityState === 'visible') retryNow(); };
     const opts = { capture: true, passive: true };
     for (const name of INPUT_EVENTS) win.addEventListener(name, onInput, opts);
     doc.addEventListener('visibilitychange', onVisibility);
-    win.addEventListener('online', onOnline);
+    doc.addEventListener('visibilitychange', onVisible);
+    win.addEventListener('online', retryNow);
+    win.addEventListener('focus', retryNow);
     this._detach.push(() => {
       for (const name of INPUT_EVENTS) win.removeEventListener(name, onInput, opts);
       doc.removeEventListener('visibilitychange', onVisibility);
-      win.removeEventListener('online', onOnline);
+      doc.removeEventListener('visibilitychange', onVisible);
+      win.removeEventListener('online', retryNow);
+      win.removeEventListener('focus', retryNow);
     });
     if (doc.visibilityState === 'hidden') this.idle.setHidden(true);
   }
@@ -409,7 +476,7 @@ export class Hub {
     const resumed = this.attempt > 0 || this.conn !== null;
     const user = frame.user || {};
     if (this.me && user.id && this.me.id !== user.id) this._forgetUser();
-    this.state = 'ready';
+    this._setState('ready');
     this.attempt = 0;
     this.conn = frame.conn;
     this.window = frame.window;
@@ -435,7 +502,7 @@ export class Hub {
   _forgetUser() {
     // Another user on the same client (a new token): its old maps say nothing now.
     for (const sub of this._subs.values()) {
-      if (sub.internal && !sub.public) this._subs.delete(sub.map.key);
+      if (sub.internal && !sub.handles.size) this._subs.delete(sub.map.key);
       else { sub.map.cursor = null; }
     }
     this.rooms.clear();
@@ -447,13 +514,13 @@ export class Hub {
     const existing = this._subs.get(key);
     if (existing) { existing.internal = true; return; }
     for (const sub of this._subs.values()) {
-      if (sub.internal && !sub.public) this._subs.delete(sub.map.key);
+      if (sub.internal && !sub.handles.size) this._subs.delete(sub.map.key);
     }
     this._subs.set(key, this._newSub({ users: [this.me.id] }, { internal: true }));
   }
 
   _newSub(scope, { internal = false } = {}) {
-    return { map: new PresenceMap(scope), public: !internal, internal, waiters: [], ref: null };
+    return { map: new PresenceMap(scope), handles: new Set(), internal, ref: null };
   }
 
   _sendSub(sub) {
@@ -472,16 +539,19 @@ export class Hub {
   _onSnapshot(frame) {
     const sub = this._subFor(frame.scope);
     if (!sub) return;
+    const first = !sub.map.synced;
     const changes = sub.map.applySnapshot(frame);
     this._publish(sub, changes, { source: 'snapshot', full: Boolean(frame.full) });
-    if (sub.public) this._emit('snapshot', sub.map.scope, sub.map.values(), Boolean(frame.full));
-    for (const w of sub.waiters.splice(0)) w.resolve(sub.map.values());
+    if (sub.handles.size) this._emit('snapshot', sub.map.scope, sub.map.values(), Boolean(frame.full));
+    for (const handle of [...sub.handles]) handle._applied(changes, { first, snapshot: true });
   }
 
   _onDelta(frame) {
     const sub = this._subFor(frame.scope);
     if (!sub) return;
-    this._publish(sub, sub.map.applyDelta(frame), { source: 'delta', full: false });
+    const changes = sub.map.applyDelta(frame);
+    this._publish(sub, changes, { source: 'delta', full: false });
+    for (const handle of [...sub.handles]) handle._applied(changes, { first: false, snapshot: false });
   }
 
   _publish(sub, changes, info) {
@@ -489,9 +559,12 @@ export class Hub {
       if (this.me && entry.id === this.me.id && entry.member !== false && (entry.at ?? 0) > (this.me.at ?? -1)) {
         this.me = { ...this.me, ...entry };
         delete this.me.member;
+        // Online, busy and offline can only be what the user chose (away may be idleness):
+        // follow a change made in another tab, or an expired `until`.
+        if (['online', 'busy', 'offline'].includes(entry.status)) this.chosen = entry.status;
         this._emit('status', this.me);
       }
-      if (sub.public) this._emit('change', entry, sub.map.scope, previous, info);
+      if (sub.handles.size) this._emit('change', entry, sub.map.scope, previous, info);
     }
   }
 
@@ -512,9 +585,9 @@ export class Hub {
     }
     for (const sub of this._subs.values()) {
       if (frame.ref !== undefined && sub.ref === frame.ref && !sub.map.synced) {
-        // A refused subscription (bad scope, forbidden room): drop it and tell its waiters.
+        // A refused subscription (bad scope, forbidden room): drop it and tell its handles.
         this._subs.delete(sub.map.key);
-        for (const w of sub.waiters.splice(0)) w.reject(err);
+        for (const handle of [...sub.handles]) handle._end(err);
         return;
       }
     }
@@ -538,7 +611,8 @@ export class Hub {
       req.timer = setTimeout(() => {
         if (!this._requests.has(ref)) return;
         this._requests.delete(ref);
-        reject(new HubError('timeout', `no answer to ${frame.op} within ${this.options.requestTimeoutMs} ms`, { ref }));
+        const why = this.state === 'ready' ? '' : ` (the hub is unreachable: ${this.state})`;
+        reject(new HubTimeoutError(`no answer to ${frame.op} within ${this.options.requestTimeoutMs} ms${why}`, { ref }));
       }, this.options.requestTimeoutMs);
       this._requests.set(ref, req);
       if (this.state === 'closed') {
@@ -566,18 +640,22 @@ export class Hub {
       req.reject(err);
     }
     for (const sub of this._subs.values()) {
-      for (const w of sub.waiters.splice(0)) w.reject(err);
+      for (const handle of sub.handles) handle._fail(err);
     }
   }
 
   // -- the API -----------------------------------------------------------------------
 
   /**
-   * Set the chosen status ('online' = automatic, 'away', 'busy', 'offline' = invisible)
-   * and/or the status text (pass undefined to leave one unchanged; '' clears the text).
-   * Resolves when the hub acknowledged it, rejects with the hub's error.
+   * Set the chosen status ('online' = automatic, 'away', 'busy', 'offline' = invisible),
+   * the status text ('' clears it) and/or `until` (ms since the epoch, or a Date: then the
+   * status returns to automatic and the text clears). `setStatus({status, text, until})`;
+   * the older `setStatus(status, text)` still works. Leave a field out to keep it.
+   * Resolves when the hub acknowledged it, rejects with a HubError (the hub's, or a timeout).
    */
-  setStatus(status, text) {
+  setStatus(change, text) {
+    const given = change !== null && typeof change === 'object' ? change : { status: change, text };
+    const { status, until } = given;
     const frame = { op: 'status' };
     if (status !== undefined && status !== null) {
       if (!CHOSEN.includes(status)) {
@@ -585,9 +663,16 @@ export class Hub {
       }
       frame.status = status;
     }
-    if (text !== undefined && text !== null) {
-      if (typeof text !== 'string') return Promise.reject(new TypeError('text must be a string'));
-      frame.text = text;
+    if (given.text !== undefined && given.text !== null) {
+      if (typeof given.text !== 'string') return Promise.reject(new TypeError('text must be a string'));
+      frame.text = given.text;
+    }
+    if (until !== undefined && until !== null) {
+      const ms = until instanceof Date ? until.getTime() : until;
+      if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) {
+        return Promise.reject(new TypeError(`until must be a time in ms since the epoch or a Date, got ${until}`));
+      }
+      frame.until = Math.round(ms);
     }
     if (frame.status === undefined && frame.text === undefined) {
       return Promise.reject(new TypeError('setStatus needs a status and/or a text'));
@@ -601,36 +686,50 @@ export class Hub {
   }
 
   /**
-   * Subscribe to `{all: true}`, `{users: [...]}` or `{room}`. Resolves with the users
-   * once the first snapshot arrived. Subscribing twice to the same scope is one
-   * subscription. Survives reconnects (resumed by cursor).
+   * Subscribe to `{all: true}`, `{users: [...]}` or `{room}`: a Subscription whose `ready`
+   * resolves with the users of the first snapshot (or rejects on a refusal or after
+   * `requestTimeoutMs`). Subscribing twice to one scope shares one subscription on the
+   * wire. Survives reconnects (resumed by cursor). A bad scope throws a TypeError.
    */
   subscribe(scope) {
-    let key;
-    try { key = scopeKey(scope); } catch (err) { return Promise.reject(err); }
-    if (this.state === 'closed') return Promise.reject(new HubError('closed', 'the hub client is closed'));
+    const key = scopeKey(scope);
+    if (this.state === 'closed') {
+      const handle = new Subscription(this, this._newSub(normalizeScope(scope)));
+      handle._end(new HubError('closed', 'the hub client is closed'));
+      return handle;
+    }
     let sub = this._subs.get(key);
-    if (sub) {
-      sub.public = true;
-      if (sub.map.synced) return Promise.resolve(sub.map.values());
-    } else {
+    const fresh = !sub;
+    if (!sub) {
       sub = this._newSub(normalizeScope(scope));
       this._subs.set(key, sub);
-      if (this.state === 'ready') this._sendSub(sub);
     }
-    return new Promise((resolve, reject) => sub.waiters.push({ resolve, reject }));
+    const handle = new Subscription(this, sub);
+    sub.handles.add(handle);
+    if (sub.map.synced) handle._resolve();
+    else if (fresh && this.state === 'ready') this._sendSub(sub);
+    return handle;
   }
 
-  /** Stop a subscription; its map is dropped. */
+  /** Stop every Subscription to `scope`; its map is dropped. */
   unsubscribe(scope) {
-    const key = scopeKey(scope);
-    const sub = this._subs.get(key);
+    const sub = this._subs.get(scopeKey(scope));
     if (!sub) return Promise.resolve();
-    if (sub.internal) { sub.public = false; return Promise.resolve(); }
-    this._subs.delete(key);
-    for (const w of sub.waiters.splice(0)) w.reject(new HubError('unsubscribed', 'unsubscribed'));
+    for (const handle of [...sub.handles]) handle._end(new HubError('unsubscribed', 'unsubscribed'));
+    return this._release(sub);
+  }
+
+  _detachHandle(handle) {
+    const sub = handle._sub;
+    sub.handles.delete(handle);
+    return this._release(sub);
+  }
+
+  _release(sub) {
+    if (sub.handles.size || sub.internal || this._subs.get(sub.map.key) !== sub) return Promise.resolve();
+    this._subs.delete(sub.map.key);
     if (this.state !== 'ready') return Promise.resolve();
-    return this._request({ op: 'unsub', ...sub.map.scope });
+    return this._request({ op: 'unsub', ...sub.map.scope }).catch(() => undefined);
   }
 
   /** Join a room (re-joined after every reconnect). Resolves on the hub's ack. */
@@ -668,7 +767,134 @@ export class Hub {
 
   /** The scopes subscribed with subscribe(). */
   scopes() {
-    return [...this._subs.values()].filter((s) => s.public).map((s) => s.map.scope);
+    return [...this._subs.values()].filter((s) => s.handles.size).map((s) => s.map.scope);
+  }
+}
+
+const present = (e) => Boolean(e) && e.status !== 'offline' && e.member !== false;
+
+/**
+ * One `hub.subscribe(scope)`: the users of that scope, kept current, and events.
+ *
+ * - `sync` (users): once per applied snapshot or delta, with the whole list
+ * - `join` (user): became present here (online, away or busy; in a room: a member again)
+ * - `leave` (user): no longer present (went offline or invisible; in a room: left it)
+ * - `update` (user, previous): any other change to a known user (status, text, name)
+ *
+ * The first snapshot fires only `sync` (every user in it is already there, not news).
+ * `get(id)` is `undefined` for a user this scope never mentioned, and an entry with
+ * `status: 'offline'` for one known to be offline.
+ */
+export class Subscription {
+  constructor(hub, sub) {
+    this.hub = hub;
+    this.scope = sub.map.scope;
+    this._sub = sub;
+    this._listeners = new Map();
+    this._settled = false;
+    /** True once unsubscribed, refused or its client closed. */
+    this.closed = false;
+    this.ready = new Promise((resolve, reject) => { this._ready = { resolve, reject }; });
+    this.ready.catch(() => undefined); // a rejection nobody awaits is not an unhandled one
+    const ms = hub.options.requestTimeoutMs;
+    this._timer = setTimeout(() => {
+      this._timer = null;
+      const why = hub.state === 'ready' ? 'the hub did not answer' : `the hub is unreachable (${hub.state})`;
+      this._fail(new HubTimeoutError(`no snapshot for ${scopeKey(this.scope)} within ${ms} ms: ${why}`));
+    }, ms);
+  }
+
+  /** Listen to `sync`, `join`, `leave` or `update`; returns a function removing the listener. */
+  on(event, fn) {
+    if (!['sync', 'join', 'leave', 'update'].includes(event)) {
+      throw new TypeError(`a subscription emits sync, join, leave or update, not ${event}`);
+    }
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(fn);
+    return () => this.off(event, fn);
+  }
+
+  off(event, fn) {
+    const set = this._listeners.get(event);
+    if (set) set.delete(fn);
+  }
+
+  /** True once the first snapshot arrived. */
+  get synced() { return this._sub.map.synced; }
+
+  /** Every user this scope told about (offline ones included), sorted for display. */
+  list() { return sortEntries(this._sub.map.values()); }
+
+  /** The users present (not offline), sorted for display. */
+  present() { return sortEntries(this._sub.map.present()); }
+
+  /** The entry for `id`: undefined when unknown here, `status: 'offline'` when offline. */
+  get(id) { return this._sub.map.get(id); }
+
+  /** Whether this scope knows `id` at all (present or offline). */
+  has(id) { return this._sub.map.users.has(id); }
+
+  /** How many users are present (`count()`), or have `status` (`count('busy')`). */
+  count(status) {
+    const counts = this._sub.map.counts();
+    if (status === undefined) return counts.online + counts.away + counts.busy;
+    if (!Object.hasOwn(counts, status)) throw new TypeError(`unknown status ${status}`);
+    return counts[status];
+  }
+
+  /** `{online, away, busy, offline}`. */
+  counts() { return this._sub.map.counts(); }
+
+  /** Stop this subscription (the wire subscription ends with the last one of its scope). */
+  unsubscribe() {
+    if (this.closed) return Promise.resolve();
+    this._end(new HubError('unsubscribed', 'unsubscribed'));
+    return this.hub._detachHandle(this);
+  }
+
+  _emit(event, ...args) {
+    const set = this._listeners.get(event);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try { fn(...args); } catch (err) { setTimeout(() => { throw err; }, 0); }
+    }
+  }
+
+  _resolve() {
+    if (this._timer !== null) { clearTimeout(this._timer); this._timer = null; }
+    if (this._settled) return;
+    this._settled = true;
+    this._ready.resolve(this.list());
+  }
+
+  /** Reject `ready` if still pending (the subscription itself goes on). */
+  _fail(err) {
+    if (this._timer !== null) { clearTimeout(this._timer); this._timer = null; }
+    if (this._settled) return;
+    this._settled = true;
+    this._ready.reject(err);
+  }
+
+  /** Refused, unsubscribed or closed: no more events. */
+  _end(err) {
+    this._fail(err);
+    this.closed = true;
+    this._sub.handles.delete(this);
+    this._listeners.clear();
+  }
+
+  _applied(changes, { first, snapshot }) {
+    if (!first) {
+      for (const { entry, previous, removed } of changes) {
+        const was = present(previous);
+        const is = !removed && present(entry);
+        if (!was && is) this._emit('join', entry);
+        else if (was && !is) this._emit('leave', entry);
+        else if (previous && !removed) this._emit('update', entry, previous);
+      }
+    }
+    if (snapshot || changes.length) this._emit('sync', this.list());
+    if (snapshot) this._resolve();
   }
 }
 

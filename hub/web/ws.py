@@ -370,4 +370,4 @@ async def websocket_endpoint(ws: WebSocket) -> None:
                 await writer
         node.remove(session)
         node.fanout.drop(session, session.scopes.values())
-        await node.connection_closed(session)
+        await node.connection_closed(session, grace=client_code != p.SIGNED_OUT_CLOSE)

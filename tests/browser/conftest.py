@@ -10,9 +10,13 @@ they never skip. Every wait is a Playwright expectation with a deadline, never a
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import threading
 from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -33,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 #: Longest wait for anything a page should show (a restart included).
 DEADLINE_MS = 20_000
+#: axe-core, installed by `npm ci` in tests/js (scripts/test does it).
+AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
 
 expect.set_options(timeout=DEADLINE_MS)
 
@@ -83,7 +89,8 @@ OpenPage = Callable[..., Page]
 
 @pytest.fixture
 def open_page(browser: Browser, hub: HubProcess) -> Iterator[OpenPage]:
-    """``open_page(name, query="", width=1280, height=860)``: a signed-in page for ``name``.
+    """``open_page(name, query="", width=1280, height=860, color_scheme="light")``: a
+    signed-in page for ``name``.
 
     Each page has its own browser context (its own session storage). Uncaught script
     errors on any page fail the test.
@@ -91,8 +98,10 @@ def open_page(browser: Browser, hub: HubProcess) -> Iterator[OpenPage]:
     contexts = []
     errors: list[str] = []
 
-    def _open(name: str | None, query: str = "", *, width: int = 1280, height: int = 860) -> Page:
-        context = browser.new_context(viewport={"width": width, "height": height})
+    def _open(name: str | None, query: str = "", *, width: int = 1280, height: int = 860,
+              color_scheme: Literal["light", "dark"] = "light") -> Page:
+        context = browser.new_context(viewport={"width": width, "height": height},
+                                      color_scheme=color_scheme)
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(f"{name}: {exc}"))
@@ -113,3 +122,54 @@ def sign_in(page: Page, name: str) -> None:
     page.get_by_label("Your name").fill(name)
     page.get_by_role("button", name="Sign in as this name").click()
     expect(page.locator("#conn")).to_have_attribute("data-state", "ready")
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_directory(directory: Path) -> Iterator[str]:
+    """A plain static HTTP server for ``directory`` on a free port: a site on another origin
+    than the hub (same host, other port). Yields its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def other_site(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """``(directory, base_url)``: an empty site on another origin; write pages into it."""
+    site = tmp_path / "site"
+    site.mkdir()
+    with serve_directory(site) as url:
+        yield site, url
+
+
+def axe_violations(page: Page, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+    """Run axe-core in ``page``; the violations of those impacts, one line each."""
+    assert AXE.exists(), f"{AXE} is missing: run `npm ci` in tests/js (scripts/test does)"
+    page.add_script_tag(content=AXE.read_text())
+    result = page.evaluate("""async () => {
+      const r = await axe.run(document, {resultTypes: ['violations']});
+      return r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
+        nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ') + ': ' + n.failureSummary)}));
+    }""")
+    return [f"{v['impact']} {v['id']} ({v['help']}): {v['nodes']}" for v in result
+            if v["impact"] in impacts]  # fmt: skip
+
+
+def assert_no_horizontal_overflow(page: Page) -> None:
+    """The page is no wider than its viewport (nothing sticks out sideways)."""
+    widths = page.evaluate(
+        "() => [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    assert widths[0] <= widths[1], f"page is {widths[0]} px wide in a {widths[1]} px viewport"

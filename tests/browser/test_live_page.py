@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from tests.browser.conftest import assert_no_horizontal_overflow
 from tests.support.hubproc import HubProcess
 
 OpenPage = Callable[..., Page]
@@ -141,10 +142,11 @@ def test_reload_inside_the_grace_keeps_the_user_online(open_page: OpenPage) -> N
 def test_page_recovers_after_the_hub_restarts(
     open_page: OpenPage, hub: HubProcess, screenshots: Path
 ) -> None:
-    """Kill -9 and SIGTERM restarts on the same port: pages reconnect and resync by cursor."""
-    ann = open_page("Ann Lee", "?retry=1")
-    bob = open_page("Bob Stone", "?retry=1&proto=msgpack")
-    carol = open_page("Carol Diaz", "?retry=1")
+    """Kill -9 and SIGTERM restarts on the same port: pages reconnect (the default backoff
+    ceiling is 10 s) within 12 s and resync by cursor."""
+    ann = open_page("Ann Lee")
+    bob = open_page("Bob Stone", "?proto=msgpack")
+    carol = open_page("Carol Diaz")
     for user in ("bob-stone", "carol-diaz"):
         expect(person(ann, user)).to_have_attribute("data-status", "online")
 
@@ -155,10 +157,17 @@ def test_page_recovers_after_the_hub_restarts(
     ann.screenshot(path=str(screenshots / "reconnecting.png"))
     carol.context.close()  # Carol leaves while the hub is down
 
+    # Not live: no "others see you online", no status change that cannot be saved.
+    expect(ann.locator("#appear")).to_have_attribute("data-status", "offline")
+    expect(ann.locator("#appear-text")).to_contain_text("Reconnecting")
+    expect(ann.get_by_role("radio", name="Busy")).to_be_disabled()
+    expect(person(ann, "ann-lee").locator('[data-role="status"]')).to_have_text("Reconnecting…")
+
     hub.start()  # same port
     for page in (ann, bob):
-        expect(page.locator("#conn")).to_have_attribute("data-state", "ready")
+        expect(page.locator("#conn")).to_have_attribute("data-state", "ready", timeout=12_000)
     expect(ann.locator("#stale-note")).to_be_hidden()
+    expect(ann.get_by_role("radio", name="Busy")).to_be_enabled()
     expect(person(ann, "bob-stone")).to_have_attribute("data-status", "online")
     expect(person(bob, "ann-lee")).to_have_attribute("data-status", "online")
     # No ghost: Carol never came back, so she is offline, not frozen online.
@@ -171,7 +180,7 @@ def test_page_recovers_after_the_hub_restarts(
     expect(bob.locator("#conn")).not_to_have_attribute("data-state", "ready")
     hub.start()
     for page in (ann, bob):
-        expect(page.locator("#conn")).to_have_attribute("data-state", "ready")
+        expect(page.locator("#conn")).to_have_attribute("data-state", "ready", timeout=12_000)
     choose(bob, "Away")
     expect(person(ann, "bob-stone")).to_have_attribute("data-status", "away")
     expect(person(bob, "bob-stone")).to_have_attribute("data-status", "away")
@@ -197,13 +206,27 @@ def test_rooms_show_their_members(open_page: OpenPage, screenshots: Path) -> Non
 
 
 def test_a_bad_token_returns_to_sign_in(open_page: OpenPage) -> None:
-    """A token the hub refuses (close 4001) is not retried: the page asks to sign in again."""
+    """A token the hub refuses (close 4001) is not retried: one clear error on the sign-in
+    form (no toast over the button, no banner), and the token is not kept."""
     page = open_page(None)
     page.get_by_label("User token").fill("not-a-valid-token")
     page.get_by_role("button", name="Connect with token").click()
-    expect(page.locator("#signin-error")).to_contain_text("no longer valid")
+    expect(page.locator("#signin-error")).to_contain_text("The hub refused this token")
+    expect(page.locator("#signin-error")).to_contain_text("HUB_SECRET")
     expect(page.locator("#conn")).to_have_attribute("data-state", "idle")
+    expect(page.locator("#toast")).to_be_hidden()
+    expect(page.locator("#banner")).to_be_hidden()
+    assert page.get_by_role("alert").count() == 1
     assert page.evaluate("sessionStorage.getItem('presence-hub.token')") is None
+
+
+def test_a_name_of_only_spaces_says_so(open_page: OpenPage) -> None:
+    page = open_page(None)
+    page.get_by_label("Your name").fill("   ")
+    page.get_by_role("button", name="Sign in as this name").click()
+    expect(page.locator("#signin-error")).to_contain_text("cannot be empty or only spaces")
+    expect(page.get_by_label("Your name")).to_be_focused()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "idle")
 
 
 def test_screenshots_for_the_readme(open_page: OpenPage, screenshots: Path) -> None:
@@ -239,6 +262,7 @@ def test_screenshots_for_the_readme(open_page: OpenPage, screenshots: Path) -> N
     ann.mouse.move(0, 0)
     expect(ann.locator("#toast")).to_be_hidden()
     ann.screenshot(path=str(screenshots / "desktop.png"), full_page=True)
+    assert_no_horizontal_overflow(ann)
     if os.environ.get("HUB_UPDATE_README_SCREENSHOT") == "1":
         docs = Path(__file__).resolve().parents[2] / "docs"
         ann.screenshot(path=str(docs / "screenshot.png"), full_page=True)
@@ -252,3 +276,4 @@ def test_screenshots_for_the_readme(open_page: OpenPage, screenshots: Path) -> N
     phone.get_by_label("Room name").blur()
     phone.evaluate("window.scrollTo(0, 0)")
     phone.screenshot(path=str(screenshots / "phone.png"), full_page=True)
+    assert_no_horizontal_overflow(phone)

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, mock, test } from 'node:test';
 
-import { Hub } from '../../hub/static/hub.js';
+import { defaultUrl, Hub, HubTimeoutError, SIGN_OUT_CODE } from '../../hub/static/hub.js';
 import { decodeFrame, encodeFrame } from '../../hub/static/protocol.js';
 
 class FakeSocket {
@@ -117,7 +117,7 @@ test('hello first, then ready gives own status; subscribe resolves on the snapsh
   assert.notEqual(sub.ref, undefined);
   ws.push({ op: 'ack', ref: sub.ref });
   ws.push({ op: 'snapshot', scope: { all: true }, full: true, users: [me, bob('busy', 90, 'call')], cursor: 1001 });
-  const users = await p;
+  const users = await p.ready;
   assert.deepEqual(users.map((u) => u.id).sort(), ['ann', 'bob']);
   assert.equal(hub.presence('bob').text, 'call');
   assert.ok(log.some((e) => e[0] === 'snapshot' && e[3] === true));
@@ -377,7 +377,7 @@ test('msgpack: binary frames both ways', async () => {
   assert.equal(hub.state, 'ready');
   const p = hub.subscribe({ room: 'ops' });
   ws.push({ op: 'snapshot', scope: { room: 'ops' }, full: true, users: [bob('online', 1712345678000)], cursor: 1712345678902 });
-  assert.equal((await p)[0].at, 1712345678000);
+  assert.equal((await p.ready)[0].at, 1712345678000);
   hub.close();
 });
 
@@ -395,7 +395,8 @@ test('join and leave resolve on ack; a refused subscription rejects', async () =
 
   const sub = hub.subscribe({ room: 'secret' });
   ws.push({ op: 'error', code: 'forbidden', message: 'not a member', ref: ws.last('sub').ref });
-  await assert.rejects(sub, (err) => err.code === 'forbidden');
+  await assert.rejects(sub.ready, (err) => err.code === 'forbidden');
+  assert.equal(sub.closed, true);
   assert.equal(hub.map({ room: 'secret' }), null);
 
   // an error without a ref becomes an 'error' event and the socket stays
@@ -458,5 +459,164 @@ test('a token function is called for each connection', async () => {
   FakeSocket.all[1].open();
   await flush();
   assert.equal(FakeSocket.all[1].last('hello').token, 'T2');
+  hub.close();
+});
+
+test('a subscription: sync once per frame, join/leave/update, list/get/count', async () => {
+  const hub = makeHub();
+  const ws = await handshake(hub);
+  const sub = hub.subscribe({ room: 'design' });
+  const log = [];
+  sub.on('sync', (list) => log.push(['sync', list.map((u) => `${u.id}:${u.status}`).join(',')]));
+  sub.on('join', (u) => log.push(['join', u.id]));
+  sub.on('leave', (u) => log.push(['leave', u.id]));
+  sub.on('update', (u, prev) => log.push(['update', u.id, `${prev.status}->${u.status}`]));
+  const carol = { id: 'carol', name: 'Carol', status: 'online', text: '', at: 80 };
+  ws.push({ op: 'snapshot', scope: { room: 'design' }, full: true, users: [me, bob('busy', 90)], cursor: 100 });
+  const first = await sub.ready;
+  assert.deepEqual(first.map((u) => u.id), ['ann', 'bob']);
+  // the first snapshot is not news: only a sync
+  assert.deepEqual(log, [['sync', 'ann:online,bob:busy']]);
+  log.length = 0;
+  // one delta with three changes: three events, then one sync
+  ws.push({ op: 'delta', scope: { room: 'design' }, users: [carol, bob('away', 101), { ...me, status: 'offline', at: 102 }], cursor: 102 });
+  assert.deepEqual(log, [
+    ['join', 'carol'], ['update', 'bob', 'busy->away'], ['leave', 'ann'],
+    ['sync', 'carol:online,bob:away,ann:offline'],
+  ]);
+  assert.equal(sub.count(), 2);
+  assert.equal(sub.count('away'), 1);
+  assert.deepEqual(sub.counts(), { online: 1, away: 1, busy: 0, offline: 1 });
+  // offline is known, an id never mentioned is unknown
+  assert.equal(sub.get('ann').status, 'offline');
+  assert.equal(sub.get('zed'), undefined);
+  assert.equal(sub.has('zed'), false);
+  log.length = 0;
+  ws.push({ op: 'delta', scope: { room: 'design' }, users: [{ ...carol, at: 103, member: false }], cursor: 103 });
+  assert.deepEqual(log, [['leave', 'carol'], ['sync', 'bob:away,ann:offline']]);
+  // a late duplicate applies nothing: no sync
+  log.length = 0;
+  ws.push({ op: 'delta', scope: { room: 'design' }, users: [bob('online', 95)], cursor: 104 });
+  assert.deepEqual(log, []);
+  // a second subscription to the scope shares the wire subscription and is ready at once
+  const subs = ws.frames('sub').length;
+  const again = hub.subscribe({ room: 'design' });
+  assert.deepEqual((await again.ready).map((u) => u.id), ['bob', 'ann']);
+  assert.equal(ws.frames('sub').length, subs);
+  await sub.unsubscribe();
+  assert.equal(ws.frames('unsub').length, 0, 'the other subscription still needs it');
+  const done = again.unsubscribe();
+  const unsub = ws.last('unsub');
+  assert.equal(unsub.room, 'design');
+  ws.push({ op: 'ack', ref: unsub.ref });
+  await done;
+  assert.equal(hub.map({ room: 'design' }), null);
+  hub.close();
+});
+
+test('a subscription while the hub is unreachable rejects ready within the timeout', async () => {
+  const hub = makeHub({ requestTimeoutMs: 3000 });
+  hub.connect();
+  const sub = hub.subscribe({ all: true });
+  const status = hub.setStatus({ status: 'busy' });
+  FakeSocket.all[0].drop(1006); // never opened: reconnecting
+  assert.equal(hub.state, 'reconnecting');
+  mock.timers.tick(3000);
+  await assert.rejects(sub.ready, (err) => err instanceof HubTimeoutError && err.code === 'timeout' && /unreachable/.test(err.message));
+  await assert.rejects(status, (err) => err instanceof HubTimeoutError && /unreachable/.test(err.message));
+  // the subscription goes on: once the hub is back it syncs
+  mock.timers.tick(8000);
+  const ws = FakeSocket.all.at(-1);
+  ws.open();
+  await flush();
+  ws.push({ op: 'ready', conn: 'c9', user: me, cursor: 10, window: 600 });
+  const seen = [];
+  sub.on('sync', (list) => seen.push(list.length));
+  ws.push({ op: 'snapshot', scope: { all: true }, full: true, users: [me], cursor: 11 });
+  assert.deepEqual(seen, [1]);
+  hub.close();
+  const late = hub.subscribe({ all: true });
+  await assert.rejects(late.ready, (err) => err.code === 'closed');
+});
+
+test('setStatus({status, text, until}) sends until in ms; bad until is refused', async () => {
+  const hub = makeHub();
+  const ws = await handshake(hub);
+  const until = new Date(1893456000000);
+  const p = hub.setStatus({ status: 'busy', text: 'Focus', until });
+  assert.deepEqual(ws.last('status'), { op: 'status', status: 'busy', text: 'Focus', until: 1893456000000, ref: ws.last('status').ref });
+  ws.push({ op: 'ack', ref: ws.last('status').ref });
+  await p;
+  assert.equal(hub.chosen, 'busy');
+  await assert.rejects(hub.setStatus({ status: 'away', until: 'soon' }), /until must be/);
+  await assert.rejects(hub.setStatus({ until: 5 }), /needs a status/);
+  hub.close();
+});
+
+test('close({grace: false}) tells the hub to skip the offline grace', async () => {
+  const hub = makeHub();
+  const ws = await handshake(hub);
+  hub.close({ grace: false });
+  assert.deepEqual(ws.closedWith, { code: SIGN_OUT_CODE, reason: 'signed out' });
+});
+
+test('the hub URL: given as http(s) or ws(s), or taken from the module URL', () => {
+  assert.equal(makeHub({ url: 'https://hub.example' }).url, 'wss://hub.example/ws');
+  assert.equal(makeHub({ url: 'http://hub.example:8000/presence/' }).url, 'ws://hub.example:8000/presence/ws');
+  assert.equal(makeHub({ url: 'ws://x.test/ws' }).url, 'ws://x.test/ws');
+  assert.equal(defaultUrl('https://hub.example/static/hub.js'), 'wss://hub.example/ws');
+  assert.equal(defaultUrl('http://h.test:81/p/static/hub.js'), 'ws://h.test:81/p/ws');
+  // a bundle somewhere else: the page's origin, or nothing outside a page
+  assert.equal(defaultUrl('https://app.example/assets/app.js', { protocol: 'https:', href: 'https://app.example/x' }), 'wss://app.example/ws');
+  assert.equal(defaultUrl('file:///x/hub.js', undefined), null);
+  assert.throws(() => new Hub({ token: 't', WebSocket: FakeSocket }), /needs a url/);
+});
+
+test('focus, becoming visible and coming back online retry at once instead of waiting', async () => {
+  const win = new EventTarget();
+  const doc = new EventTarget();
+  doc.visibilityState = 'visible';
+  globalThis.window = win;
+  globalThis.document = doc;
+  try {
+    const hub = makeHub({ trackActivity: true, backoff: { baseMs: 8000, maxMs: 10000 } });
+    await handshake(hub);
+    for (const [target, event] of [[win, 'focus'], [doc, 'visibilitychange'], [win, 'online']]) {
+      const before = FakeSocket.all.length;
+      FakeSocket.all.at(-1).drop(1006);
+      assert.equal(hub.state, 'reconnecting');
+      target.dispatchEvent(new Event(event));
+      assert.equal(FakeSocket.all.length, before + 1, `${event} opened a socket at once`);
+      assert.equal(hub.state, 'connecting');
+      FakeSocket.all.at(-1).open();
+      await flush();
+      FakeSocket.all.at(-1).push({ op: 'ready', conn: 'cx', user: me, cursor: 5, window: 600 });
+      assert.equal(hub.state, 'ready');
+    }
+    // while live, the events change nothing
+    const count = FakeSocket.all.length;
+    win.dispatchEvent(new Event('focus'));
+    assert.equal(FakeSocket.all.length, count);
+    hub.close();
+  } finally {
+    delete globalThis.window;
+    delete globalThis.document;
+  }
+});
+
+test('the chosen status follows own entries changed elsewhere (another tab, an expired until)', async () => {
+  const hub = makeHub();
+  const ws = await handshake(hub);
+  const selfSub = ws.last('sub');
+  ws.push({ op: 'snapshot', scope: { users: ['ann'] }, full: true, users: [me], cursor: 1001 });
+  ws.push({ op: 'delta', scope: { users: ['ann'] }, users: [{ ...me, status: 'busy', at: 200, until: 5000 }], cursor: 1002 });
+  assert.equal(selfSub.users[0], 'ann');
+  assert.equal(hub.chosen, 'busy');
+  assert.equal(hub.me.until, 5000);
+  ws.push({ op: 'delta', scope: { users: ['ann'] }, users: [{ ...me, status: 'online', text: '', at: 300 }], cursor: 1003 });
+  assert.equal(hub.chosen, 'online');
+  // away can be idleness: the chosen status stays
+  ws.push({ op: 'delta', scope: { users: ['ann'] }, users: [{ ...me, status: 'away', at: 400 }], cursor: 1004 });
+  assert.equal(hub.chosen, 'online');
   hub.close();
 });
