@@ -79,6 +79,8 @@ class Settings:
     log_level: str = "info"
     rate_per_s: float = 50.0
     buckets: int = 0
+    max_rooms_per_user: int = 100
+    max_rooms: int = 100_000
     generated_keys: bool = False
 
     @property
@@ -125,6 +127,8 @@ class Settings:
             log_level=(env.get("HUB_LOG_LEVEL") or "info").lower(),
             rate_per_s=_seconds(env, "HUB_RATE_PER_S", 50.0, minimum=1.0),
             buckets=_int(env, "HUB_BUCKETS", 0, minimum=0),
+            max_rooms_per_user=_int(env, "HUB_MAX_ROOMS_PER_USER", 100, minimum=0),
+            max_rooms=_int(env, "HUB_MAX_ROOMS", 100_000, minimum=0),
         )
 
     def with_generated_keys(self) -> Settings:

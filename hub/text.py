@@ -12,6 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+
+class InvalidText(ValueError):
+    """A string that is not valid Unicode; ``field`` names where it was."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
 #: How deep :func:`find_invalid` follows nested maps and lists before it gives up on a value.
 MAX_DEPTH = 64
 
@@ -42,11 +51,19 @@ def problem(field_name: str, value: str) -> str | None:
 
 
 def check_valid(value: str, field_name: str) -> str:
-    """``value`` unchanged, or ValueError naming ``field_name`` when it is not valid Unicode."""
+    """``value`` unchanged, or :class:`InvalidText` (a ValueError) naming ``field_name``."""
     message = problem(field_name, value)
     if message is not None:
-        raise ValueError(message)
+        raise InvalidText(field_name, message)
     return value
+
+
+def check_all(value: Any, field_name: str) -> None:
+    """Raise :class:`InvalidText` when any string inside ``value`` (a map, a list, a
+    string) is not valid Unicode; the message names its path under ``field_name``."""
+    message = find_invalid(value, field_name)
+    if message is not None:
+        raise InvalidText(field_name, message)
 
 
 def find_invalid(value: Any, path: str = "", depth: int = 0) -> str | None:

@@ -45,6 +45,7 @@ from hub.store.base import (
 )
 from hub.store.feed import GAP, Subscription
 from hub.store.keys import BucketKeys, Keys, control_channel
+from hub.text import InvalidText
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,10 @@ def unavailable() -> Iterator[None]:
     """Turn a Redis failure into StoreUnavailable; let programming errors through."""
     try:
         yield
+    except UnicodeEncodeError as exc:
+        # Text that is not valid Unicode reached the client's encoder: bad input, refused
+        # (a ValueError naming the problem), never a crash. Entry points check before this.
+        raise InvalidText("value", f"text must be valid Unicode: {exc.reason}") from None
     except _UNAVAILABLE as exc:
         raise StoreUnavailable(f"redis: {exc}") from exc
     except rex.ResponseError as exc:

@@ -1,0 +1,67 @@
+"""Caps on the rooms a websocket ``join`` creates (HUB_MAX_ROOMS_PER_USER, HUB_MAX_ROOMS):
+past them the join gets an ``error`` with code ``limit`` naming the cap, nothing is created,
+the socket stays open, and joining rooms that exist still works."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.rooms.conftest import BACKENDS, Connect, start_nodes
+from tests.support.hubproc import TEST_ADMIN_KEY, HubProcess
+
+PER_USER = 3
+TOTAL = 5
+
+
+def name(label: str) -> str:
+    return f"{label}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(params=BACKENDS)
+def capped(request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
+           ) -> Iterator[HubProcess]:  # fmt: skip
+    env = {"HUB_MAX_ROOMS_PER_USER": str(PER_USER), "HUB_MAX_ROOMS": str(TOTAL),
+           "HUB_OFFLINE_GRACE_S": "0"}  # fmt: skip
+    if request.param != "memory":
+        fixture = "redis_url" if request.param == "redis" else "cluster_url"
+        env |= {"HUB_STORE": request.getfixturevalue(fixture), "HUB_KEY_PREFIX": key_prefix,
+                "HUB_CHANNEL": f"{key_prefix}presence"}  # fmt: skip
+    (hub,) = start_nodes(tmp_path, env, 1)
+    try:
+        yield hub
+    finally:
+        hub.stop()
+        hub.assert_no_tracebacks()
+
+
+async def room_ids(hub: HubProcess) -> set[str]:
+    async with httpx.AsyncClient(base_url=hub.url, trust_env=False, timeout=10) as http:
+        reply = await http.post("/api/1.1/room/list", json={"api_key": TEST_ADMIN_KEY})
+        assert reply.status_code == 200, reply.text
+        return {str(room["room_id"]) for room in reply.json()["rooms"]}
+
+
+async def test_joins_past_the_caps_are_refused_with_limit(capped: HubProcess, connect: Connect):
+    alice = await connect(capped, name("alice"))
+    bob = await connect(capped, name("bob"))
+    mine = [name("a") for _ in range(PER_USER)]
+    for room in mine:
+        await alice.request({"op": "join", "room": room})
+    refused = await alice.request({"op": "join", "room": name("a-extra")}, expect="error")
+    assert refused["code"] == "limit" and f"at most {PER_USER} rooms" in refused["message"]
+    # A room that exists can still be joined; bob's joins fill the hub's cap.
+    bobs = [name("b") for _ in range(TOTAL - PER_USER)]
+    for room in bobs:
+        await bob.request({"op": "join", "room": room})
+    await alice.request({"op": "join", "room": bobs[0]})
+    full = await bob.request({"op": "join", "room": name("b-extra")}, expect="error")
+    assert full["code"] == "limit" and f"at most {TOTAL} rooms" in full["message"]
+    # Nothing was created by the refused joins, and both sockets still work.
+    assert await room_ids(capped) == set(mine + bobs)
+    await alice.request({"op": "leave", "room": bobs[0]})
+    assert not alice.closed and not bob.closed
