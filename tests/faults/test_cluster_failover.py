@@ -26,11 +26,11 @@ from tests.support.wsclient import MSGPACK, WsClient, connect_user
 
 pytestmark = [pytest.mark.redis, pytest.mark.cluster, pytest.mark.slow]
 
-USERS_PER_HUB = 10
+USERS_PER_HUB = 15
 #: After the promotion, how long until every user is online for every subscriber.
 ONLINE_AFTER_PROMOTION_S = 20.0
 #: Frames per second each client sends while the master is down (the hub allows 50).
-LOAD_PER_S = 20
+LOAD_PER_S = 25
 
 
 def uid(label: str) -> str:
