@@ -1,6 +1,7 @@
-"""Caps on the rooms a websocket ``join`` creates (HUB_MAX_ROOMS_PER_USER, HUB_MAX_ROOMS):
-past them the join gets an ``error`` with code ``limit`` naming the cap, nothing is created,
-the socket stays open, and joining rooms that exist still works."""
+"""Room input on every backend. Caps on the rooms a websocket ``join`` creates
+(HUB_MAX_ROOMS_PER_USER, HUB_MAX_ROOMS): past them the join gets an ``error`` with code
+``limit`` naming the cap, nothing is created, the socket stays open, and joining rooms that
+exist still works. Text that is not valid Unicode is refused before it reaches the store."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import httpx
 import pytest
 
 from tests.rooms.conftest import BACKENDS, Connect, start_nodes
-from tests.support.hubproc import TEST_ADMIN_KEY, HubProcess
+from tests.support.hubproc import TEST_ADMIN_KEY, HubProcess, user_token
+from tests.support.wsclient import MSGPACK, WsClient
 
 PER_USER = 3
 TOTAL = 5
@@ -65,3 +67,36 @@ async def test_joins_past_the_caps_are_refused_with_limit(capped: HubProcess, co
     assert await room_ids(capped) == set(mine + bobs)
     await alice.request({"op": "leave", "room": bobs[0]})
     assert not alice.closed and not bob.closed
+
+
+async def test_lone_surrogates_are_refused_on_every_backend(capped: HubProcess,
+                                                            connect: Connect):  # fmt: skip
+    """On memory, Redis and Redis Cluster alike: a room name or status text with a lone
+    surrogate is bad_field naming the field, no room is made, the room list answers, and a
+    msgpack subscriber still gets the next change (nothing reached the fan-out)."""
+    user = name("sur")
+    client = await connect(capped, user)
+    watcher = await WsClient.open(capped.ws_url, subprotocol=MSGPACK)
+    try:
+        await watcher.hello(user_token(name("mp")))
+        await watcher.subscribe({"users": [user]})
+        for data, field, ref in (
+            ('{"op":"join","room":"\\ud800","ref":"j"}', "room", "j"),
+            ('{"op":"status","text":"\\udfff","ref":"t"}', "text", "t"),
+            ('{"op":"sub","users":["\\ud800"],"ref":"s"}', "users[0]", "s"),
+        ):
+            mark = client.mark()
+            await client.send_raw(data)
+            error = await client.wait_for(
+                lambda f, ref=ref: f.get("op") == "error" and f.get("ref") == ref,
+                after=mark, what=f"the error for {ref}",
+            )  # fmt: skip
+            assert error["code"] == "bad_field" and error["message"].startswith(field)
+        assert await room_ids(capped) == set()
+        mark = watcher.mark()
+        await client.request({"op": "status", "status": "away", "text": "fine"})
+        entry = await watcher.wait_status(user, "away", after=mark)
+        assert entry["text"] == "fine"
+        assert not client.closed and not watcher.closed
+    finally:
+        await watcher.close()
