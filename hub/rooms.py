@@ -84,9 +84,7 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
 class Rooms:
     """The room service of one node; ``node.rooms`` for the websocket layer."""
 
-    def __init__(
-        self, node: Node, registry: Registry, limits: RoomLimits | None = None
-    ) -> None:
+    def __init__(self, node: Node, registry: Registry, limits: RoomLimits | None = None) -> None:
         self.node = node
         self.registry = registry
         settings = node.settings
@@ -249,9 +247,7 @@ class Rooms:
 
     # -- membership ----------------------------------------------------------------------
 
-    async def add_member(
-        self, room: str, user: str, *, limits: RoomLimits = NO_LIMITS
-    ) -> bool:
+    async def add_member(self, room: str, user: str, *, limits: RoomLimits = NO_LIMITS) -> bool:
         """Make ``user`` a member (the room is created when missing, within ``limits``:
         :class:`~hub.registry.base.RoomLimitReached` past them); False if it was one."""
         at = await self.registry.join(room, user, limits=limits)
@@ -308,4 +304,3 @@ class Rooms:
         for chunk in _chunks(members):
             out += [v for v in await self.node.store.users(chunk) if v.status != "offline"]
         return out
-

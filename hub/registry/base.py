@@ -270,9 +270,7 @@ class Registry(Protocol):
     async def delete_room(self, room: str) -> tuple[list[str], int] | None:
         """Delete a room: its former members and the ``at`` of their leaving."""
 
-    async def join(
-        self, room: str, user: str, *, limits: RoomLimits = NO_LIMITS
-    ) -> int | None:
+    async def join(self, room: str, user: str, *, limits: RoomLimits = NO_LIMITS) -> int | None:
         """Add a member (the room is created when missing); ``at``, or None if already in."""
 
     async def leave(self, room: str, user: str) -> int | None:

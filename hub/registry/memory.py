@@ -201,9 +201,7 @@ class MemoryRegistry:
 
     def _username_index(self) -> list[str]:
         if self._by_username is None:
-            self._by_username = sorted(
-                username_key(u.username, u.id) for u in self._users.values()
-            )
+            self._by_username = sorted(username_key(u.username, u.id) for u in self._users.values())
         return self._by_username
 
     async def ordered(self, order: Order, start: int, stop: int) -> list[str]:
@@ -300,9 +298,7 @@ class MemoryRegistry:
         log[user] = at
         return at
 
-    async def join(
-        self, room: str, user: str, *, limits: RoomLimits = NO_LIMITS
-    ) -> int | None:
+    async def join(self, room: str, user: str, *, limits: RoomLimits = NO_LIMITS) -> int | None:
         check_room(room)
         check_valid(user, "user")
         record = self._rooms.get(room)

@@ -250,9 +250,7 @@ class RedisRegistry:
                 raise Conflict("id", user.id)
             raise Conflict("username", user.username)
         created = int(detail)
-        stored = replace(
-            user, created=created, updated=created, last_login=created if login else 0
-        )
+        stored = replace(user, created=created, updated=created, last_login=created if login else 0)
         fields = _fields(stored, password_hash)
         flat = [item for pair in fields.items() for item in pair]
         try:
@@ -422,9 +420,7 @@ class RedisRegistry:
                     await pipe.execute()
         return members, at
 
-    async def join(
-        self, room: str, user: str, *, limits: RoomLimits = NO_LIMITS
-    ) -> int | None:
+    async def join(self, room: str, user: str, *, limits: RoomLimits = NO_LIMITS) -> int | None:
         check_room(room)
         check_valid(user, "user")
         k = self.keys

@@ -59,7 +59,7 @@ def site_for(upstreams: list[int], listen: int, logs: Path) -> str:
     assert servers, "the shipped site has no upstream servers to rewrite"
     options = servers[0].group(1)
     block = "".join(f"    server 127.0.0.1:{port} {options};\n" for port in upstreams)
-    text = text[: servers[0].start()] + "\n" + block.rstrip("\n") + text[servers[-1].end():]
+    text = text[: servers[0].start()] + "\n" + block.rstrip("\n") + text[servers[-1].end() :]
     text, listens = re.subn(r"^(\s*)listen 80;", rf"\g<1>listen 127.0.0.1:{listen};", text,
                             flags=re.M)  # fmt: skip
     assert listens == 1, "the shipped site's listen directive changed; update this test"
@@ -161,8 +161,12 @@ def test_the_shipped_site_loads_inside_http(tmp_path: Path) -> None:
 
 @pytest.fixture
 def two_hubs(tmp_path: Path, redis_url: str, key_prefix: str) -> Iterator[list[HubProcess]]:
-    env = {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix,
-           "HUB_CHANNEL": f"{key_prefix}presence", "HUB_OFFLINE_GRACE_S": str(GRACE_S)}
+    env = {
+        "HUB_STORE": redis_url,
+        "HUB_KEY_PREFIX": key_prefix,
+        "HUB_CHANNEL": f"{key_prefix}presence",
+        "HUB_OFFLINE_GRACE_S": str(GRACE_S),
+    }
     hubs: list[HubProcess] = []
     try:
         for name in ("hubA", "hubB"):

@@ -320,9 +320,10 @@ def _wait_replicas_synced(cluster: ClusterServers, masters: int) -> None:
         infos = [node.info("replication") for node in cluster.nodes]
         synced = [i for i in infos if i.get("role") == "slave"
                   and i.get("master_link_status") == "up"]  # fmt: skip
-        if len([i for i in infos if i.get("role") == "master"]) == masters and len(
-            synced
-        ) == len(cluster.nodes) - masters:
+        if (
+            len([i for i in infos if i.get("role") == "master"]) == masters
+            and len(synced) == len(cluster.nodes) - masters
+        ):
             return
         time.sleep(POLL_S)
     raise RedisServerError("the test cluster's replicas did not sync in time")
