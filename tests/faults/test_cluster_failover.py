@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -25,7 +25,7 @@ from tests.support import eventually
 from tests.support.faults import agrees, close_all, open_clients, rest_presence, visible
 from tests.support.hubproc import user_token
 from tests.support.redis_server import ClusterServers, RedisServer, start_cluster
-from tests.support.wsclient import MSGPACK, WsClient, connect_user
+from tests.support.wsclient import MSGPACK, Frame, WsClient, connect_user
 
 pytestmark = [pytest.mark.redis, pytest.mark.cluster, pytest.mark.slow]
 
@@ -34,6 +34,11 @@ USERS_PER_HUB = 15
 ONLINE_AFTER_PROMOTION_S = 20.0
 #: Frames per second each client sends while the master is down (the hub allows 50).
 LOAD_PER_S = 25
+
+
+def answers(ref: str) -> Callable[[Frame], bool]:
+    """Matches the ack or error frame that answers ``ref``."""
+    return lambda frame: frame.get("op") in ("ack", "error") and frame.get("ref") == ref
 
 
 def uid(label: str) -> str:
@@ -85,7 +90,7 @@ class Load:
             else:
                 await client.send({"op": "status", "text": f"t{count}", "ref": ref})
             answer = await client.wait_for(
-                lambda f, ref=ref: f.get("op") in ("ack", "error") and f.get("ref") == ref,
+                answers(ref),
                 timeout=15, after=start, what=f"the answer to {ref}",
             )  # fmt: skip
             if answer["op"] == "ack":

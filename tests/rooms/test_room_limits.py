@@ -6,7 +6,7 @@ exist still works. Text that is not valid Unicode is refused before it reaches t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -14,10 +14,15 @@ import pytest
 
 from tests.rooms.conftest import BACKENDS, Connect, start_nodes
 from tests.support.hubproc import TEST_ADMIN_KEY, HubProcess, user_token
-from tests.support.wsclient import MSGPACK, WsClient
+from tests.support.wsclient import MSGPACK, Frame, WsClient
 
 PER_USER = 3
 TOTAL = 5
+
+
+def answers(ref: str) -> Callable[[Frame], bool]:
+    """Matches the ack or error frame that answers ``ref``."""
+    return lambda frame: frame.get("op") in ("ack", "error") and frame.get("ref") == ref
 
 
 def name(label: str) -> str:
@@ -48,7 +53,9 @@ async def room_ids(hub: HubProcess) -> set[str]:
         return {str(room["room_id"]) for room in reply.json()["rooms"]}
 
 
-async def test_joins_past_the_caps_are_refused_with_limit(capped: HubProcess, connect: Connect):
+async def test_joins_past_the_caps_are_refused_with_limit(
+    capped: HubProcess, connect: Connect
+) -> None:
     alice = await connect(capped, name("alice"))
     bob = await connect(capped, name("bob"))
     mine = [name("a") for _ in range(PER_USER)]
@@ -69,8 +76,9 @@ async def test_joins_past_the_caps_are_refused_with_limit(capped: HubProcess, co
     assert not alice.closed and not bob.closed
 
 
-async def test_lone_surrogates_are_refused_on_every_backend(capped: HubProcess,
-                                                            connect: Connect):  # fmt: skip
+async def test_lone_surrogates_are_refused_on_every_backend(
+    capped: HubProcess, connect: Connect
+) -> None:
     """On memory, Redis and Redis Cluster alike: a room name or status text with a lone
     surrogate is bad_field naming the field, no room is made, the room list answers, and a
     msgpack subscriber still gets the next change (nothing reached the fan-out)."""
@@ -88,9 +96,10 @@ async def test_lone_surrogates_are_refused_on_every_backend(capped: HubProcess,
             mark = client.mark()
             await client.send_raw(data)
             error = await client.wait_for(
-                lambda f, ref=ref: f.get("op") == "error" and f.get("ref") == ref,
+                answers(ref),
                 after=mark, what=f"the error for {ref}",
             )  # fmt: skip
+            assert error["op"] == "error", f"{data} was not refused: {error}"
             assert error["code"] == "bad_field" and error["message"].startswith(field)
         assert await room_ids(capped) == set()
         mark = watcher.mark()
