@@ -28,6 +28,8 @@ MAX_DEPTH = 64
 def invalid_at(value: str) -> int | None:
     """The index of the first character that cannot be encoded as UTF-8 (a lone
     surrogate), or None when ``value`` is valid Unicode text."""
+    if value.isascii():
+        return None
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -66,11 +68,29 @@ def check_all(value: Any, field_name: str) -> None:
         raise InvalidText(field_name, message)
 
 
+def _all_valid(value: Any, depth: int) -> bool:
+    if isinstance(value, str):
+        return invalid_at(value) is None
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, Mapping):
+        return all(
+            _all_valid(key, depth + 1) and _all_valid(item, depth + 1)
+            for key, item in value.items()
+        )
+    if isinstance(value, list | tuple):
+        return all(_all_valid(item, depth + 1) for item in value)
+    return True
+
+
 def find_invalid(value: Any, path: str = "", depth: int = 0) -> str | None:
     """The error message for the first invalid string (key or value) anywhere in a decoded
     JSON or msgpack value, naming its path (``users[2]``, ``metadata.nick``), or None.
 
-    Values nested deeper than :data:`MAX_DEPTH` are reported as too deep."""
+    Values nested deeper than :data:`MAX_DEPTH` are reported as too deep. The common case
+    (everything valid) is one walk that builds no paths; paths are built only to report."""
+    if depth == 0 and _all_valid(value, 0):
+        return None
     if isinstance(value, str):
         return problem(path or "value", value)
     if depth > MAX_DEPTH:
