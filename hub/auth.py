@@ -8,6 +8,7 @@ constant time. Nothing here logs or echoes a credential.
 from __future__ import annotations
 
 import hmac
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,12 @@ from typing import Any
 import jwt
 
 from hub.store.base import Profile
+from hub.text import find_invalid
+
+#: Seconds of clock skew tolerated on ``exp`` and ``nbf``.
+LEEWAY_S = 2
+#: The latest NumericDate accepted (the end of year 9999); later ones are malformed.
+MAX_NUMERIC_DATE = 253_402_300_799
 
 
 class AuthError(Exception):
@@ -69,8 +76,29 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def verify_token(secret: str, token: str) -> Claims:
-    """Verify signature and ``exp``; raise :class:`AuthError` otherwise."""
+def _numeric_date(raw: dict[str, Any], claim: str) -> float | None:
+    """A time claim as RFC 7519 defines it: a JSON number of seconds since the epoch.
+
+    A numeric string (``"exp": "1796..."``), a boolean, a non-finite or absurd value is
+    refused, so the expiry the hub enforces mid-session is the one that was verified."""
+    if claim not in raw:
+        return None
+    value = raw[claim]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthError(f"invalid token: {claim} must be a number of seconds since the epoch")
+    number = float(value)
+    if not math.isfinite(number) or not 0 <= number <= MAX_NUMERIC_DATE:
+        raise AuthError(f"invalid token: {claim} is out of range")
+    return number
+
+
+def verify_token(secret: str, token: str, *, now: float | None = None) -> Claims:
+    """Verify signature, ``exp`` and ``nbf``; raise :class:`AuthError` otherwise.
+
+    PyJWT checks the signature; the time claims are checked here, once, with one rule:
+    each must be a JSON number (a numeric string is refused), and ``Claims.exp`` is the very
+    value that was checked, which the websocket layer enforces mid-session. Every string of
+    the claims must be valid Unicode (no lone surrogate)."""
     if not secret:
         raise AuthError("user tokens are not accepted: the hub has no secret")
     try:
@@ -78,13 +106,26 @@ def verify_token(secret: str, token: str) -> Claims:
             token,
             secret,
             algorithms=["HS256"],
-            options={"require": ["sub"], "verify_exp": True},
-            leeway=2,
+            options={
+                "require": ["sub"],
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
         )
-    except jwt.ExpiredSignatureError:
-        raise AuthError("token expired") from None
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from None
+    invalid = find_invalid(raw)
+    if invalid is not None:
+        raise AuthError(f"invalid token: claim {invalid}")
+    exp = _numeric_date(raw, "exp")
+    nbf = _numeric_date(raw, "nbf")
+    _numeric_date(raw, "iat")
+    clock = time.time() if now is None else now
+    if exp is not None and exp <= clock - LEEWAY_S:
+        raise AuthError("token expired")
+    if nbf is not None and nbf > clock + LEEWAY_S:
+        raise AuthError("token not valid yet (nbf)")
     sub = raw.get("sub")
     if not isinstance(sub, str) or not sub or len(sub) > 256:
         raise AuthError("invalid token: sub must be a non-empty user id")
@@ -96,8 +137,8 @@ def verify_token(secret: str, token: str) -> Claims:
         name=str(raw.get("name") or ""),
         roles=tuple(str(r) for r in roles) if isinstance(roles, list) else (),
         avatar=str(raw.get("avatar") or ""),
-        utc_offset=float(utc) if isinstance(utc, int | float) else 0.0,
-        exp=float(raw["exp"]) if isinstance(raw.get("exp"), int | float) else None,
+        utc_offset=float(utc) if isinstance(utc, int | float) and math.isfinite(utc) else 0.0,
+        exp=exp,
         extra=raw,
     )
 

@@ -95,6 +95,8 @@ class Settings:
     rate_per_s: float = 50.0
     buckets: int = 0
     last_seen: str = "everyone"
+    max_rooms_per_user: int = 100
+    max_rooms: int = 100_000
     generated_keys: bool = False
     #: Origins allowed to call the REST API and load /static from another site
     #: (``HUB_CORS_ORIGINS``: comma-separated, or ``*``); with generated keys, any.
@@ -154,6 +156,8 @@ class Settings:
             buckets=_int(env, "HUB_BUCKETS", 0, minimum=0),
             last_seen=last_seen,
             cors_origins=_origins(env, "HUB_CORS_ORIGINS"),
+            max_rooms_per_user=_int(env, "HUB_MAX_ROOMS_PER_USER", 100, minimum=0),
+            max_rooms=_int(env, "HUB_MAX_ROOMS", 100_000, minimum=0),
         )
 
     def with_generated_keys(self) -> Settings:

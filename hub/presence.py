@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypedDict, TypeGuard
 
+from hub.text import check_valid
+
 
 class Status(StrEnum):
     ONLINE = "online"
@@ -113,7 +115,7 @@ def check_text(value: Any, *, field_name: str = "text") -> str:
         raise ValueError(f"{field_name} must be a string, got {type(value).__name__}")
     if len(value) > MAX_TEXT:
         raise ValueError(f"{field_name} must be at most {MAX_TEXT} characters, got {len(value)}")
-    return value
+    return check_valid(value, field_name)
 
 
 def check_until(value: Any, now: int | None = None, *, field_name: str = "until") -> int:

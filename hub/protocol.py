@@ -24,6 +24,7 @@ from hub.presence import (
     check_text,
     check_until,
 )
+from hub.text import find_invalid, problem
 
 JSON = "hub.v1.json"
 MSGPACK = "hub.v1.msgpack"
@@ -32,6 +33,10 @@ SUBPROTOCOLS = (JSON, MSGPACK)
 MAX_IDS = 1000
 MAX_ID_LENGTH = 256
 MAX_ROOM_LENGTH = 128
+#: A numeric ``ref`` (and a ``since`` cursor) must fit a signed 64-bit integer, so every
+#: codec (msgpack, a JavaScript client's BigInt) can carry it back.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 
 class CloseCode(IntEnum):
@@ -59,6 +64,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     UNAVAILABLE = "unavailable"
     NOT_SUBSCRIBED = "not_subscribed"
+    LIMIT = "limit"
 
 
 class ProtocolError(ValueError):
@@ -180,12 +186,30 @@ def decode(data: str | bytes) -> Any:
 
 
 def _ref(frame: dict[str, Any]) -> Any:
+    """The frame's ``ref``: None, a string of at most MAX_ID_LENGTH characters of valid
+    Unicode, or an integer within int64. Anything else is refused without being echoed."""
     ref = frame.get("ref")
-    if ref is None or (isinstance(ref, str | int) and not isinstance(ref, bool)):
-        if isinstance(ref, str) and len(ref) > MAX_ID_LENGTH:
-            raise ProtocolError(ErrorCode.BAD_FIELD, "ref must be at most 256 characters")
+    if ref is None:
+        return None
+    if isinstance(ref, str):
+        if len(ref) > MAX_ID_LENGTH:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD, f"ref must be at most {MAX_ID_LENGTH} characters"
+            )
+        message = problem("ref", ref)
+        if message is not None:
+            raise ProtocolError(ErrorCode.BAD_FIELD, message)
         return ref
-    raise ProtocolError(ErrorCode.BAD_FIELD, f"ref must be a string or a number, got {ref!r}")
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        if not INT64_MIN <= ref <= INT64_MAX:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD, "ref must be a string or an integer within 64 bits"
+            )
+        return ref
+    raise ProtocolError(
+        ErrorCode.BAD_FIELD,
+        f"ref must be a string or an integer, got {type(ref).__name__}",
+    )
 
 
 def _field_error(message: str, ref: Any) -> ProtocolError:
@@ -197,6 +221,7 @@ def _ident(value: Any, name: str, ref: Any, limit: int = MAX_ID_LENGTH) -> str:
         raise _field_error(f"{name} must be a non-empty string, got {value!r}", ref)
     if len(value) > limit:
         raise _field_error(f"{name} must be at most {limit} characters", ref)
+    # Valid Unicode: checked once for the whole frame by parse().
     return value
 
 
@@ -224,6 +249,14 @@ def parse(data: str | bytes) -> Message:
     if not isinstance(frame, dict):
         raise ProtocolError(ErrorCode.BAD_FRAME, "frame must be a map with an op")
     ref = _ref(frame)
+    # Every string of the frame, keys too, must be valid Unicode (JSON can carry a lone
+    # surrogate, which no encoder downstream accepts): refused here, naming the field.
+    # Only a JSON escape (\uXXXX) can make one: websocket text is UTF-8, and msgpack
+    # strings are decoded as strict UTF-8, which refuses encoded surrogates.
+    if isinstance(data, str) and "\\u" in data:
+        invalid = find_invalid(frame)
+        if invalid is not None:
+            raise _field_error(invalid, ref)
     op = frame.get("op")
     try:
         if op == "hello":
@@ -251,8 +284,15 @@ def parse(data: str | bytes) -> Message:
             if op == "unsub":
                 return Unsub(scope, ref)
             since = frame.get("since")
-            if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
-                raise _field_error(f"since must be a cursor (an integer), got {since!r}", ref)
+            if since is not None and (
+                isinstance(since, bool)
+                or not isinstance(since, int)
+                or not INT64_MIN <= since <= INT64_MAX
+            ):
+                raise _field_error(
+                    f"since must be a cursor (an integer within 64 bits), got {since!r}"[:200],
+                    ref,
+                )
             return Sub(scope, since, ref)
         if op in ("join", "leave"):
             room = _ident(frame.get("room"), "room", ref, MAX_ROOM_LENGTH)

@@ -31,7 +31,16 @@ from typing import Protocol
 
 from hub.node import Node
 from hub.presence import Entry, Status, in_window
-from hub.registry.base import Registry, Room, RoomEvent, RoomGap
+from hub.protocol import ErrorCode, ProtocolError
+from hub.registry.base import (
+    NO_LIMITS,
+    Registry,
+    Room,
+    RoomEvent,
+    RoomGap,
+    RoomLimitReached,
+    RoomLimits,
+)
 from hub.store.base import UserView
 
 log = logging.getLogger("hub.rooms")
@@ -75,9 +84,13 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
 class Rooms:
     """The room service of one node; ``node.rooms`` for the websocket layer."""
 
-    def __init__(self, node: Node, registry: Registry) -> None:
+    def __init__(self, node: Node, registry: Registry, limits: RoomLimits | None = None) -> None:
         self.node = node
         self.registry = registry
+        settings = node.settings
+        #: Caps on the rooms a websocket ``join`` may create (HUB_MAX_ROOMS_PER_USER,
+        #: HUB_MAX_ROOMS); the admin's calls are not capped.
+        self.limits = limits or RoomLimits(settings.max_rooms_per_user, settings.max_rooms)
         self._loads: dict[str, asyncio.Task[None]] = {}
         self._loading: dict[str, dict[str, bool]] = {}
         self._generation = 0
@@ -99,7 +112,12 @@ class Rooms:
     # -- the websocket layer (node.rooms) ----------------------------------------------
 
     async def join(self, session: Member, room: str) -> None:
-        await self.add_member(room, session.user)
+        """A websocket ``join``: past a room cap, an ``error`` with code ``limit`` and
+        nothing created."""
+        try:
+            await self.add_member(room, session.user, limits=self.limits)
+        except RoomLimitReached as exc:
+            raise ProtocolError(ErrorCode.LIMIT, str(exc)) from None
 
     async def leave(self, session: Member, room: str) -> None:
         await self.remove_member(room, session.user)
@@ -229,9 +247,10 @@ class Rooms:
 
     # -- membership ----------------------------------------------------------------------
 
-    async def add_member(self, room: str, user: str) -> bool:
-        """Make ``user`` a member (the room is created when missing); False if it was one."""
-        at = await self.registry.join(room, user)
+    async def add_member(self, room: str, user: str, *, limits: RoomLimits = NO_LIMITS) -> bool:
+        """Make ``user`` a member (the room is created when missing, within ``limits``:
+        :class:`~hub.registry.base.RoomLimitReached` past them); False if it was one."""
+        at = await self.registry.join(room, user, limits=limits)
         if at is None:
             return False
         view = await self.node.store.get(user)
@@ -285,4 +304,3 @@ class Rooms:
         for chunk in _chunks(members):
             out += [v for v in await self.node.store.users(chunk) if v.status != "offline"]
         return out
-

@@ -352,3 +352,65 @@ def test_bad_until_or_last_seen_is_refused_naming_the_field(encode, frame, needl
     assert err.code == p.ErrorCode.BAD_FIELD
     assert needle in err.message
     assert err.ref == 9
+# -- invalid Unicode and out-of-range numbers ---------------------------------------------
+
+SURROGATE = "\ud800"
+
+
+@pytest.mark.parametrize(
+    ("frame", "field"),
+    [
+        ({"op": "status", "text": SURROGATE}, "text"),
+        ({"op": "status", "status": "busy", "text": "ok" + SURROGATE}, "text"),
+        ({"op": "sub", "users": ["alice", SURROGATE]}, "users[1]"),
+        ({"op": "sub", "room": SURROGATE}, "room"),
+        ({"op": "unsub", "room": "a" + SURROGATE}, "room"),
+        ({"op": "join", "room": SURROGATE}, "room"),
+        ({"op": "leave", "room": SURROGATE}, "room"),
+        ({"op": "hello", "token": "x" + SURROGATE}, "token"),
+        ({"op": "ping", "extra": {"deep": [SURROGATE]}}, "extra.deep[0]"),
+        ({"op": "ping", SURROGATE: 1}, "a key"),
+    ],
+)
+def test_a_lone_surrogate_anywhere_is_bad_field_naming_it(frame, field):
+    """JSON can carry a lone surrogate (msgpack cannot: its strings are UTF-8): the frame
+    is refused with bad_field naming the field, before anything acts on it."""
+    err = refused(as_json(frame))
+    assert err.code == p.ErrorCode.BAD_FIELD
+    assert err.message.startswith(field) or field in err.message, err.message
+    assert "surrogate" in err.message
+    # The message itself can be sent on both codecs.
+    for codec in (p.JSON_CODEC, p.MSGPACK_CODEC):
+        codec.encode(p.error(err.code, err.message, err.ref))
+
+
+def test_a_surrogate_ref_is_refused_and_not_echoed():
+    err = refused(as_json({"op": "ping", "ref": SURROGATE}))
+    assert err.code == p.ErrorCode.BAD_FIELD and "ref" in err.message
+    assert err.ref is None
+
+
+def test_invalid_utf8_in_msgpack_is_a_bad_frame():
+    data = msgpack.packb({"op": "status", "text": b"\xed\xa0\x80"}, use_bin_type=False)
+    assert refused(data).code == p.ErrorCode.BAD_FRAME
+
+
+@pytest.mark.parametrize("ref", [10**30 - 1, 2**63, -(2**63) - 1, -(10**30)])
+def test_a_ref_beyond_64_bits_is_bad_field_and_not_echoed(ref):
+    """10**30 - 1 in a JSON frame could not be msgpack-encoded back (OverflowError)."""
+    err = refused(as_json({"op": "ping", "ref": ref}))
+    assert err.code == p.ErrorCode.BAD_FIELD and "ref" in err.message
+    assert err.ref is None
+    p.MSGPACK_CODEC.encode(p.error(err.code, err.message, err.ref))
+
+
+@pytest.mark.parametrize("ref", [2**63 - 1, -(2**63), 0, "r" * 256])
+def test_a_ref_at_the_limits_is_accepted_and_encodes(ref):
+    msg = p.parse(as_json({"op": "ping", "ref": ref}))
+    assert msg.ref == ref
+    p.MSGPACK_CODEC.encode(p.ack(msg.ref))
+
+
+def test_a_since_beyond_64_bits_is_bad_field():
+    err = refused(as_json({"op": "sub", "all": True, "since": 10**30}))
+    assert err.code == p.ErrorCode.BAD_FIELD and "since" in err.message

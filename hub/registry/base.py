@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from hub.presence import Entry
+from hub.text import check_all, check_valid
 
 #: What a user may be (Rocket.Chat's ``type``).
 USER_TYPES: frozenset[str] = frozenset({"user", "bot", "app"})
@@ -44,6 +45,31 @@ class Conflict(ValueError):
         super().__init__(f"{field_name} {value!r} already exists")
         self.field = field_name
         self.value = value
+
+
+class RoomLimitReached(ValueError):
+    """A ``join`` would create a room past a limit; ``scope`` is ``user`` or ``hub``."""
+
+    def __init__(self, scope: str, limit: int) -> None:
+        if scope == "user":
+            message = f"room limit reached: a user may create at most {limit} rooms by joining"
+        else:
+            message = f"room limit reached: this hub holds at most {limit} rooms"
+        super().__init__(message)
+        self.scope = scope
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class RoomLimits:
+    """Caps on the rooms a ``join`` may create (0: no cap). Rooms created by an admin
+    count towards ``total`` but are never refused."""
+
+    per_user: int = 0
+    total: int = 0
+
+
+NO_LIMITS = RoomLimits()
 
 
 class Admission(StrEnum):
@@ -154,6 +180,28 @@ def clean_username(value: str) -> str:
     return "".join(ch for ch in value if ch >= " " and ch != "\x7f")
 
 
+def check_user(user: User) -> None:
+    """Every text of an account must be valid Unicode (:class:`~hub.text.InvalidText`)."""
+    for name in ("id", "username", "name", "avatar", "type"):
+        check_valid(getattr(user, name), name)
+    check_all(list(user.roles), "roles")
+    check_all(list(user.tags), "tags")
+    check_all(dict(user.metadata), "metadata")
+
+
+def check_changes(changes: UserChanges) -> None:
+    for name, value in vars(changes).items():
+        if value is not None:
+            check_all(list(value) if isinstance(value, tuple) else value, name)
+
+
+def check_room(room: str | None, name: str | None = None) -> None:
+    if room is not None:
+        check_valid(room, "room")
+    if name is not None:
+        check_valid(name, "name")
+
+
 class Registry(Protocol):
     """The backend contract for users and rooms."""
 
@@ -222,7 +270,7 @@ class Registry(Protocol):
     async def delete_room(self, room: str) -> tuple[list[str], int] | None:
         """Delete a room: its former members and the ``at`` of their leaving."""
 
-    async def join(self, room: str, user: str) -> int | None:
+    async def join(self, room: str, user: str, *, limits: RoomLimits = NO_LIMITS) -> int | None:
         """Add a member (the room is created when missing); ``at``, or None if already in."""
 
     async def leave(self, room: str, user: str) -> int | None:

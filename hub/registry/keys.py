@@ -19,10 +19,11 @@ therefore touches exactly one slot. With ``prefix = "hub:"``:
 ``{hub:rooms}:index``           zset    ``<created:015d>:<room>`` (lex order)
 ``{hub:rooms}:seq``             string  the last generated numeric room id
 ``{hub:rooms}:clock``           string  the last room creation time (each room's is unique)
-``{hub:rooms}:r:<room>``        hash    name, created, updated
+``{hub:rooms}:r:<room>``        hash    name, created, updated, creator (whose join made it)
 ``{hub:rooms}:m:<room>``        set     the members (user ids)
 ``{hub:rooms}:log:<room>``      zset    user -> ``at`` of its last membership change (window)
 ``{hub:rooms}:u:<user>``        set     the rooms of a user
+``{hub:rooms}:c:<user>``        set     the rooms a user's joins created (its room cap)
 ==============================  ======  =====================================================
 
 Room events travel on ``<channel>:rooms`` (``HUB_CHANNEL``, default ``hub:presence:rooms``).
@@ -53,6 +54,7 @@ class RegistryKeys:
         self._members = f"{rooms}:m:"
         self._log = f"{rooms}:log:"
         self._user_rooms = f"{rooms}:u:"
+        self.created_by_prefix = f"{rooms}:c:"
 
     def user(self, user: str) -> str:
         return f"{{{self.prefix}ru:{user}}}"
@@ -72,6 +74,9 @@ class RegistryKeys:
 
     def user_rooms(self, user: str) -> str:
         return self._user_rooms + user
+
+    def created_by(self, user: str) -> str:
+        return self.created_by_prefix + user
 
 
 def rooms_channel(channel: str) -> str:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
 from hub.registry.base import (
+    NO_LIMITS,
     Admission,
     Conflict,
     MemberChange,
@@ -27,13 +28,19 @@ from hub.registry.base import (
     RoomEvent,
     RoomFeedEvent,
     RoomGap,
+    RoomLimitReached,
+    RoomLimits,
     User,
     UserChanges,
+    check_changes,
+    check_room,
+    check_user,
     created_key,
     id_of,
     username_key,
 )
 from hub.store.local_feed import LocalFeed
+from hub.text import check_valid
 
 
 @dataclass
@@ -42,6 +49,8 @@ class _Room:
     created: int
     updated: int
     members: set[str]
+    #: The user whose join created the room ("" when an admin did).
+    creator: str = ""
 
     def view(self, room: str) -> Room:
         return Room(id=room, name=self.name, created=self.created, updated=self.updated)
@@ -68,6 +77,7 @@ class MemoryRegistry:
         self._room_index: list[str] = []
         self._logs: dict[str, dict[str, int]] = {}
         self._user_rooms: dict[str, set[str]] = {}
+        self._created_by: dict[str, set[str]] = {}
         self._seq = 0
         self._clock = 0
         self._last_created = 0
@@ -87,6 +97,7 @@ class MemoryRegistry:
     # -- users ---------------------------------------------------------------------
 
     async def admit(self, user: User, *, auto_register: bool) -> Admission:
+        check_user(user)
         known = self._users.get(user.id)
         if known is not None:
             if not known.activated:
@@ -106,6 +117,7 @@ class MemoryRegistry:
         return None if known is None else known.activated
 
     async def create(self, user: User, *, password_hash: str = "") -> User:
+        check_user(user)
         return self._create(user, password_hash, login=False)
 
     def _create(self, user: User, password_hash: str, *, login: bool) -> User:
@@ -139,6 +151,7 @@ class MemoryRegistry:
         return self._usernames.get(username.lower())
 
     async def update(self, user: str, changes: UserChanges) -> User | None:
+        check_changes(changes)
         known = self._users.get(user)
         if known is None:
             return None
@@ -188,9 +201,7 @@ class MemoryRegistry:
 
     def _username_index(self) -> list[str]:
         if self._by_username is None:
-            self._by_username = sorted(
-                username_key(u.username, u.id) for u in self._users.values()
-            )
+            self._by_username = sorted(username_key(u.username, u.id) for u in self._users.values())
         return self._by_username
 
     async def ordered(self, order: Order, start: int, stop: int) -> list[str]:
@@ -219,14 +230,17 @@ class MemoryRegistry:
         self._last_created = now
         return now
 
-    def _new_room(self, room: str, name: str) -> _Room:
+    def _new_room(self, room: str, name: str, creator: str = "") -> _Room:
         now = self._created()
-        record = _Room(name=name, created=now, updated=now, members=set())
+        record = _Room(name=name, created=now, updated=now, members=set(), creator=creator)
+        if creator:
+            self._created_by.setdefault(creator, set()).add(room)
         self._rooms[room] = record
         bisect.insort(self._room_index, created_key(now, room))
         return record
 
     async def create_room(self, room: str | None, name: str) -> Room:
+        check_room(room, name)
         if room is None:
             self._seq += 1
             while str(self._seq) in self._rooms:
@@ -246,6 +260,7 @@ class MemoryRegistry:
         return rooms, len(self._room_index)
 
     async def edit_room(self, room: str, name: str) -> Room | None:
+        check_room(None, name)
         record = self._rooms.get(room)
         if record is None:
             return None
@@ -258,6 +273,7 @@ class MemoryRegistry:
         if record is None:
             return None
         _remove(self._room_index, created_key(record.created, room))
+        self._created_by.get(record.creator, set()).discard(room)
         now = self._now()
         log = self._log(room, now)
         # One ``at`` for every member, above each one's previous change.
@@ -282,8 +298,17 @@ class MemoryRegistry:
         log[user] = at
         return at
 
-    async def join(self, room: str, user: str) -> int | None:
-        record = self._rooms.get(room) or self._new_room(room, room)
+    async def join(self, room: str, user: str, *, limits: RoomLimits = NO_LIMITS) -> int | None:
+        check_room(room)
+        check_valid(user, "user")
+        record = self._rooms.get(room)
+        if record is None:
+            if limits.total and len(self._rooms) >= limits.total:
+                raise RoomLimitReached("hub", limits.total)
+            mine = self._created_by.get(user, ())
+            if limits.per_user and len(mine) >= limits.per_user:
+                raise RoomLimitReached("user", limits.per_user)
+            record = self._new_room(room, room, creator=user)
         if user in record.members:
             return None
         record.members.add(user)

@@ -33,6 +33,7 @@ from redis.asyncio.cluster import RedisCluster
 from hub.config import Settings
 from hub.presence import Entry
 from hub.registry.base import (
+    NO_LIMITS,
     NO_METADATA,
     Admission,
     Conflict,
@@ -42,14 +43,20 @@ from hub.registry.base import (
     RoomEvent,
     RoomFeedEvent,
     RoomGap,
+    RoomLimitReached,
+    RoomLimits,
     User,
     UserChanges,
+    check_changes,
+    check_room,
+    check_user,
     id_of,
 )
 from hub.registry.keys import RegistryKeys, rooms_channel
 from hub.store.base import StoreUnavailable
 from hub.store.feed import GAP, Subscription
 from hub.store.redis import command_client, subscription, unavailable
+from hub.text import check_valid
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +210,7 @@ class RedisRegistry:
     # -- users ---------------------------------------------------------------------
 
     async def admit(self, user: User, *, auto_register: bool) -> Admission:
+        check_user(user)
         for _ in range(2):
             answer = await self._run("admit", [self.keys.user(user.id)])
             if answer == "deactivated":
@@ -226,6 +234,7 @@ class RedisRegistry:
         return None if flag is None else flag != "0"
 
     async def create(self, user: User, *, password_hash: str = "") -> User:
+        check_user(user)
         return await self._create(user, password_hash, login=False)
 
     async def _create(self, user: User, password_hash: str, *, login: bool) -> User:
@@ -241,9 +250,7 @@ class RedisRegistry:
                 raise Conflict("id", user.id)
             raise Conflict("username", user.username)
         created = int(detail)
-        stored = replace(
-            user, created=created, updated=created, last_login=created if login else 0
-        )
+        stored = replace(user, created=created, updated=created, last_login=created if login else 0)
         fields = _fields(stored, password_hash)
         flat = [item for pair in fields.items() for item in pair]
         try:
@@ -302,6 +309,7 @@ class RedisRegistry:
         return None if not row else _user(_pairs(row))
 
     async def update(self, user: str, changes: UserChanges) -> User | None:
+        check_changes(changes)
         return await self._update(user, _changes(changes))
 
     async def set_activated(self, user: str, activated: bool) -> User | None:
@@ -350,6 +358,7 @@ class RedisRegistry:
     # -- rooms ---------------------------------------------------------------------
 
     async def create_room(self, room: str | None, name: str) -> Room:
+        check_room(room, name)
         for _ in range(1000):
             rid = room
             if rid is None:
@@ -389,6 +398,7 @@ class RedisRegistry:
         return rooms, total
 
     async def edit_room(self, room: str, name: str) -> Room | None:
+        check_room(None, name)
         row = await self._run("room_edit", [self.keys.room(room)], [name])
         return None if not row else _room(room, row)
 
@@ -397,7 +407,7 @@ class RedisRegistry:
         reply = await self._run(
             "room_delete",
             [k.room(room), k.room_index, k.members(room), k.log(room)],
-            [room, self._window],
+            [room, self._window, k.created_by_prefix],
         )
         if not reply:
             return None
@@ -410,14 +420,20 @@ class RedisRegistry:
                     await pipe.execute()
         return members, at
 
-    async def join(self, room: str, user: str) -> int | None:
+    async def join(self, room: str, user: str, *, limits: RoomLimits = NO_LIMITS) -> int | None:
+        check_room(room)
+        check_valid(user, "user")
         k = self.keys
         at = await self._run(
             "room_join",
             [k.room(room), k.room_index, k.members(room), k.log(room), k.user_rooms(user),
-             k.room_clock],
-            [room, user, self._window],
-        )
+             k.room_clock, k.created_by(user)],
+            [room, user, self._window, limits.total, limits.per_user],
+        )  # fmt: skip
+        if at == -1:
+            raise RoomLimitReached("hub", limits.total)
+        if at == -2:
+            raise RoomLimitReached("user", limits.per_user)
         return None if not at else int(at)
 
     async def leave(self, room: str, user: str) -> int | None:

@@ -93,7 +93,10 @@ class Subscription:
                     async for item in feed:
                         attempt = 0
                         yield item
-            except (rex.RedisError, OSError) as exc:
+            except (rex.RedisError, OSError, AttributeError, RuntimeError, EOFError) as exc:
+                # Besides redis-py's errors: a connection closed under a cluster failover
+                # fails inside redis-py with AttributeError or RuntimeError (closed
+                # transport). Each one means "reconnect", never the end of the feed.
                 if self._closed:
                     return
                 # Once per outage at warning level; the retries every second at debug.

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import aclosing, contextmanager
 from functools import cache
@@ -23,12 +25,13 @@ from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import msgpack
+import redis
 from redis import exceptions as rex
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 
 from hub.config import ConfigError, Settings
 from hub.presence import Entry, check_until
@@ -45,6 +48,7 @@ from hub.store.base import (
 )
 from hub.store.feed import GAP, Subscription
 from hub.store.keys import BucketKeys, Keys, control_channel
+from hub.text import InvalidText
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,8 @@ TIMEOUT_S = 2.0
 #: with "Too many connections" past 100, which turned a reconnect storm into 1013s, failed
 #: heartbeats and 503s; past this many, calls wait their turn (up to TIMEOUT_S) instead.
 POOL_CONNECTIONS = 128
+#: Retries of a cluster command (each after reloading the slot table).
+CLUSTER_RETRIES = 3
 #: Graces ended per script call; a sweep loops while a bucket has more due.
 GRACE_BATCH = 1000
 #: Status expiries applied per script call; the same loop.
@@ -100,8 +106,21 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
-#: Error replies that mean the same, when redis-py has no class for them.
-_TRANSIENT_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
+#: Error replies that mean the same, when redis-py has no class for them (MOVED and ASK
+#: reach us only when a failover redirects faster than the client follows).
+_TRANSIENT_REPLIES = (
+    "BUSY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK", "READONLY",
+)  # fmt: skip
+#: What redis-py's own code raises while a cluster client reconnects under a failover: one
+#: command's CLUSTERDOWN closes every connection of the client, so the others in flight fail
+#: with AttributeError ('NoneType' object has no attribute 'writelines'), RuntimeError
+#: (unable to perform operation on <TCPTransport closed=True>), IndexError or KeyError from
+#: a half-built slot table. Raised from inside redis-py, they mean "cannot serve now";
+#: raised from the hub's own code they are bugs and pass through.
+_CLIENT_FAILURES: tuple[type[BaseException], ...] = (
+    AttributeError, RuntimeError, IndexError, KeyError, EOFError,
+)  # fmt: skip
+_REDIS_PACKAGE = os.path.dirname(redis.__file__) + os.sep
 
 T = TypeVar("T")
 
@@ -111,12 +130,32 @@ def unavailable() -> Iterator[None]:
     """Turn a Redis failure into StoreUnavailable; let programming errors through."""
     try:
         yield
+    except UnicodeEncodeError as exc:
+        # Text that is not valid Unicode reached the client's encoder: bad input, refused
+        # (a ValueError naming the problem), never a crash. Entry points check before this.
+        raise InvalidText("value", f"text must be valid Unicode: {exc.reason}") from None
     except _UNAVAILABLE as exc:
         raise StoreUnavailable(f"redis: {exc}") from exc
     except rex.ResponseError as exc:
-        if str(exc).startswith(_TRANSIENT_REPLIES):
+        if isinstance(exc, rex.AskError) or str(exc).startswith(_TRANSIENT_REPLIES):
             raise StoreUnavailable(f"redis: {exc}") from exc
         raise
+    except _CLIENT_FAILURES as exc:
+        if _raised_in_redis_py(exc):
+            raise StoreUnavailable(f"redis client: {type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def _raised_in_redis_py(exc: BaseException) -> bool:
+    """True when the innermost frames of ``exc`` are redis-py's (or asyncio's under it)."""
+    frames = list(traceback.walk_tb(exc.__traceback__))
+    for frame, _ in reversed(frames):
+        name = frame.f_code.co_filename
+        if name.startswith(_REDIS_PACKAGE):
+            return True
+        if "asyncio" not in name and "uvloop" not in name:
+            return False
+    return False
 
 
 @cache
@@ -198,6 +237,12 @@ def command_client(url: str) -> Redis | RedisCluster:
         )
         return Redis.from_pool(pool)
     nodes, username, password = cluster_nodes(url)
+    # On a cluster this is the client's own retry (its per-node connections never retry):
+    # a ConnectionError, TimeoutError or CLUSTERDOWN makes it reload the slot table from any
+    # live node and try again. A master's failover takes a few seconds (detection plus the
+    # replica's election); a few retries with backoff ride out its start and then find the
+    # promoted replica, without holding a call much longer than TIMEOUT_S.
+    options["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), CLUSTER_RETRIES)
     return _QueuedCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in nodes],
         username=username,

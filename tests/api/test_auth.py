@@ -9,9 +9,11 @@ import httpx
 import jwt
 import pytest
 
+from hub.auth import AuthError, verify_token
 from tests.support.hubproc import (
     ADMIN_HEADERS,
     TEST_ADMIN_KEY,
+    TEST_SECRET,
     HubProcess,
     hub_fixture,
     rc_headers,
@@ -129,3 +131,75 @@ async def test_admin_without_a_target_user_is_400(http):
                                headers=ADMIN_HEADERS)
     assert response.status_code == 400
     assert "userId or username" in response.json()["error"]
+
+
+# -- verify_token: one notion of expiry, valid Unicode claims ------------------------------
+
+SECRET = "unit-secret-0123456789abcdef0123456789"
+
+
+def signed(claims: dict[str, object]) -> str:
+    return jwt.encode(claims, SECRET, "HS256")
+
+
+@pytest.mark.parametrize("exp", ["1796000000", "9999999999", "soon", True, None, [1]])
+def test_exp_that_is_not_a_json_number_is_refused(exp):
+    """RFC 7519's NumericDate is a JSON number. PyJWT takes "exp": "<digits>" and checks it
+    at hello, but the session's expiry timer needs a number: such a token is refused."""
+    with pytest.raises(AuthError, match="exp must be a number"):
+        verify_token(SECRET, signed({"sub": "u", "exp": exp}))
+
+
+@pytest.mark.parametrize("exp", [1e300, -5, 10**20])
+def test_exp_out_of_range_is_refused(exp):
+    with pytest.raises(AuthError, match="exp is out of range"):
+        verify_token(SECRET, signed({"sub": "u", "exp": exp}))
+
+
+def test_claims_exp_is_the_value_checked():
+    """Claims.exp is what the session enforces; it is the very number verify_token checked."""
+    claims = verify_token(SECRET, signed({"sub": "u", "exp": 1_000_000_100.5}), now=1e9)
+    assert claims.exp == 1_000_000_100.5
+    with pytest.raises(AuthError, match="token expired"):
+        verify_token(SECRET, signed({"sub": "u", "exp": 1_000_000_000}), now=1e9 + 3)
+
+
+def test_nbf_in_the_future_and_string_iat_are_refused():
+    with pytest.raises(AuthError, match="not valid yet"):
+        verify_token(SECRET, signed({"sub": "u", "nbf": 2e9}), now=1e9)
+    with pytest.raises(AuthError, match="iat must be a number"):
+        verify_token(SECRET, signed({"sub": "u", "iat": "1"}))
+
+
+@pytest.mark.parametrize(
+    ("claims", "field"),
+    [
+        ({"sub": "\ud800"}, "sub"),
+        ({"sub": "u", "name": "a\udc00"}, "name"),
+        ({"sub": "u", "username": "\ud800"}, "username"),
+        ({"sub": "u", "roles": ["user", "\ud800"]}, "roles[1]"),
+        ({"sub": "u", "metadata": {"nick": "\ud800"}}, "metadata.nick"),
+    ],
+)
+def test_a_claim_with_a_lone_surrogate_is_refused_naming_it(claims, field):
+    """PyJWT decodes "\\ud800" into a str no encoder accepts; the hub refuses the token."""
+    with pytest.raises(AuthError, match="surrogate") as caught:
+        verify_token(SECRET, signed(claims))
+    assert f"claim {field} " in str(caught.value)
+
+
+def test_a_valid_token_still_verifies():
+    claims = verify_token(SECRET, signed({"sub": "ü-user", "name": "Zoë 🎉", "exp": 4e9}))
+    assert (claims.user, claims.name, claims.exp) == ("ü-user", "Zoë 🎉", 4e9)
+
+
+async def test_rest_refuses_a_surrogate_sub_and_a_string_exp_with_401(http):
+    """The REST credentials go through the same verify_token."""
+    bad_sub = jwt.encode({"sub": "\ud800"}, TEST_SECRET, "HS256")
+    assert "surrogate" in assert_401(
+        await http.get(PRESENCE, headers={"Authorization": f"Bearer {bad_sub}"}), bad_sub
+    )
+    string_exp = jwt.encode({"sub": uid("s"), "exp": "9999999999"}, TEST_SECRET, "HS256")
+    assert "exp" in assert_401(
+        await http.get(PRESENCE, headers={"Authorization": f"Bearer {string_exp}"}), string_exp
+    )

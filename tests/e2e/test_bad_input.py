@@ -10,7 +10,7 @@ import uuid
 import jwt
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.hubproc import HubProcess, hub_fixture, user_token
+from tests.support.hubproc import TEST_SECRET, HubProcess, hub_fixture, user_token
 from tests.support.wsclient import MSGPACK, WsClient, connect_user
 
 MAX_FRAME = 1024
@@ -175,3 +175,78 @@ async def test_flood_beyond_the_rate_closes_4008(hub: HubProcess):
         assert len(pongs) < RATE * 20, "the flood was cut off, not served"
     finally:
         await flooder.close()
+
+
+async def test_a_lone_surrogate_is_bad_field_and_msgpack_subscribers_keep_getting_deltas(
+    hub: HubProcess,
+):
+    """A status text, a user id or a room name holding a lone surrogate (JSON can carry one)
+    is refused with bad_field naming the field; a msgpack subscriber covering the user keeps
+    receiving deltas, so nothing reached the fan-out."""
+    sender_id = uid("sur")
+    watcher = await WsClient.open(hub.ws_url, subprotocol=MSGPACK)
+    sender = await connect_user(hub.ws_url, user_token(sender_id))
+    try:
+        await watcher.hello(user_token(uid("mpw")))
+        await watcher.subscribe({"users": [sender_id]})
+        mark = sender.mark()
+        frames = [
+            ('{"op":"status","text":"\\ud800","ref":"s1"}', "text"),
+            ('{"op":"sub","users":["\\ud800"],"ref":"s2"}', "users[0]"),
+            ('{"op":"join","room":"r\\udfff","ref":"s3"}', "room"),
+            ('{"op":"sub","room":"\\ud800","ref":"s4"}', "room"),
+        ]
+        for data, _field in frames:
+            await sender.send_raw(data)
+        for (_, field), ref in zip(frames, ("s1", "s2", "s3", "s4"), strict=True):
+            error = await sender.wait_for(
+                lambda f, ref=ref: f["op"] == "error" and f.get("ref") == ref,
+                after=mark, what=f"the error for {ref}",
+            )  # fmt: skip
+            assert error["code"] == "bad_field" and error["message"].startswith(field), error
+        watched = watcher.mark()
+        await sender.request({"op": "status", "status": "busy", "text": "fine"})
+        entry = await watcher.wait_status(sender_id, "busy", after=watched)
+        assert entry["text"] == "fine"
+        assert not sender.closed and not watcher.closed
+    finally:
+        await watcher.close()
+        await sender.close()
+
+
+async def test_a_huge_ref_on_a_msgpack_session_is_bad_field_and_the_socket_stays(
+    hub: HubProcess,
+):
+    """10**30 - 1 as a ref in a JSON frame on a msgpack session cannot be echoed in msgpack:
+    bad_field without the ref, and the session goes on."""
+    client = await WsClient.open(hub.ws_url, subprotocol=MSGPACK)
+    try:
+        await client.hello(user_token(uid("ref")))
+        mark = client.mark()
+        await client.send_raw(json.dumps({"op": "ping", "ref": 10**30 - 1}))
+        error = await client.wait_for(lambda f: f["op"] == "error", after=mark, what="error")
+        assert error["code"] == "bad_field" and "ref" in error["message"]
+        assert "ref" not in error
+        mark = client.mark()
+        await client.send({"op": "ping", "ref": 2**63 - 1})
+        await client.wait_for(lambda f: f == {"op": "pong", "ref": 2**63 - 1}, after=mark,
+                              what="pong")
+        assert not client.closed
+    finally:
+        await client.close()
+
+
+async def test_token_claims_with_a_lone_surrogate_close_4001(hub: HubProcess):
+    """A sub, name or username holding a lone surrogate is refused like a bad token."""
+    for claims in ({"sub": "\ud800"}, {"sub": uid("n"), "name": "x\udc00"},
+                   {"sub": uid("u"), "username": "\ud800"}):  # fmt: skip
+        token = jwt.encode(claims, TEST_SECRET, "HS256")
+        code, reason = await closed_with(hub, json.dumps({"op": "hello", "token": token}))
+        assert code == 4001 and "surrogate" in reason, (claims, reason)
+
+
+async def test_a_numeric_string_exp_closes_4001(hub: HubProcess):
+    """exp must be a JSON number: "exp": "<far future>" is refused, not silently unenforced."""
+    token = jwt.encode({"sub": uid("s"), "exp": "9999999999"}, TEST_SECRET, "HS256")
+    code, reason = await closed_with(hub, json.dumps({"op": "hello", "token": token}))
+    assert code == 4001 and "exp" in reason

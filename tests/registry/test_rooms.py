@@ -10,7 +10,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from hub.registry import Registry
-from hub.registry.base import Conflict, RoomEvent, RoomFeedEvent, RoomGap
+from hub.registry.base import (
+    Conflict,
+    RoomEvent,
+    RoomFeedEvent,
+    RoomGap,
+    RoomLimitReached,
+    RoomLimits,
+)
+from hub.text import InvalidText
 from tests.registry.conftest import RegistryFactory
 from tests.support import eventually
 
@@ -209,3 +217,64 @@ async def test_room_feed_reports_a_gap_after_reconnecting(
         await admin.aclose()
         await feed.close()
         await registry.close()
+
+
+# -- caps on the rooms joins create, and invalid text ------------------------------------
+
+
+async def test_joins_create_rooms_up_to_the_users_cap(registry: Registry) -> None:
+    """Past the per-user cap a join that would create a room is refused and creates
+    nothing; joining a room that exists still works; deleting one frees a place."""
+    limits = RoomLimits(per_user=2, total=0)
+    assert await registry.join("a1", "alice", limits=limits) is not None
+    assert await registry.join("a2", "alice", limits=limits) is not None
+    with pytest.raises(RoomLimitReached) as caught:
+        await registry.join("a3", "alice", limits=limits)
+    assert caught.value.scope == "user" and "at most 2" in str(caught.value)
+    assert await registry.get_room("a3") is None
+    assert await registry.members("a3") == set()
+    assert await registry.rooms_of("alice") == ["a1", "a2"]
+    # Rooms made by others (or by the admin) are not the user's: joining them is fine.
+    await registry.join("b1", "bob", limits=limits)
+    await registry.create_room("admin-made", "Admin")
+    assert await registry.join("b1", "alice", limits=limits) is not None
+    assert await registry.join("admin-made", "alice", limits=limits) is not None
+    # A deleted room no longer counts against its creator.
+    assert await registry.delete_room("a1") is not None
+    assert await registry.join("a3", "alice", limits=limits) is not None
+
+
+async def test_joins_create_rooms_up_to_the_hubs_cap(registry: Registry) -> None:
+    limits = RoomLimits(per_user=0, total=3)
+    await registry.create_room("r1", "one")
+    await registry.join("r2", "u1", limits=limits)
+    await registry.join("r3", "u2", limits=limits)
+    with pytest.raises(RoomLimitReached) as caught:
+        await registry.join("r4", "u3", limits=limits)
+    assert caught.value.scope == "hub" and "at most 3 rooms" in str(caught.value)
+    assert await registry.get_room("r4") is None
+    assert (await registry.list_rooms(0, 10))[1] == 3
+    assert await registry.join("r1", "u3", limits=limits) is not None
+    # Without limits (the admin's calls) nothing is capped.
+    assert await registry.join("r4", "u3") is not None
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda r: r.join("\ud800", "u1"), "room"),
+        (lambda r: r.join("room", "u\udfff"), "user"),
+        (lambda r: r.create_room("\ud800", "name"), "room"),
+        (lambda r: r.create_room(None, "bad \ud800"), "name"),
+        (lambda r: r.edit_room("lobby", "\udc00"), "name"),
+    ],
+)
+async def test_room_text_must_be_valid_unicode(registry: Registry, call, field) -> None:
+    """A room id, name or user id with a lone surrogate is refused (InvalidText, naming the
+    field) and nothing is created or changed."""
+    await registry.create_room("lobby", "Lobby")
+    with pytest.raises(InvalidText) as caught:
+        await call(registry)
+    assert caught.value.field == field and "surrogate" in str(caught.value)
+    rooms, total = await registry.list_rooms(0, 10)
+    assert total == 1 and rooms[0].name == "Lobby"

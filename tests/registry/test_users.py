@@ -10,6 +10,7 @@ from hub.registry.base import Admission, Conflict, User, UserChanges, created_ke
 from hub.registry.passwords import hash_password, verify_password
 from hub.registry.query import Sort, UserQuery, list_users
 from hub.registry.redis import RedisRegistry
+from hub.text import InvalidText
 from tests.registry.conftest import RegistryFactory
 
 
@@ -252,3 +253,28 @@ def test_password_hashes_are_salted_scrypt() -> None:
     assert one != two and one.startswith("scrypt$")
     assert verify_password("s3cret", one) and verify_password("s3cret", two)
     assert not verify_password("other", one) and not verify_password("s3cret", "garbage")
+
+
+@pytest.mark.parametrize(
+    ("user", "field"),
+    [
+        (User(id="\ud800", username="ok"), "id"),
+        (User(id="u-sur", username="a\udc00"), "username"),
+        (User(id="u-sur", username="ok", name="\ud800"), "name"),
+        (User(id="u-sur", username="ok", roles=("user", "\ud800")), "roles"),
+        (User(id="u-sur", username="ok", metadata={"nick": "\ud800"}), "metadata"),
+    ],
+)
+async def test_account_text_must_be_valid_unicode(registry: Registry, user, field) -> None:
+    """An account whose id, username, name, roles or metadata hold a lone surrogate is
+    refused on create and on admit (InvalidText naming the field); nothing is stored."""
+    with pytest.raises(InvalidText) as caught:
+        await registry.create(user)
+    assert caught.value.field == field and "surrogate" in str(caught.value)
+    with pytest.raises(InvalidText):
+        await registry.admit(user, auto_register=True)
+    assert await registry.count() == 0
+    await registry.create(User(id="fine", username="fine"))
+    with pytest.raises(InvalidText):
+        await registry.update("fine", UserChanges(name="\ud800"))
+    assert (await registry.get("fine")).name == ""  # type: ignore[union-attr]

@@ -1,4 +1,5 @@
-"""Real ``redis-server`` processes for tests: one server, or a three-master cluster.
+"""Real ``redis-server`` processes for tests: one server, or a three-master cluster (with
+one replica per master when asked, for failover tests).
 
 Each server runs from the ``redis-server`` on PATH, on a free port (never 6379), in its own
 temporary directory, with persistence off (``--save "" --appendonly no``). Start-up is
@@ -191,6 +192,30 @@ class RedisServer:
             process.kill()
             process.wait(timeout=10)
 
+    def kill(self) -> None:
+        """kill -9: no shutdown, no goodbye to clients or the cluster bus."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.kill()
+        process.wait(timeout=10)
+
+    def info(self, section: str = "") -> dict[str, str]:
+        """``INFO [section]`` as a map of its ``key:value`` lines."""
+        raw = self.command("INFO", section) if section else self.command("INFO")
+        out: dict[str, str] = {}
+        for line in raw.decode(errors="replace").splitlines():
+            key, sep, value = line.partition(":")
+            if sep and not key.startswith("#"):
+                out[key.strip()] = value.strip()
+        return out
+
+    def client_list(self) -> list[dict[str, str]]:
+        """``CLIENT LIST``: one map of ``field=value`` per client connection."""
+        raw = self.command("CLIENT", "LIST").decode(errors="replace")
+        return [dict(f.split("=", 1) for f in line.split() if "=" in f)
+                for line in raw.splitlines()[1:] if "=" in line]  # fmt: skip
+
     def restart(self) -> RedisServer:
         """Stop and start again on the same port, with no data (persistence is off)."""
         self.stop()
@@ -203,13 +228,45 @@ class RedisServer:
 
 @dataclass
 class ClusterServers:
-    """Three masters, no replicas, all 16384 slots assigned."""
+    """Three masters (all 16384 slots assigned), each with ``replicas`` replicas."""
 
     nodes: list[RedisServer] = field(default_factory=list)
+    replicas: int = 0
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(node.address for node in self.nodes)
+        """Every node that runs, masters first (a client's start-up list)."""
+        running = [node for node in self.nodes if node.process is not None]
+        return "redis+cluster://" + ",".join(node.address for node in running)
+
+    def masters(self) -> list[RedisServer]:
+        """The running nodes that are masters now (a promoted replica is one)."""
+        return [n for n in self.nodes if n.process is not None
+                and n.info("replication").get("role") == "master"]  # fmt: skip
+
+    def replicas_of(self, master: RedisServer) -> list[RedisServer]:
+        out = []
+        for node in self.nodes:
+            if node is master or node.process is None:
+                continue
+            info = node.info("replication")
+            if info.get("role") == "slave" and info.get("master_port") == str(master.port):
+                out.append(node)
+        return out
+
+    def wait_promoted(self, dead: RedisServer, timeout: float = 60.0) -> float:
+        """Poll until every running node reports ``cluster_state:ok`` with all slots
+        served and a replica of ``dead`` is a master; the monotonic time it was seen."""
+        deadline = time.monotonic() + timeout
+        infos: list[bytes] = []
+        while time.monotonic() < deadline:
+            running = [n for n in self.nodes if n.process is not None]
+            infos = [n.command("CLUSTER", "INFO") for n in running]
+            ok = all(b"cluster_state:ok" in i and b"cluster_slots_ok:16384" in i for i in infos)
+            if ok and len(self.masters()) == 3:
+                return time.monotonic()
+            time.sleep(POLL_S * 5)
+        raise RedisServerError(f"no replica of port {dead.port} was promoted: {infos!r}")
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -225,16 +282,18 @@ def start_server() -> RedisServer:
     return RedisServer().start()
 
 
-def start_cluster(size: int = 3) -> ClusterServers:
-    """``size`` cluster-enabled servers joined by ``redis-cli --cluster create``."""
+def start_cluster(size: int = 3, *, replicas: int = 0) -> ClusterServers:
+    """``size`` masters (and ``replicas`` replicas each) joined by ``redis-cli --cluster
+    create``; returns once every node sees the whole cluster and every replica is in sync."""
     cli = binary("redis-cli")
-    cluster = ClusterServers()
+    cluster = ClusterServers(replicas=replicas)
+    total = size * (1 + replicas)
     try:
-        for _ in range(size):
+        for _ in range(total):
             cluster.nodes.append(RedisServer(cluster=True).start())
         result = subprocess.run(
             [cli, "--cluster", "create", *(n.address for n in cluster.nodes),
-             "--cluster-replicas", "0", "--cluster-yes"],
+             "--cluster-replicas", str(replicas), "--cluster-yes"],
             capture_output=True, timeout=60, check=False,
         )  # fmt: skip
         if result.returncode != 0:
@@ -243,17 +302,38 @@ def start_cluster(size: int = 3) -> ClusterServers:
                 + result.stdout.decode(errors="replace")
                 + result.stderr.decode(errors="replace")
             )
-        _wait_cluster_ok(cluster, size)
+        _wait_cluster_ok(cluster, total)
+        if replicas:
+            _wait_replicas_synced(cluster, size)
+            # Masters first: they are the start-up nodes clients try first.
+            masters = cluster.masters()
+            cluster.nodes = masters + [n for n in cluster.nodes if n not in masters]
     except BaseException:
         cluster.cleanup()
         raise
     return cluster
 
 
+def _wait_replicas_synced(cluster: ClusterServers, masters: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        infos = [node.info("replication") for node in cluster.nodes]
+        synced = [i for i in infos if i.get("role") == "slave"
+                  and i.get("master_link_status") == "up"]  # fmt: skip
+        if (
+            len([i for i in infos if i.get("role") == "master"]) == masters
+            and len(synced) == len(cluster.nodes) - masters
+        ):
+            return
+        time.sleep(POLL_S)
+    raise RedisServerError("the test cluster's replicas did not sync in time")
+
+
 def _wait_cluster_ok(cluster: ClusterServers, size: int) -> None:
     """Every node must see the whole cluster: state ok, all slots, all nodes."""
     want = (b"cluster_state:ok", b"cluster_slots_ok:16384", b"cluster_known_nodes:%d" % size)
     deadline = time.monotonic() + START_TIMEOUT_S
+    infos: list[bytes] = []
     while time.monotonic() < deadline:
         infos = [node.command("CLUSTER", "INFO") for node in cluster.nodes]
         if all(all(w in info for w in want) for info in infos):

@@ -4,6 +4,8 @@
 -- KEYS[4] - the room's membership log: user -> at of its last change
 -- ARGV[1] - the room id
 -- ARGV[2] - the window in ms
+-- ARGV[3] - the prefix of the sets of rooms each user's joins created; with the creator's id
+--           it names a key of this same hash slot (the rooms' tag), which loses the room
 -- Deletes the room; every member leaves at one at, recorded in the log so that a delta
 -- since an earlier cursor still reports them as gone. The caller removes the room from
 -- each member's set of rooms. Returns {at, member, member, ...}, or false when unknown.
@@ -12,6 +14,10 @@ if not created then
   return false
 end
 redis.call('ZREM', KEYS[2], string.rep('0', 15 - #created) .. created .. ':' .. ARGV[1])
+local creator = redis.call('HGET', KEYS[1], 'creator')
+if creator then
+  redis.call('SREM', ARGV[3] .. creator, ARGV[1])
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local members = redis.call('SMEMBERS', KEYS[3])
