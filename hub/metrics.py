@@ -303,6 +303,8 @@ WEBHOOK_COUNTERS = (
     ("hub_webhook_delivered_total", "delivered", "Webhook POSTs answered with a 2xx."),
     ("hub_webhook_retries_total", "retried", "Webhook attempts that failed and were retried."),
     ("hub_webhook_dead_letters_total", "dead_lettered", "Webhook deliveries dead-lettered."),
+    ("hub_webhook_gaps_total", "gaps",
+     "Times an endpoint's group fell out of the change stream (entries trimmed unsent)."),
     ("hub_webhook_delivery_seconds_sum", "latency_s_sum",
      "Seconds from change to 2xx, summed over delivered webhooks (divide by delivered)."),
 )
