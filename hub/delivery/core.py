@@ -150,19 +150,23 @@ class Deliverer:
             self._task = None
 
     async def run(self) -> None:
+        failures = 0
         async with httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False) as http:
             while True:
                 try:
                     delivery = await self.source.next()
                     if delivery is not None:
                         await self.deliver(http, delivery)
+                    failures = 0
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # a store outage: wait, then go on
+                except Exception as exc:  # a store outage: back off, then go on
                     kind = type(exc).__name__
                     self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
-                    log.warning("webhook %s: %s; retrying", self.name, exc)
-                    await asyncio.sleep(self.backoff.min_s)
+                    if failures % 30 == 0:  # once per outage, then every 30th failure
+                        log.warning("webhook %s: %s: %s; retrying", self.name, kind, exc)
+                    failures += 1
+                    await asyncio.sleep(min(5.0, self.backoff.delay(failures)))
 
     async def deliver(self, http: httpx.AsyncClient, delivery: Delivery) -> None:
         """POST until a 2xx, the deadline (dead letter) or the loss of the endpoint."""
