@@ -232,3 +232,44 @@ async def test_cluster_consumer_merges_every_bucket(cluster_url: str, key_prefix
                 await c.ack(b)
     finally:
         await s.close()
+
+
+async def test_real_retention_trims_a_slow_group_and_the_gap_is_reported(
+    redis_url: str, key_prefix: str
+) -> None:
+    """No XTRIM by hand: a store with a 1 s window trims the stream itself as it appends."""
+    key = f"{key_prefix}changes"
+    s = RedisStore(redis_url, key_prefix=key_prefix, channel=f"{key_prefix}presence",
+                   window_ms=1000, grace_ms=0)  # fmt: skip
+    await s.start()
+    c = StreamConsumer(redis_url, "slow", "w1", key_prefix=key_prefix, block_ms=200)
+    r = Redis.from_url(redis_url)
+    try:
+        async with c:
+            await c.start()
+            await s.connect("n1", "c1", Profile("alice"), "online")
+            it = aiter(c)
+            (first,) = await _take(it, 1)
+            await c.ack(first)
+            # The consumer reads nothing while changes go on, until the stream's own trim
+            # passed the group's position (polled against a deadline).
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            n = 0
+            while True:
+                await s.set_status("alice", status="busy" if n % 2 else "away")
+                n += 1
+                if n % 50 == 0:
+                    info = await r.xinfo_stream(key)
+                    if tuple(map(int, info["first-entry"][0].split(b"-"))) > tuple(
+                        map(int, first.id.split("-"))
+                    ) and info["entries-added"] - 1 > info["length"]:
+                        break
+                assert loop.time() < deadline, "the stream was never trimmed"
+            (gap,) = await _take(it, 1)
+            assert gap.gap and c.gaps == 1
+            (after,) = await _take(it, 1)
+            assert not after.gap and after.users[0]["id"] == "alice"
+    finally:
+        await r.aclose()
+        await s.close()

@@ -17,8 +17,8 @@ anything newer. The delivery id is the id of the delivery's newest stream entry
 ``HUB_WEBHOOK_RETRY_S`` (counted from the first entry's time) is appended to the stream
 ``<prefix>webhooks:dead:<endpoint id>`` (fields id, reason, body, at) and acked.
 
-On ``memory://`` the node's batches go to an in-process queue per endpoint
-(:mod:`hub.delivery.queue`).
+On ``memory://`` the store's feed goes to an in-process queue per endpoint
+(:mod:`hub.delivery.queue`); a gap in the feed is filled from the change index by cursor.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -41,8 +41,11 @@ from hub.delivery.core import Backoff, Deliverer, Delivery, DeliveryStats
 from hub.delivery.queue import QueueSource
 from hub.delivery.stream import GroupReader, StreamEntry, entry_order, merged, stream_client
 from hub.presence import Entry
-from hub.store.base import Batch
+from hub.store.base import Batch, Gap
 from hub.store.keys import Keys
+
+if TYPE_CHECKING:
+    from hub.node import Node
 
 log = logging.getLogger("hub.delivery.webhooks")
 
@@ -54,6 +57,8 @@ MAX_STREAM_ENTRIES = 500
 DEAD_MAXLEN = 10_000
 #: How long a blocking read waits for new entries, ms.
 BLOCK_MS = 500
+#: memory://: after a feed gap, changes are read again from this long before the cursor.
+RECOVERY_SLACK_MS = 2_000
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -242,13 +247,14 @@ class Endpoint:
 class Webhooks:
     """Every ``HUB_WEBHOOKS`` endpoint of this node; started and stopped with the app."""
 
-    def __init__(self, settings: Settings, node: Any) -> None:
+    def __init__(self, settings: Settings, node: Node) -> None:
         self.settings = settings
         self.node = node
         self.endpoints: list[Endpoint] = []
         self._redis: Redis | RedisCluster | None = None
         self._leases: list[Lease] = []
         self._renewer: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
         store_url = settings.store
         self.durable = not store_url.startswith("memory://")
         if not settings.webhooks:
@@ -288,7 +294,7 @@ class Webhooks:
         if not self.endpoints:
             return
         if self._redis is None:
-            self.node.on_batch(self._on_batch)
+            self._follower = asyncio.create_task(self._follow(), name="webhook-feed")
         else:
             with contextlib.suppress(Exception):  # Redis down: the renewer retries
                 for ep in self.endpoints:
@@ -298,10 +304,34 @@ class Webhooks:
         for ep in self.endpoints:
             ep.deliverer.start()
 
-    def _on_batch(self, batch: Batch) -> None:
+    def _put(self, cursor: int, users: list[Entry]) -> None:
         for ep in self.endpoints:
             assert isinstance(ep.source, QueueSource)
-            ep.source.put(batch.cursor, batch.users)
+            ep.source.put(cursor, users)
+
+    async def _follow(self) -> None:
+        """memory://: the store's feed into every endpoint's queue. A feed gap (this reader
+        fell behind) is filled from the change index by cursor, as the node does."""
+        store = self.node.store
+        cursor = await store.now()
+        while True:
+            try:
+                async for event in store.events():
+                    if isinstance(event, Batch):
+                        cursor = max(cursor, event.cursor)
+                        self._put(event.cursor, event.users)
+                    elif isinstance(event, Gap):
+                        changes = await store.changes(cursor - RECOVERY_SLACK_MS)
+                        for ep in self.endpoints:
+                            ep.stats.gaps += 1
+                        if changes.users:
+                            self._put(changes.cursor, [u.entry() for u in changes.users])
+                        cursor = max(cursor, changes.cursor)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("webhook feed: %s; resubscribing", exc)
+                await asyncio.sleep(0.5)
 
     async def _renew(self) -> None:
         ensured = False
@@ -321,10 +351,11 @@ class Webhooks:
             await asyncio.sleep(self.settings.sweep_s)
 
     async def stop(self) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._renewer
+        for task in (self._renewer, self._follower):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         for ep in self.endpoints:
             await ep.deliverer.stop()
         # Hand the endpoints over at once: the next holder reclaims what was in flight.

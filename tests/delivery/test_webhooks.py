@@ -97,11 +97,19 @@ async def _metrics(hub: HubProcess) -> dict[str, float]:
     return parse(response.text)
 
 
-@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+BACKENDS = {"memory": None, "redis": "redis_url", "redis-cluster": "cluster_url"}
+
+
+@pytest.mark.parametrize("backend", [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("redis-cluster", marks=[pytest.mark.redis, pytest.mark.cluster]),
+])  # fmt: skip
 async def test_memory_and_redis_both_deliver_signed_posts(
     backend: str, request: pytest.FixtureRequest, spawn: Spawn, receiver: Receiver
 ) -> None:
-    store = "memory://" if backend == "memory" else request.getfixturevalue("redis_url")
+    fixture = BACKENDS[backend]
+    store = "memory://" if fixture is None else request.getfixturevalue(fixture)
     hub = spawn("node1", store, f"{receiver.url}|{SECRET}")
     alice = await connect_user(hub.ws_url, user_token("alice", name="Alice"))
     try:
