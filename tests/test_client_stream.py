@@ -273,3 +273,35 @@ async def test_real_retention_trims_a_slow_group_and_the_gap_is_reported(
     finally:
         await r.aclose()
         await s.close()
+
+
+async def test_a_new_group_on_a_quiet_stream_sees_no_false_gap(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Entries from before the group existed being trimmed is no gap: the group starts
+    after them ("$"), whatever the trim removes later."""
+    key = f"{key_prefix}changes"
+    r = Redis.from_url(redis_url)
+    for n in range(1, 101):
+        await r.xadd(key, {"d": b"old"}, id=f"{n}-0")  # long before the window
+    s = RedisStore(redis_url, key_prefix=key_prefix, channel=f"{key_prefix}presence",
+                   window_ms=1000, grace_ms=0)  # fmt: skip
+    await s.start()
+    c = StreamConsumer(redis_url, "new", "w1", key_prefix=key_prefix, block_ms=200)
+    try:
+        async with c:
+            await c.start()
+            n = 0
+            while True:  # appends trim the old entries, before the group reads anything
+                await s.connect("n1", f"c{n}", Profile(f"u{n}"), "online")
+                n += 1
+                info = await r.xinfo_stream(key)
+                if info["first-entry"][1] != {b"d": b"old"}:
+                    break
+                assert n < 5000, "the old entries were never trimmed"
+            got = await _take(aiter(c), n)
+            assert not any(b.gap for b in got) and c.gaps == 0
+            assert sorted(b.users[0]["id"] for b in got) == sorted(f"u{i}" for i in range(n))
+    finally:
+        await r.aclose()
+        await s.close()

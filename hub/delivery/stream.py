@@ -134,13 +134,28 @@ class GroupReader:
         missing anywhere (a new group, or Redis lost it: e.g. restarted empty)."""
         created = False
         for key in (stream,) if stream else self.streams:
+            start, read = await self._position(key)
             try:
-                await self.redis.xgroup_create(key, self.group, id=self.start, mkstream=True)
+                await self.redis.xgroup_create(
+                    key, self.group, id=start, mkstream=True, entries_read=read
+                )
                 created = True
             except rex.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
         return created
+
+    async def _position(self, key: str) -> tuple[str, int | None]:
+        """Where a new group starts, with its entries-read count when known: a group made
+        at "$" starts at the last id, having "read" every entry added so far (one XINFO
+        answer for both, so :meth:`behind` never counts the entries from before it)."""
+        if self.start != "$":
+            return self.start, None
+        try:
+            info = cast(dict[Any, Any], await self.redis.xinfo_stream(key))
+        except rex.ResponseError:
+            return "$", 0  # no stream yet
+        return _text(_get(info, "last-generated-id")), int(_get(info, "entries-added") or 0)
 
     async def _per_stream(self, call: Any) -> list[list[StreamEntry]]:
         if len(self.streams) == 1:
