@@ -319,6 +319,11 @@ def webhook_families(webhooks: Any) -> list[Family]:
         for ep in endpoints:
             family.add(getattr(ep.stats, attr), endpoint=ep.id)
         out.append(family)
+    last = Family("hub_webhook_last_delivery_seconds", "gauge",
+                  "Seconds from change to 2xx of the endpoint's latest delivery.")  # fmt: skip
+    for ep in endpoints:
+        last.add(ep.stats.last_latency_s, endpoint=ep.id)
+    out.append(last)
     return out
 
 

@@ -4,9 +4,10 @@ A :class:`Source` hands out :class:`Delivery` objects one at a time, in order; t
 :class:`Deliverer` POSTs each until a 2xx answer, retrying with exponential backoff and full
 jitter until the delivery's deadline (its birth plus the retry time), then dead-letters it.
 Nothing after a delivery is sent before it is done: order per endpoint is kept by never
-having two in flight. The body is signed: ``X-Hub-Timestamp: <unix seconds>`` and
-``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>``, with a fresh
-timestamp per attempt, so receivers can reject replays while the delivery id stays stable.
+having two in flight. The body is signed by the producer's signer; the hub's own
+(:func:`hub_signer`) sends ``X-Hub-Timestamp: <unix seconds>`` and
+``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>``, with a
+fresh timestamp per attempt, so receivers can reject replays while the delivery id stays stable.
 
 What a delivery carries is up to the producer (the presence changes of
 :mod:`hub.delivery.webhooks`, or another format such as Pusher's): the core only sees bytes.
@@ -23,7 +24,7 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +40,20 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     """``sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>``."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
+
+
+Signer = Callable[[bytes, int], Mapping[str, str]]
+
+
+def hub_signer(secret: str) -> Signer:
+    """The hub's signature headers for a body at a unix time (another format, e.g. Pusher's
+    ``X-Pusher-Key``/``X-Pusher-Signature``, passes its own signer to the Deliverer)."""
+
+    def sign(body: bytes, timestamp: int) -> Mapping[str, str]:
+        return {TIMESTAMP_HEADER: str(timestamp),
+                SIGNATURE_HEADER: signature(secret, timestamp, body)}  # fmt: skip
+
+    return sign
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance_s: float = 300.0,
@@ -118,7 +133,7 @@ class Deliverer:
         self,
         name: str,
         url: str,
-        secret: str,
+        signer: Signer,
         source: Source,
         *,
         retry_s: float = 3600.0,
@@ -129,7 +144,7 @@ class Deliverer:
     ) -> None:
         self.name = name
         self.url = url
-        self._secret = secret
+        self._sign = signer
         self.source = source
         self.retry_s = retry_s
         self.backoff = backoff or Backoff()
@@ -199,11 +214,7 @@ class Deliverer:
         """One POST; None on a 2xx, else why it failed."""
         delivery.attempts += 1
         timestamp = int(time.time())
-        headers = {
-            **self.headers,
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: signature(self._secret, timestamp, delivery.body),
-        }
+        headers = {**self.headers, **self._sign(delivery.body, timestamp)}
         try:
             response = await http.post(self.url, content=delivery.body, headers=headers)
         except httpx.HTTPError as exc:

@@ -37,7 +37,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from hub.config import Settings, WebhookEndpoint
-from hub.delivery.core import Backoff, Deliverer, Delivery, DeliveryStats
+from hub.delivery.core import Backoff, Deliverer, Delivery, DeliveryStats, hub_signer
 from hub.delivery.queue import QueueSource
 from hub.delivery.stream import GroupReader, StreamEntry, entry_order, merged, stream_client
 from hub.presence import Entry
@@ -284,7 +284,7 @@ class Webhooks:
                 source = QueueSource(encode, tick_s=tick_s, max_entries=MAX_ENTRIES,
                                      stats=stats)
             deliverer = Deliverer(
-                eid, config.url, config.secret, _Skipping(source),
+                eid, config.url, hub_signer(config.secret), _Skipping(source),
                 retry_s=settings.webhook_retry_s, backoff=backoff,
                 timeout_s=settings.webhook_timeout_s, stats=stats,
             )

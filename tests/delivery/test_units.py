@@ -10,7 +10,7 @@ import json
 import pytest
 
 from hub.config import ConfigError, Settings, parse_webhooks
-from hub.delivery.core import Backoff, signature, verify
+from hub.delivery.core import Backoff, hub_signer, signature, verify
 from hub.delivery.queue import QueueSource
 from hub.delivery.stream import entry_order
 from hub.delivery.webhooks import presence_encoder
@@ -92,3 +92,10 @@ async def test_queue_source_one_delivery_per_tick_ids_increase() -> None:
     assert second is not None and entry_order(second.id) > entry_order(first.id)
     await q.dead(second, "HTTP 500")
     assert q.dead_letters[-1].id == second.id and q.waiting == 0
+
+
+def test_the_hub_signer_makes_both_headers() -> None:
+    headers = hub_signer("sec")(b"{}", 1700000000)
+    assert headers == {"X-Hub-Timestamp": "1700000000",
+                       "X-Hub-Signature-256": signature("sec", 1700000000, b"{}")}  # fmt: skip
+    assert verify("sec", headers, b"{}", now=1700000001)
