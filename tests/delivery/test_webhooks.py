@@ -159,8 +159,7 @@ async def test_flaky_receiver_down_for_30s_gets_every_batch_in_order(
     receiver = await Receiver(SECRET, fail_every_other=True).up()
     try:
         hooks = f"{receiver.url}|{SECRET}"
-        spawn("node1", redis_url, hooks)
-        spawn("node2", redis_url, hooks)
+        nodes = [spawn("node1", redis_url, hooks), spawn("node2", redis_url, hooks)]
         users = [f"u{n}" for n in range(20)]
         for n, uid in enumerate(users):
             await gen.connect("g", f"c{n}", Profile(uid), "online")
@@ -186,6 +185,10 @@ async def test_flaky_receiver_down_for_30s_gets_every_batch_in_order(
         ids = [r.id for r in receiver.requests]
         assert len(ids) > len(set(ids))
         assert any(r.status == 500 for r in receiver.requests)
+        # Exactly one node delivered (neither died, so the lease never moved).
+        name = f'hub_webhook_delivered_total{{endpoint="{endpoint_id(receiver.url)}"}}'
+        delivered = sorted([(await _metrics(hub))[name] for hub in nodes])
+        assert delivered[0] == 0 and 1 <= delivered[1] <= len(receiver.accepted)
     finally:
         await receiver.close()
 
