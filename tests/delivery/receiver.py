@@ -68,6 +68,11 @@ class Receiver:
                 w.close()
             await self._server.wait_closed()
             self._server = None
+            # The handlers see their sockets closed and finish; wait for them (a deadline
+            # poll), so none is left to be cancelled with the event loop.
+            deadline = time.monotonic() + 5
+            while self._writers and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
