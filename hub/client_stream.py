@@ -18,7 +18,8 @@ consumer of the same group once it has been pending ``claim_idle_ms``.
             await c.ack(batch)
 
 A consumer whose group fell out of the stream (it was away longer than the window, so
-entries it never read were trimmed) gets one batch with ``gap=True``: when ``api_url`` is
+entries it never read were trimmed; or Redis lost the stream and its groups, e.g. it
+restarted without persistence) gets one batch with ``gap=True``: when ``api_url`` is
 given, its ``users`` are a full snapshot from ``GET /api/v1/users.presence`` (``full=True``,
 everyone not offline; whoever it leaves out is offline), else it is empty and only says that
 changes were lost. Entries after a snapshot may be older than it: merge by ``at``.
@@ -143,9 +144,12 @@ class StreamConsumer:
             claimed, lost = await self._claim_due()
             for e in claimed:
                 yield self._batch(e)
-            if lost or await self._reader.behind():
+            if lost or self._reader.take_lost() or await self._reader.behind():
                 yield await self._gap()
-            for e in await self._reader.read(self.count, self.block_ms):
+            entries = await self._reader.read(self.count, self.block_ms)
+            if self._reader.take_lost():  # the group vanished (Redis lost it): say so
+                yield await self._gap()
+            for e in entries:
                 yield self._batch(e)
 
     async def ack(self, batch: StreamBatch) -> None:

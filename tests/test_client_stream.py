@@ -305,3 +305,29 @@ async def test_a_new_group_on_a_quiet_stream_sees_no_false_gap(
     finally:
         await r.aclose()
         await s.close()
+
+
+async def test_a_stream_lost_by_redis_is_reported_as_a_gap(
+    redis_url: str, key_prefix: str, store: RedisStore
+) -> None:
+    """The stream and its groups vanish (as after a restart without persistence): the
+    consumer makes its group again and says that changes were lost."""
+    key = f"{key_prefix}changes"
+    c = StreamConsumer(redis_url, "svc", "w1", key_prefix=key_prefix, block_ms=200)
+    r = Redis.from_url(redis_url)
+    try:
+        async with c:
+            await c.start()
+            await store.connect("n1", "c1", Profile("alice"), "online")
+            it = aiter(c)
+            (first,) = await _take(it, 1)
+            await c.ack(first)
+            await r.delete(key)
+            await store.connect("n1", "c2", Profile("bob"), "online")  # lost with the group
+            (gap,) = await _take(it, 1)
+            assert gap.gap and c.gaps == 1
+            await store.connect("n1", "c3", Profile("carol"), "online")
+            (after,) = await _take(it, 1)
+            assert not after.gap and after.users[0]["id"] == "carol"
+    finally:
+        await r.aclose()

@@ -128,6 +128,8 @@ class GroupReader:
         self.consumer = consumer
         #: Where a new group starts: ``$`` (only what comes next) or ``0`` (all retained).
         self.start = start
+        #: Times the group was found missing and made again (see :meth:`take_lost`).
+        self.lost_groups = 0
 
     async def ensure(self, stream: str | None = None) -> bool:
         """Create the group on every stream (or one) where it is missing; True if it was
@@ -144,6 +146,17 @@ class GroupReader:
                 if "BUSYGROUP" not in str(exc):
                     raise
         return created
+
+    async def _regroup(self, key: str) -> None:
+        """The group vanished from a stream (Redis restarted empty, the stream was deleted):
+        make it again and remember that what was between is lost."""
+        await self.ensure(key)
+        self.lost_groups += 1
+
+    def take_lost(self) -> bool:
+        """True (once) when a group had to be made again since the last call."""
+        lost, self.lost_groups = self.lost_groups > 0, 0
+        return lost
 
     async def _position(self, key: str) -> tuple[str, int | None]:
         """Where a new group starts, with its entries-read count when known: a group made
@@ -174,7 +187,7 @@ class GroupReader:
             except rex.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
-                await self.ensure(key)
+                await self._regroup(key)
                 return []
             return self._decode(reply)
 
@@ -207,7 +220,7 @@ class GroupReader:
                 except rex.ResponseError as exc:
                     if "NOGROUP" not in str(exc):
                         raise
-                    await self.ensure(key)
+                    await self._regroup(key)
                     return out
                 start = _text(reply[0])
                 out.extend(decode_entries(key, reply[1]))
@@ -231,7 +244,7 @@ class GroupReader:
             except rex.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
-                await self.ensure(key)
+                await self._regroup(key)
                 return []
             return self._decode(reply)
 

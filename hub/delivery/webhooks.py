@@ -185,6 +185,8 @@ class StreamSource:
         if await self.reader.behind():
             self._lost(None)
         entries = await self.reader.read(MAX_STREAM_ENTRIES, BLOCK_MS)
+        if self.reader.take_lost():
+            self._lost(None)
         if not entries:
             return None
         if len(entries) < MAX_STREAM_ENTRIES:
