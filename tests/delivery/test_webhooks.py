@@ -18,7 +18,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from hub.delivery.stream import decode_entries, entry_order
+from hub.delivery.stream import decode_entries, entry_order, stream_client, stream_keys
 from hub.delivery.webhooks import endpoint_id
 from hub.metrics import parse
 from hub.store.base import Profile
@@ -75,12 +75,13 @@ async def gen(redis_url: str, key_prefix: str) -> AsyncIterator[RedisStore]:
     await s.close()
 
 
-async def _stream_users(redis_url: str, key_prefix: str) -> list[tuple[str, str, int]]:
-    """Every change in the stream, as (user, status, at)."""
-    r = Redis.from_url(redis_url)
+async def _stream_users(url: str, key_prefix: str) -> list[tuple[str, str, int]]:
+    """Every change in the stream(s), as (user, status, at)."""
+    r = stream_client(url)
+    entries = []
     try:
-        key = f"{key_prefix}changes"
-        entries = decode_entries(key, await r.xrange(key))
+        for key in stream_keys(key_prefix, cluster=url.startswith("redis+cluster://")):
+            entries += decode_entries(key, await r.xrange(key))
     finally:
         await r.aclose()
     return [(u["id"], u["status"], u["at"]) for e in entries for u in e.users]
@@ -195,9 +196,16 @@ async def test_flaky_receiver_down_for_30s_gets_every_batch_in_order(
 
 @pytest.mark.redis
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", [
+    "redis", pytest.param("redis-cluster", marks=pytest.mark.cluster),
+])  # fmt: skip
 async def test_kill_9_of_the_delivering_node_loses_nothing(
-    redis_url: str, key_prefix: str, spawn: Spawn, gen: RedisStore
+    backend: str, request: pytest.FixtureRequest, key_prefix: str, spawn: Spawn
 ) -> None:
+    redis_url = request.getfixturevalue(BACKENDS[backend] or "redis_url")
+    gen = RedisStore(redis_url, key_prefix=key_prefix, channel=f"{key_prefix}presence",
+                     grace_ms=0)  # fmt: skip
+    await gen.start()
     receiver = await Receiver(SECRET).up()
     try:
         hooks = f"{receiver.url}|{SECRET}"
@@ -209,11 +217,12 @@ async def test_kill_9_of_the_delivering_node_loses_nothing(
             await gen.connect("g", f"c{n + 1}", Profile(f"u{n}"), "online")
         failing_from = len(receiver.requests)
         await receiver.wait(lambda: len(receiver.requests) > failing_from, 20)
-        r = Redis.from_url(redis_url, decode_responses=True)
+        r = stream_client(redis_url)
         try:
-            holder = await r.get(f"{key_prefix}webhooks:lease:{endpoint_id(receiver.url)}")
+            raw = await r.get(f"{key_prefix}webhooks:lease:{endpoint_id(receiver.url)}")
         finally:
             await r.aclose()
+        holder = raw.decode() if raw else ""
         assert holder in nodes
         nodes[holder].kill()
         receiver.failing = False
@@ -226,6 +235,7 @@ async def test_kill_9_of_the_delivering_node_loses_nothing(
             f'hub_webhook_delivered_total{{endpoint="{endpoint_id(receiver.url)}"}}'] >= 1
     finally:
         await receiver.close()
+        await gen.close()
 
 
 @pytest.mark.redis
