@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket
 
 from hub.admin import Admin
 from hub.config import Settings
+from hub.delivery.webhooks import Webhooks
 from hub.metrics import HubMetrics
 from hub.node import Node
 from hub.registry import open_registry
@@ -58,15 +59,18 @@ def create_app(settings: Settings) -> Starlette:
     node.gate = admin.gate
     node.rest_gate = rest_gate(admin)
     node.rooms = rooms
+    webhooks = Webhooks(settings, node)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
         await registry.start()
         await rooms.start()
+        await webhooks.start()
         try:
             yield
         finally:
+            await webhooks.stop()
             await rooms.stop()
             await admin.stop()
             await node.stop()
@@ -89,7 +93,8 @@ def create_app(settings: Settings) -> Starlette:
     app.state.node = node
     app.state.settings = settings
     app.state.admin = admin
-    app.state.metrics = HubMetrics(node)
+    app.state.webhooks = webhooks
+    app.state.metrics = HubMetrics(node, webhooks=webhooks)
     return app
 
 

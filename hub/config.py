@@ -70,6 +70,54 @@ def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return origins
 
 
+#: Statuses a webhook's event filter may name (``HUB_WEBHOOKS`` third part).
+WEBHOOK_EVENTS = frozenset({"online", "away", "busy", "offline"})
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """One ``HUB_WEBHOOKS`` entry: where to POST, the signing secret, the statuses sent
+    (None: every change)."""
+
+    url: str
+    secret: str = field(repr=False)
+    events: frozenset[str] | None = None
+
+
+def parse_webhooks(raw: str) -> tuple[WebhookEndpoint, ...]:
+    """``URL|SECRET[|EVENTS],...`` where EVENTS is ``*`` or statuses joined by ``+``
+    (``online+offline``). Errors name the entry by position, never echo the secret."""
+    out: list[WebhookEndpoint] = []
+    for n, part in enumerate((p.strip() for p in raw.split(",")), start=1):
+        if not part:
+            continue
+        fields = part.split("|")
+        if len(fields) not in (2, 3):
+            raise ConfigError(
+                f"HUB_WEBHOOKS entry {n} must be URL|SECRET or URL|SECRET|EVENTS "
+                f"({len(fields)} parts separated by | found)"
+            )
+        url, secret = fields[0].strip(), fields[1].strip()
+        if not url.startswith(("http://", "https://")) or not url.split("://", 1)[1]:
+            raise ConfigError(f"HUB_WEBHOOKS entry {n}: the URL must start with http:// or "
+                              f"https://, got {url.split('?')[0]!r}")
+        if not secret:
+            raise ConfigError(f"HUB_WEBHOOKS entry {n}: the secret must not be empty")
+        events: frozenset[str] | None = None
+        if len(fields) == 3 and fields[2].strip() not in ("", "*"):
+            events = frozenset(e.strip() for e in fields[2].split("+"))
+            unknown = sorted(events - WEBHOOK_EVENTS)
+            if unknown:
+                raise ConfigError(
+                    f"HUB_WEBHOOKS entry {n}: unknown event {unknown[0]!r} (use * or statuses "
+                    f"joined by +: {', '.join(sorted(WEBHOOK_EVENTS))})"
+                )
+        if any(e.url == url for e in out):
+            raise ConfigError(f"HUB_WEBHOOKS entry {n}: the same URL is listed twice")
+        out.append(WebhookEndpoint(url, secret, events))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the hub can be told; defaults are the documented ones."""
@@ -101,6 +149,11 @@ class Settings:
     #: Origins allowed to call the REST API and load /static from another site
     #: (``HUB_CORS_ORIGINS``: comma-separated, or ``*``); with generated keys, any.
     cors_origins: tuple[str, ...] = ()
+    webhooks: tuple[WebhookEndpoint, ...] = ()
+    webhook_retry_s: float = 3600.0
+    webhook_backoff_min_s: float = 0.5
+    webhook_backoff_max_s: float = 60.0
+    webhook_timeout_s: float = 10.0
 
     @property
     def window_ms(self) -> int:
@@ -158,6 +211,11 @@ class Settings:
             cors_origins=_origins(env, "HUB_CORS_ORIGINS"),
             max_rooms_per_user=_int(env, "HUB_MAX_ROOMS_PER_USER", 100, minimum=0),
             max_rooms=_int(env, "HUB_MAX_ROOMS", 100_000, minimum=0),
+            webhooks=parse_webhooks(env.get("HUB_WEBHOOKS", "")),
+            webhook_retry_s=_seconds(env, "HUB_WEBHOOK_RETRY_S", 3600.0),
+            webhook_backoff_min_s=_seconds(env, "HUB_WEBHOOK_BACKOFF_MIN_S", 0.5, minimum=0.01),
+            webhook_backoff_max_s=_seconds(env, "HUB_WEBHOOK_BACKOFF_MAX_S", 60.0, minimum=0.01),
+            webhook_timeout_s=_seconds(env, "HUB_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1),
         )
 
     def with_generated_keys(self) -> Settings:

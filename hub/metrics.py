@@ -119,8 +119,9 @@ class _Cached:
 class HubMetrics:
     """The collector for one node; :meth:`exposition` is what ``/metrics`` serves."""
 
-    def __init__(self, node: Node, *, ttl_s: float = 5.0) -> None:
+    def __init__(self, node: Node, *, ttl_s: float = 5.0, webhooks: Any = None) -> None:
         self.node = node
+        self.webhooks = webhooks
         self.ttl_s = ttl_s
         self.started = time.time()
         self.closed_connections = 0
@@ -268,6 +269,7 @@ class HubMetrics:
                     "process_resident_memory_bytes", "gauge", "Resident memory size in bytes."
                 ).add(resident)
             )
+        out.extend(webhook_families(self.webhooks))
         with contextlib.suppress(StoreUnavailable):
             alive = await self.nodes_alive()
             if alive is not None:
@@ -293,6 +295,36 @@ class HubMetrics:
 
     async def exposition(self) -> str:
         return render(await self.families())
+
+
+#: Per-endpoint webhook counters: (metric, DeliveryStats attribute, help).
+WEBHOOK_COUNTERS = (
+    ("hub_webhook_queued_total", "queued", "Change batches taken for delivery by this node."),
+    ("hub_webhook_delivered_total", "delivered", "Webhook POSTs answered with a 2xx."),
+    ("hub_webhook_retries_total", "retried", "Webhook attempts that failed and were retried."),
+    ("hub_webhook_dead_letters_total", "dead_lettered", "Webhook deliveries dead-lettered."),
+    ("hub_webhook_gaps_total", "gaps",
+     "Times an endpoint's group fell out of the change stream (entries trimmed unsent)."),
+    ("hub_webhook_delivery_seconds_sum", "latency_s_sum",
+     "Seconds from change to 2xx, summed over delivered webhooks (divide by delivered)."),
+)
+
+
+def webhook_families(webhooks: Any) -> list[Family]:
+    """The webhook counters of every endpoint (label ``endpoint``: its id, not its URL)."""
+    endpoints = getattr(webhooks, "endpoints", None) or []
+    out = []
+    for name, attr, text in WEBHOOK_COUNTERS:
+        family = Family(name, "counter", text)
+        for ep in endpoints:
+            family.add(getattr(ep.stats, attr), endpoint=ep.id)
+        out.append(family)
+    last = Family("hub_webhook_last_delivery_seconds", "gauge",
+                  "Seconds from change to 2xx of the endpoint's latest delivery.")  # fmt: skip
+    for ep in endpoints:
+        last.add(ep.stats.last_latency_s, endpoint=ep.id)
+    out.append(last)
+    return out
 
 
 def _overflows(session: object) -> int:

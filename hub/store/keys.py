@@ -20,7 +20,14 @@ with one Redis and ``B = 1`` everything lives in one slot. Per bucket ``T = {hub
 ``T:names``               hash     lowercased username -> user id
 ``T:epoch``               string   when this bucket's data began (set by the first read that
                                    finds it missing, e.g. after a restart without persistence)
+``T:changes``             stream   on a Redis Cluster only: this bucket's durable change stream
+                                   (entries ``d`` = the msgpack batch, trimmed to one window)
 ========================  =======  ===========================================================
+
+The durable change stream: on one Redis it is a single stream ``<prefix>changes`` (default
+``hub:changes``) for every bucket, so it keeps the total order of the changes; on a Redis
+Cluster each bucket has its own, ``{<prefix>b<N>}:changes``, in the bucket's slot, so the
+scripts append to it atomically (hub.delivery.stream reads and merges them).
 
 Global, in their own slot: ``{<prefix>nodes}`` (zset, node -> heartbeat expiry ms) and
 ``{<prefix>nodes}:reaped`` (hash, node -> 1 once a sweep reaped it: its next heartbeat
@@ -56,12 +63,13 @@ class BucketKeys:
     clock: str
     names: str
     epoch: str
+    stream: str
 
 
 class Keys:
     """Key names for one ``prefix`` and bucket count; built once, reused by every call."""
 
-    def __init__(self, prefix: str, buckets: int) -> None:
+    def __init__(self, prefix: str, buckets: int, *, cluster: bool = False) -> None:
         if "{" in prefix or "}" in prefix:
             raise ConfigError(f"HUB_KEY_PREFIX must not contain braces, got {prefix!r}")
         if buckets < 1:
@@ -70,12 +78,19 @@ class Keys:
         self.count = buckets
         self.nodes = f"{{{prefix}nodes}}"
         self.reaped = f"{self.nodes}:reaped"
+        self.cluster = cluster
         self.buckets: tuple[BucketKeys, ...] = tuple(
-            self._bucket(f"{{{prefix}b{n}}}") for n in range(buckets)
+            self._bucket(f"{{{prefix}b{n}}}", None if cluster else f"{prefix}changes")
+            for n in range(buckets)
         )
 
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """Every change stream: one on a single Redis, one per bucket on a cluster."""
+        return tuple(dict.fromkeys(b.stream for b in self.buckets))
+
     @staticmethod
-    def _bucket(tag: str) -> BucketKeys:
+    def _bucket(tag: str, stream: str | None) -> BucketKeys:
         return BucketKeys(
             user=f"{tag}:u:",
             conns=f"{tag}:c:",
@@ -87,6 +102,7 @@ class Keys:
             clock=f"{tag}:clock",
             names=f"{tag}:names",
             epoch=f"{tag}:epoch",
+            stream=stream or f"{tag}:changes",
         )
 
     def bucket_of(self, user: str) -> BucketKeys:

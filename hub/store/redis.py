@@ -4,9 +4,11 @@ Every mutating call is one ``EVALSHA`` of a Lua script from ``hub/store/lua/`` (
 ``common.lua`` helpers are prepended, mirroring :mod:`hub.presence`), so each connect,
 disconnect or status change is one atomic round trip stamped on the Redis clock (``TIME``).
 The script itself publishes the batch of visible changes, msgpack-encoded, on the presence
-channel; writes that change nothing publish nothing. Users are spread over hash-tagged
-buckets (see :mod:`hub.store.keys`) so that, on a cluster, each script touches one slot;
-calls that span users (changes, sweep, reaping a node) run one script per bucket and merge.
+channel and appends it to the durable change stream (the last KEYS entry of every such
+script: see :mod:`hub.store.keys`); writes that change nothing publish nothing. Users are
+spread over hash-tagged buckets (see :mod:`hub.store.keys`) so that, on a cluster, each
+script touches one slot; calls that span users (changes, sweep, reaping a node) run one
+script per bucket and merge.
 Every Redis failure surfaces as :class:`~hub.store.base.StoreUnavailable`, with short socket
 timeouts so nothing hangs; scripts reload themselves after Redis restarts empty (NOSCRIPT).
 """
@@ -305,7 +307,7 @@ class RedisStore:
         self.cluster = url.startswith("redis+cluster://")
         self.window_ms = window_ms
         self.grace_ms = grace_ms
-        self.keys = Keys(key_prefix, buckets or (16 if self.cluster else 1))
+        self.keys = Keys(key_prefix, buckets or (16 if self.cluster else 1), cluster=self.cluster)
         self.channel = channel
         self.control = control_channel(channel)
         self._channel_b = channel.encode()
@@ -383,7 +385,7 @@ class RedisStore:
         with unavailable():
             row = await self._connect(
                 keys=[b.user + uid, b.conns + uid, b.idx, b.on, b.grace, b.clock, b.names,
-                      b.node + node],
+                      b.node + node, b.stream],
                 args=[uid, conn, node, state, profile.username, profile.username.lower(),
                       profile.name, profile.avatar,
                       _utc(profile.utc_offset) if profile.utc_offset else "",
@@ -396,7 +398,7 @@ class RedisStore:
         with unavailable():
             await self._disconnect(
                 keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock,
-                      b.node + node],
+                      b.node + node, b.stream],
                 args=[conn, self.grace_ms if grace else 0, self._window, self.channel],
             )  # fmt: skip
 
@@ -404,7 +406,7 @@ class RedisStore:
         b = self.keys.bucket_of(user)
         with unavailable():
             known = await self._activity(
-                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock],
+                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock, b.stream],
                 args=[conn, state, self._window, self.channel],
             )
         return bool(known)
@@ -425,7 +427,7 @@ class RedisStore:
         with unavailable():
             row = await self._set_status(
                 keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock,
-                      b.expiries],
+                      b.expiries, b.stream],
                 args=[status or "", "0" if text is None else "1", text or "",
                       self._window, self.channel, "" if until is None else str(until), hide],
             )  # fmt: skip
@@ -446,7 +448,7 @@ class RedisStore:
             while examined >= EXPIRY_BATCH:
                 with unavailable():
                     examined = await self._expire_status(
-                        keys=[b.idx, b.on, b.grace, b.clock, b.expiries],
+                        keys=[b.idx, b.on, b.grace, b.clock, b.expiries, b.stream],
                         args=[b.user, b.conns, EXPIRY_BATCH, self._window, self.channel],
                     )
 
@@ -457,7 +459,8 @@ class RedisStore:
         uid = profile.id
         with unavailable():
             row = await self._set_profile(
-                keys=[b.user + uid, b.conns + uid, b.idx, b.on, b.grace, b.clock, b.names],
+                keys=[b.user + uid, b.conns + uid, b.idx, b.on, b.grace, b.clock, b.names,
+                      b.stream],
                 args=[uid, profile.username, profile.username.lower(), profile.name,
                       profile.avatar, _utc(profile.utc_offset), "1" if create else "0",
                       self._window, self.channel],
@@ -468,7 +471,7 @@ class RedisStore:
         b = self.keys.bucket_of(user)
         with unavailable():
             await self._drop_user(
-                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock],
+                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock, b.stream],
                 args=[b.node, self._window, self.channel],
             )
 
@@ -535,7 +538,7 @@ class RedisStore:
         while examined >= GRACE_BATCH:
             with unavailable():
                 examined = await self._expire_grace(
-                    keys=[b.idx, b.on, b.grace, b.clock],
+                    keys=[b.idx, b.on, b.grace, b.clock, b.stream],
                     args=[b.user, b.conns, GRACE_BATCH, self._window, self.channel],
                 )
 
@@ -550,7 +553,7 @@ class RedisStore:
             while True:
                 with unavailable():
                     cursor = await self._reap(
-                        keys=[b.node + node, b.idx, b.on, b.grace, b.clock],
+                        keys=[b.node + node, b.idx, b.on, b.grace, b.clock, b.stream],
                         args=[b.user, b.conns, grace_ms, self._window, self.channel,
                               cursor, REAP_BATCH],
                     )  # fmt: skip

@@ -5,6 +5,7 @@
 -- KEYS[4] - the bucket's not-offline set
 -- KEYS[5] - the bucket's grace zset
 -- KEYS[6] - the bucket's clock
+-- KEYS[7] - the change stream (last KEYS entry, see common.lua)
 -- ARGV[1] - connection id
 -- ARGV[2] - connection state: online or away
 -- ARGV[3] - window ms

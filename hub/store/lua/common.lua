@@ -4,6 +4,9 @@
 -- (ctx) carries the bucket's keys, the clock and the batch this call will publish.
 -- LAST_SEEN (a boolean the store puts in front of this file: HUB_LAST_SEEN=everyone) says
 -- whether entries may carry lastSeen at all.
+-- Every script that publishes (calls context/finish) passes the change stream it appends to
+-- as its LAST KEYS entry (KEYS[#KEYS]): scripts may gain keys before it without touching
+-- this file. On one Redis that is <prefix>changes; on a cluster the bucket's own stream.
 
 -- Redis 5/6 need this for TIME before writes; on Redis 7 it is a no-op.
 if redis.replicate_commands then redis.replicate_commands() end
@@ -32,7 +35,7 @@ end
 local function context(idx, on, grace, clock, window, channel)
   local now = clock_now(clock)
   return {idx = idx, on = on, grace = grace, clock = clock, window = tonumber(window),
-          channel = channel, now = now, stamp = now, users = {}}
+          channel = channel, stream = KEYS[#KEYS], now = now, stamp = now, users = {}}
 end
 
 local function load_user(key)
@@ -161,14 +164,17 @@ local function save(ctx, u, changed, had_grace)
   end
 end
 
--- After the changes: advance the clock, trim the index to one window, publish the batch.
+-- After the changes: advance the clock, trim the index to one window, publish the batch
+-- and append it to the change stream (field d, the same msgpack map), dropping stream
+-- entries older than one window (MINID ~: whole macro nodes only, so cheap).
 -- Nothing changed, nothing written, nothing published.
 local function finish(ctx)
   if #ctx.users == 0 then return end
   redis.call('SET', ctx.clock, num(ctx.stamp))
   redis.call('ZREMRANGEBYSCORE', ctx.idx, '-inf', '(' .. num(ctx.stamp - ctx.window))
-  redis.call('PUBLISH', ctx.channel,
-             cmsgpack.pack({v = 1, cursor = ctx.stamp, users = ctx.users}))
+  local batch = cmsgpack.pack({v = 1, cursor = ctx.stamp, users = ctx.users})
+  redis.call('PUBLISH', ctx.channel, batch)
+  redis.call('XADD', ctx.stream, 'MINID', '~', num(ctx.now - ctx.window), '*', 'd', batch)
 end
 
 -- One user as the Python side reads it (redis.py _view), from a loaded user ...

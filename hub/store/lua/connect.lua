@@ -7,6 +7,7 @@
 -- KEYS[6] - the bucket's clock
 -- KEYS[7] - the bucket's username index (lowercased username -> user id)
 -- KEYS[8] - the node's connections hash in this bucket (conn -> user id)
+-- KEYS[9] - the change stream (last KEYS entry, see common.lua)
 -- ARGV[1] - user id
 -- ARGV[2] - connection id
 -- ARGV[3] - node id

@@ -6,6 +6,7 @@
 -- KEYS[5] - the bucket's grace zset
 -- KEYS[6] - the bucket's clock
 -- KEYS[7] - the node's connections hash in this bucket
+-- KEYS[8] - the change stream (last KEYS entry, see common.lua)
 -- ARGV[1] - connection id
 -- ARGV[2] - grace ms (0: offline now, as for a forced disconnect)
 -- ARGV[3] - window ms

@@ -5,6 +5,7 @@
 -- KEYS[4] - the bucket's not-offline set
 -- KEYS[5] - the bucket's grace zset
 -- KEYS[6] - the bucket's clock
+-- KEYS[7] - the change stream (last KEYS entry, see common.lua)
 -- ARGV[1] - the prefix of the bucket's per-node connection hashes (+ node id = key; same
 --           hash tag, so the same slot as KEYS)
 -- ARGV[2] - window ms

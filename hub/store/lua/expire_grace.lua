@@ -3,6 +3,7 @@
 -- KEYS[2] - the bucket's not-offline set
 -- KEYS[3] - the bucket's grace zset (user -> deadline ms)
 -- KEYS[4] - the bucket's clock
+-- KEYS[5] - the change stream (last KEYS entry, see common.lua)
 -- ARGV[1] - the prefix of the bucket's user hashes (+ user id = key; same hash tag)
 -- ARGV[2] - the prefix of the bucket's connection hashes (+ user id = key; same hash tag)
 -- ARGV[3] - at most this many graces per call (keeps one script call short)

@@ -5,6 +5,7 @@
 -- KEYS[3] - the bucket's grace zset
 -- KEYS[4] - the bucket's clock
 -- KEYS[5] - the bucket's status expiries (zset user -> until ms)
+-- KEYS[6] - the change stream (last KEYS entry, see common.lua)
 -- ARGV[1] - the prefix of the bucket's user hashes (+ user id = key; same hash tag)
 -- ARGV[2] - the prefix of the bucket's connection hashes (+ user id = key; same hash tag)
 -- ARGV[3] - at most this many expiries per call (keeps one script call short)

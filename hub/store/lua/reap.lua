@@ -4,6 +4,7 @@
 -- KEYS[3] - the bucket's not-offline set
 -- KEYS[4] - the bucket's grace zset
 -- KEYS[5] - the bucket's clock
+-- KEYS[6] - the change stream (last KEYS entry, see common.lua)
 -- ARGV[1] - the prefix of the bucket's user hashes (+ user id = key; same hash tag)
 -- ARGV[2] - the prefix of the bucket's connection hashes (+ user id = key; same hash tag)
 -- ARGV[3] - grace ms (0 when reaping a dead node: its TTL already waited)

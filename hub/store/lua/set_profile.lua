@@ -6,6 +6,7 @@
 -- KEYS[5] - the bucket's grace zset
 -- KEYS[6] - the bucket's clock
 -- KEYS[7] - the bucket's username index
+-- KEYS[8] - the change stream (last KEYS entry, see common.lua)
 -- ARGV[1] - user id
 -- ARGV[2] - username ('' keeps the stored one)
 -- ARGV[3] - the username lowercased by the caller

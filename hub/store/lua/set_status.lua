@@ -6,6 +6,7 @@
 -- KEYS[5] - the bucket's grace zset
 -- KEYS[6] - the bucket's clock
 -- KEYS[7] - the bucket's status expiries (zset user -> until ms)
+-- KEYS[8] - the change stream (last KEYS entry, see common.lua)
 -- ARGV[1] - chosen status: online, away, busy or offline ('' keeps it)
 -- ARGV[2] - '1' when ARGV[3] carries a text, '0' to keep the text
 -- ARGV[3] - status text (may be '')
