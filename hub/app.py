@@ -18,6 +18,8 @@ from hub.admin import Admin
 from hub.config import Settings
 from hub.metrics import HubMetrics
 from hub.node import Node
+from hub.pusher.wiring import create_service as create_pusher
+from hub.pusher.wiring import routes as pusher_routes
 from hub.registry import open_registry
 from hub.rooms import Rooms
 from hub.store import open_store
@@ -56,15 +58,20 @@ def create_app(settings: Settings) -> Starlette:
     node.gate = admin.gate
     node.rest_gate = rest_gate(admin)
     node.rooms = rooms
+    pusher = create_pusher(settings, node)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
         await registry.start()
         await rooms.start()
+        if pusher is not None:
+            await pusher.start()
         try:
             yield
         finally:
+            if pusher is not None:
+                await pusher.stop()
             await rooms.stop()
             await admin.stop()
             await node.stop()
@@ -78,6 +85,7 @@ def create_app(settings: Settings) -> Starlette:
         *iflychat.routes,
         *metrics.routes,
         *openapi.routes,
+        *(pusher_routes() if pusher is not None else []),
         Route("/", index, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         # Last: /{org}/{app}/users... would shadow any two-segment prefix listed after it.
@@ -87,5 +95,6 @@ def create_app(settings: Settings) -> Starlette:
     app.state.node = node
     app.state.settings = settings
     app.state.admin = admin
+    app.state.pusher = pusher
     app.state.metrics = HubMetrics(node)
     return app

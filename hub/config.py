@@ -80,6 +80,9 @@ class Settings:
     rate_per_s: float = 50.0
     buckets: int = 0
     generated_keys: bool = False
+    pusher_apps: str = ""
+    pusher_apps_file: str = ""
+    pusher_activity_timeout_s: float = 120.0
 
     @property
     def window_ms(self) -> int:
@@ -125,6 +128,11 @@ class Settings:
             log_level=(env.get("HUB_LOG_LEVEL") or "info").lower(),
             rate_per_s=_seconds(env, "HUB_RATE_PER_S", 50.0, minimum=1.0),
             buckets=_int(env, "HUB_BUCKETS", 0, minimum=0),
+            pusher_apps=env.get("HUB_PUSHER_APPS", ""),
+            pusher_apps_file=env.get("HUB_PUSHER_APPS_FILE", ""),
+            pusher_activity_timeout_s=_seconds(
+                env, "HUB_PUSHER_ACTIVITY_TIMEOUT_S", 120.0, minimum=1.0
+            ),
         )
 
     def with_generated_keys(self) -> Settings:

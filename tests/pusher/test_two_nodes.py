@@ -1,0 +1,154 @@
+"""pusher-js and Laravel Echo, unmodified, on two hubs sharing one Redis.
+
+Clients are spread over both nodes; members must be exact on both, a second tab of a user
+must add no member_added (and closing it no member_removed), kill -9 of a node must remove
+its members from the other node's clients within the TTL, and a webhook receiver must get
+each member event once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.pusher.support import (
+    APP_KEY,
+    Driver,
+    Helper,
+    apps_file,
+    ev,
+    helper,
+    sdk,
+    wait_until,
+)
+from tests.support.hubproc import ADMIN_HEADERS, HubProcess, running_hubs
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+TTL_S = 2.0
+
+
+@pytest.fixture
+def hooks() -> Iterator[Helper]:
+    with helper(0) as server:
+        yield server
+
+
+@pytest.fixture
+def nodes(redis_url: str, key_prefix: str, tmp_path: Path, hooks: Helper
+          ) -> Iterator[tuple[HubProcess, ...]]:
+    env = {
+        "HUB_STORE": redis_url,
+        "HUB_KEY_PREFIX": key_prefix,
+        "HUB_CHANNEL": f"{key_prefix}presence",
+        "HUB_NODE_TTL_S": str(TTL_S),
+        "HUB_OFFLINE_GRACE_S": "0.2",
+        "HUB_PUSHER_APPS_FILE": str(apps_file(tmp_path / "apps.json",
+                                              f"{hooks.url}/webhook")),
+    }
+    with running_hubs(tmp_path, env) as hubs:
+        yield hubs
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> Iterator[Driver]:
+    d = Driver(tmp_path / "driver.log")
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def _connect(driver: Driver, kind: str, id_: str, node: HubProcess, hooks: Helper,
+             user: str) -> None:
+    driver.send(op=kind, id=id_, key=APP_KEY, port=node.port, auth=f"{hooks.url}/auth",
+                user=user)
+    driver.wait(ev(id_, "connected"))
+
+
+def _online(node: HubProcess, users: list[str]) -> list[str]:
+    response = httpx.get(f"{node.url}/api/v1/users.presence", params={"ids": ",".join(users)},
+                         headers=ADMIN_HEADERS, timeout=10)
+    assert response.status_code == 200, response.text
+    return sorted(u["_id"] for u in response.json()["users"])
+
+
+def test_members_are_exact_across_nodes_tabs_and_a_killed_node(nodes, driver, hooks):
+    node1, node2 = nodes
+    tag = uuid.uuid4().hex[:6]
+    u1, u2, u3 = f"ann-{tag}", f"bob-{tag}", f"cy-{tag}"
+    room = f"room-{tag}"
+    channel = f"presence-{room}"
+
+    # pusher-js on node1 and Laravel Echo on node2.
+    _connect(driver, "pusher", "a", node1, hooks, u1)
+    driver.send(op="subscribe", id="a", channel=channel)
+    assert driver.wait(ev("a", "here"))["members"] == [u1]
+    _connect(driver, "echo", "b", node2, hooks, u2)
+    driver.send(op="join", id="b", channel=room)
+    assert driver.wait(ev("b", "here"))["members"] == sorted([u1, u2])
+    joined = driver.wait(ev("a", "joining", user=u2))
+    assert joined["info"] == {"id": u2, "name": f"User {u2}"}
+
+    # A pusher connection on a presence channel is a hub connection of that user.
+    for node in nodes:
+        assert _online(node, [u1, u2, u3]) == sorted([u1, u2])
+
+    # A second tab of ann, on the other node: nobody hears of it; then it closes.
+    mark = driver.mark()
+    _connect(driver, "pusher", "a2", node2, hooks, u1)
+    driver.send(op="subscribe", id="a2", channel=channel)
+    assert driver.wait(ev("a2", "here"), after=mark)["members"] == sorted([u1, u2])
+    driver.send(op="close", id="a2")
+    driver.wait(ev("a2", "closed"), after=mark)
+    wait_until(lambda: sdk(node1.port).channel_info(channel, ["subscription_count"])
+               ["subscription_count"] == 2, what="the second tab's subscription ended")
+    # A third user joins on node1: a barrier after the tab's events.
+    _connect(driver, "pusher", "c", node1, hooks, u3)
+    driver.send(op="subscribe", id="c", channel=channel)
+    assert driver.wait(ev("c", "here"), after=mark)["members"] == sorted([u1, u2, u3])
+    driver.wait(ev("b", "joining", user=u3), after=mark)
+    driver.wait(ev("a", "joining", user=u3), after=mark)
+    for who in ("a", "b"):
+        about_ann = driver.seen(lambda e, w=who: e.get("id") == w and e.get("user") == u1
+                                and e.get("ev") in ("joining", "leaving"), after=mark)
+        assert about_ann == [], f"{who} heard of ann's second tab: {about_ann}"
+
+    # Both nodes list the same members through the HTTP API.
+    for node in nodes:
+        users = sdk(node.port).users_info(channel)["users"]
+        assert sorted(u["id"] for u in users) == sorted([u1, u2, u3])
+
+    # kill -9 of node2: bob (only there) leaves for the clients of node1 within the TTL.
+    mark = driver.mark()
+    killed = time.monotonic()
+    node2.kill()
+    for who in ("a", "c"):
+        driver.wait(ev(who, "leaving", user=u2), timeout=TTL_S * 4, after=mark)
+    took = time.monotonic() - killed
+    assert took < TTL_S * 4, f"member_removed took {took:.1f} s"
+    users = sdk(node1.port).users_info(channel)["users"]
+    assert sorted(u["id"] for u in users) == sorted([u1, u3])
+    wait_until(lambda: _online(node1, [u1, u2, u3]) == sorted([u1, u3]),
+               timeout=TTL_S * 4, what="bob offline in users.presence")
+    assert not driver.seen(lambda e: e.get("ev") == "leaving" and e.get("user") == u1,
+                           after=mark)
+
+    # Each member event reached the webhook receiver once, across both nodes.
+    def member_events() -> Counter[tuple[str, str]]:
+        return Counter((e["name"], e["user_id"]) for e in hooks.webhook_events()
+                       if e.get("channel") == channel and e["name"].startswith("member_"))
+
+    wait_until(lambda: member_events()[("member_removed", u2)] >= 1, what="webhook")
+    assert hooks.rejected == 0
+    assert member_events() == Counter({("member_added", u1): 1, ("member_added", u2): 1,
+                                       ("member_added", u3): 1, ("member_removed", u2): 1})
+    occupied = [e for e in hooks.webhook_events()
+                if e["name"] == "channel_occupied" and e["channel"] == channel]
+    assert len(occupied) == 1
