@@ -39,7 +39,11 @@ def _error(status: int, message: str) -> Response:
 
 async def _authorized(request: Request) -> tuple[PusherService, App, bytes]:
     service: PusherService = request.app.state.pusher
-    app = service.apps.by_id.get(request.path_params["app_id"])
+    if "app_id" in request.path_params:
+        app = service.apps.by_id.get(request.path_params["app_id"])
+    else:
+        # PyPI's SDK sends terminate_connections without /apps/{id}: the key names the app.
+        app = service.apps.by_key.get(request.query_params.get("auth_key", ""))
     if app is None:
         raise ApiError(404, "unknown app id")
     body = await request.body()
@@ -204,4 +208,5 @@ routes = [
     Route("/apps/{app_id}/channels/{channel}/users", _handler(users), methods=["GET"]),
     Route("/apps/{app_id}/users/{user}/terminate_connections", _handler(terminate),
           methods=["POST"]),
+    Route("/users/{user}/terminate_connections", _handler(terminate), methods=["POST"]),
 ]

@@ -26,9 +26,22 @@ WAIT_S = 20.0
 Event = dict[str, Any]
 
 
-def sdk(port: int) -> pusher.Pusher:
-    """PyPI's server SDK pointed at a hub."""
-    return pusher.Pusher(APP_ID, APP_KEY, APP_SECRET, ssl=False, host="127.0.0.1", port=port)
+_SDKS: dict[tuple[int, str], pusher.Pusher] = {}
+
+
+def sdk(port: int, secret: str = APP_SECRET) -> pusher.Pusher:
+    """PyPI's server SDK pointed at a hub (one per port, closed by :func:`close_sdks`)."""
+    client = _SDKS.get((port, secret))
+    if client is None:
+        client = pusher.Pusher(APP_ID, APP_KEY, secret, ssl=False, host="127.0.0.1", port=port)
+        _SDKS[(port, secret)] = client
+    return client
+
+
+def close_sdks() -> None:
+    for client in _SDKS.values():
+        client._pusher_client.http.session.close()
+    _SDKS.clear()
 
 
 def node_binary() -> str:
@@ -106,6 +119,11 @@ class Driver:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=5)
+        self._reader.join(timeout=5)
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
         self._log.close()
 
 
