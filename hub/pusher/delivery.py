@@ -18,6 +18,8 @@ from typing import Protocol
 import httpx
 
 log = logging.getLogger("hub.pusher.delivery")
+# httpx logs every request with its URL at INFO; a webhook URL may carry a token.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 GIVE_UP_S = 360.0
 FIRST_BACKOFF_S = 1.0
@@ -57,7 +59,7 @@ class RetryingDelivery:
     def submit(self, url: str, body: bytes, headers: dict[str, str]) -> None:
         if self._queue.qsize() >= QUEUE_LIMIT:
             self.failed += 1
-            log.warning("webhook queue full; dropped a batch for %s", url)
+            log.warning("webhook queue full; dropped a batch for %s", _host(url))
             return
         self._queue.put_nowait(_Job(url, body, headers))
 
@@ -86,7 +88,8 @@ class RetryingDelivery:
             elapsed = time.monotonic() - job.first
             if elapsed >= self.give_up_s:
                 self.failed += 1
-                log.warning("webhook to %s failed %d times; given up", job.url, job.attempts)
+                log.warning("webhook to %s failed %d times; given up", _host(job.url),
+                            job.attempts)
                 continue
             delay = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (job.attempts - 1))
             task = asyncio.create_task(self._later(job, delay))
@@ -102,6 +105,11 @@ class RetryingDelivery:
         try:
             response = await self._client.post(job.url, content=job.body, headers=job.headers)
         except httpx.HTTPError as exc:
-            log.info("webhook to %s: %s", job.url, type(exc).__name__)
+            log.warning("webhook to %s: %s", _host(job.url), type(exc).__name__)
             return False
         return 200 <= response.status_code < 300
+
+
+def _host(url: str) -> str:
+    """Where a webhook goes, without its path or query (which may hold a token)."""
+    return httpx.URL(url).host

@@ -137,6 +137,7 @@ class Helper(ThreadingHTTPServer):
     """``POST /auth`` (pusher-js's auth endpoint) and ``POST /webhook`` (a receiver)."""
 
     daemon_threads = True
+    request_queue_size = 128
 
     def __init__(self, hub_port: int) -> None:
         self.client = sdk(hub_port or 80)

@@ -125,6 +125,14 @@ def test_members_are_exact_across_nodes_tabs_and_a_killed_node(nodes, driver, ho
         users = sdk(node.port).users_info(channel)["users"]
         assert sorted(u["id"] for u in users) == sorted([u1, u2, u3])
 
+    def member_events() -> Counter[tuple[str, str]]:
+        return Counter((e["name"], e["user_id"]) for e in hooks.webhook_events()
+                       if e.get("channel") == channel and e["name"].startswith("member_"))
+
+    # Webhooks leave a node a moment after the transition; one killed before that loses
+    # them (see the README), so the kill waits for the three member_added.
+    wait_until(lambda: len(member_events()) == 3, what="three member_added webhooks")
+
     # kill -9 of node2: bob (only there) leaves for the clients of node1 within the TTL.
     mark = driver.mark()
     killed = time.monotonic()
@@ -141,10 +149,6 @@ def test_members_are_exact_across_nodes_tabs_and_a_killed_node(nodes, driver, ho
                            after=mark)
 
     # Each member event reached the webhook receiver once, across both nodes.
-    def member_events() -> Counter[tuple[str, str]]:
-        return Counter((e["name"], e["user_id"]) for e in hooks.webhook_events()
-                       if e.get("channel") == channel and e["name"].startswith("member_"))
-
     wait_until(lambda: member_events()[("member_removed", u2)] >= 1, what="webhook")
     assert hooks.rejected == 0
     assert member_events() == Counter({("member_added", u1): 1, ("member_added", u2): 1,
