@@ -68,6 +68,9 @@ class ChannelState(Protocol):
     async def members(self, app: str, channel: str) -> dict[str, Any]:
         """user id -> user_info of a presence channel."""
 
+    async def members_json(self, app: str, channel: str) -> dict[str, str]:
+        """user id -> user_info as the JSON text it was stored as (no parsing)."""
+
     async def member_count(self, app: str, channel: str) -> int: ...
 
     async def has_member(self, app: str, channel: str, user_id: str) -> bool: ...
@@ -108,7 +111,7 @@ class MemoryChannels:
     def __init__(self) -> None:
         self.subs: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
         self.counts: dict[tuple[str, str], dict[str, int]] = {}
-        self.info: dict[tuple[str, str], dict[str, Any]] = {}
+        self.info: dict[tuple[str, str], dict[str, str]] = {}
         self.nodes: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
     async def start(self) -> None:
@@ -131,7 +134,7 @@ class MemoryChannels:
                     return Joined(-1, False, False)
                 added = True
             counts[user_id] = counts.get(user_id, 0) + 1
-            self.info.setdefault(key, {})[user_id] = json.loads(user_info)
+            self.info.setdefault(key, {})[user_id] = user_info
         occupied = not subs
         subs[socket] = (node, user_id)
         self.nodes.setdefault((app, node), set()).add((channel, socket))
@@ -161,6 +164,9 @@ class MemoryChannels:
         return Left(True, user_id, gone, vacated)
 
     async def members(self, app: str, channel: str) -> dict[str, Any]:
+        return {u: json.loads(i) for u, i in self.info.get((app, channel), {}).items()}
+
+    async def members_json(self, app: str, channel: str) -> dict[str, str]:
         return dict(self.info.get((app, channel), {}))
 
     async def member_count(self, app: str, channel: str) -> int:
@@ -280,11 +286,14 @@ class RedisChannels:
         return Left(bool(int(row[0])), str(row[1]), bool(int(row[2])), bool(int(row[3])))
 
     async def members(self, app: str, channel: str) -> dict[str, Any]:
+        return {u: json.loads(i) for u, i in (await self.members_json(app, channel)).items()}
+
+    async def members_json(self, app: str, channel: str) -> dict[str, str]:
         from hub.store.redis import unavailable
 
         with unavailable():
             raw = await self._redis.hgetall(f"{self._tag(app)}:i:{channel}")
-        return {str(user): json.loads(info) for user, info in raw.items()}
+        return {str(user): str(info) for user, info in raw.items()}
 
     async def member_count(self, app: str, channel: str) -> int:
         from hub.store.redis import unavailable

@@ -128,6 +128,17 @@ def subscription_succeeded(channel: str, presence: dict[str, Any] | None = None)
     )
 
 
+def presence_succeeded(channel: str, members: dict[str, str]) -> str:
+    """``subscription_succeeded`` of a presence channel from ``user_id -> user_info JSON``
+    (as stored: compact JSON this module wrote), assembled without parsing the members:
+    for a 10,000-member channel that is several times faster than a parse and re-encode."""
+    hash_ = ",".join(f"{dumps(uid)}:{info}" for uid, info in members.items())
+    inner = (f'{{"presence":{{"ids":{dumps(list(members))},"hash":{{{hash_}}},'
+             f'"count":{len(members)}}}}}')
+    return (f'{{"event":"pusher_internal:subscription_succeeded",'
+            f'"channel":{dumps(channel)},"data":{dumps(inner)}}}')
+
+
 def presence_data(members: dict[str, Any]) -> dict[str, Any]:
     """``{"ids", "hash", "count"}`` of a presence channel from ``user_id -> user_info``."""
     return {"ids": list(members), "hash": members, "count": len(members)}

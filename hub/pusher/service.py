@@ -200,18 +200,21 @@ class PusherService:
             # The socket closed meanwhile: its cleanup did not see this subscription.
             await self._leave(socket, channel)
             return
-        presence: dict[str, Any] | None = None
+        members: dict[str, str] | None = None
         if member is not None:
-            members = await self.channels.members(app.id, channel)
-            presence = p.presence_data(members)
+            members = await self.channels.members_json(app.id, channel)
+            frame = p.presence_succeeded(channel, members)
+        else:
+            frame = p.subscription_succeeded(channel)
         socket.session.subscribed(channel, member)
-        socket.transport.send(p.subscription_succeeded(channel, presence))
+        socket.transport.send(frame)
         for message in socket.waiting.pop(channel, []):
-            if presence is not None:
+            if members is not None:
+                # Member events the list already reflects would be told twice.
                 added, removed = message.get("ma"), message.get("mr")
-                if added is not None and added in presence["hash"]:
+                if added is not None and added in members:
                     continue
-                if removed is not None and removed not in presence["hash"]:
+                if removed is not None and removed not in members:
                     continue
             self._deliver(socket, message)
         if joined.occupied:
@@ -396,10 +399,10 @@ class PusherService:
             if p.kind(channel) != "presence":
                 continue
             try:
-                members = await self.channels.members(app_id, channel)
+                members = await self.channels.members_json(app_id, channel)
             except StoreUnavailable:
                 continue
-            frame = p.subscription_succeeded(channel, p.presence_data(members))
+            frame = p.presence_succeeded(channel, members)
             for socket in subs.values():
                 if channel not in socket.waiting:
                     socket.transport.send(frame)

@@ -171,3 +171,13 @@ def test_ping_pong_both_ways():
     fresh.tick(121.0)
     fresh.receive(_frame("pusher:pong", {}), 125.0)
     assert fresh.tick(151.0) == []
+
+
+def test_presence_frame_assembled_from_stored_json_equals_the_encoded_one():
+    members = {"1": {"name": "Ann \u00e9\"x"}, "b\"2": None, "\u00fc3": [1, {"k": "v"}]}
+    stored = {uid: p.dumps(info) for uid, info in members.items()}
+    fast = json.loads(p.presence_succeeded("presence-r", stored))
+    slow = json.loads(p.subscription_succeeded("presence-r", p.presence_data(members)))
+    assert fast == slow
+    assert json.loads(fast["data"]) == {"presence": {"ids": ["1", 'b"2', "\u00fc3"],
+                                                     "hash": members, "count": 3}}
