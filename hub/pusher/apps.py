@@ -141,3 +141,26 @@ def load(apps_env: str, apps_file: str) -> Apps:
     if apps_file:
         apps += parse_file(apps_file)
     return Apps(apps)
+
+
+def dev_apps(hub_secret: str) -> str:
+    """A development app derived from the hub's (development) secret, so it stays the same
+    across restarts: ``HUB_PUSHER_APPS`` text."""
+    import hashlib
+    import hmac
+
+    def derive(label: str, size: int) -> str:
+        return hmac.new(hub_secret.encode(), label.encode(), hashlib.sha256).hexdigest()[:size]
+
+    return f"1:dev-{derive('pusher-key', 16)}:{derive('pusher-secret', 32)}"
+
+
+def snippet(key: str, host: str, port: int) -> str:
+    """The pusher-js lines that connect a page to this hub."""
+    return (
+        f'  const pusher = new Pusher("{key}", {{\n'
+        f'    wsHost: "{host}", wsPort: {port}, forceTLS: false,\n'
+        '    enabledTransports: ["ws"], cluster: "mt1",\n'
+        '    channelAuthorization: { endpoint: "/broadcasting/auth" },  // your app\'s\n'
+        "  });"
+    )
