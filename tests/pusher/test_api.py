@@ -5,7 +5,10 @@ on one node reaches subscribers on the other."""
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -220,3 +223,33 @@ def test_client_events_reach_the_others_with_user_id_on_presence(nodes, driver, 
     driver.wait(ev("p", "event", event="barrier"), after=mark)
     assert not driver.seen(ev("p", "event", event="client-ping"), after=mark)
     assert not driver.seen(ev("b", "whisper"))
+
+
+def test_pysher_speaks_protocol_6_to_the_same_channels(nodes, driver, auth):
+    import pysher
+
+    node1, node2 = nodes
+    tag = uuid.uuid4().hex[:6]
+    channel = f"presence-py-{tag}"
+    _client(driver, "pusher", "a", node1, auth, f"js-{tag}")
+    driver.send(op="subscribe", id="a", channel=channel)
+    driver.wait(ev("a", "here"))
+
+    connected, got = threading.Event(), queue.Queue[str]()
+    client = pysher.Pusher(APP_KEY, secure=False, custom_host="127.0.0.1", port=node2.port,
+                           secret=APP_SECRET, log_level=logging.WARNING,
+                           user_data={"user_id": f"py-{tag}", "user_info": {"name": "Py"}})
+    client.connection.bind("pusher:connection_established", lambda *_: connected.set())
+    client.connect()
+    try:
+        assert connected.wait(20)
+        ch = client.subscribe(channel)
+        ch.bind("hello", got.put)
+        driver.wait(ev("a", "joining", user=f"py-{tag}"))
+        sdk(node1.port).trigger(channel, "hello", {"to": "py"})
+        assert json.loads(got.get(timeout=20)) == {"to": "py"}
+    finally:
+        # Pysher's disconnect() joins its thread, which sleeps on its own ping timer for
+        # up to its activity timeout; the close frame is sent at once, so do not wait.
+        client.disconnect(timeout=1)
+    driver.wait(ev("a", "leaving", user=f"py-{tag}"))

@@ -156,3 +156,24 @@ def test_members_are_exact_across_nodes_tabs_and_a_killed_node(nodes, driver, ho
     occupied = [e for e in hooks.webhook_events()
                 if e["name"] == "channel_occupied" and e["channel"] == channel]
     assert len(occupied) == 1
+
+
+def test_a_draining_node_hands_its_members_over(nodes, driver, hooks):
+    node1, node2 = nodes
+    tag = uuid.uuid4().hex[:6]
+    u1, u2 = f"dee-{tag}", f"eve-{tag}"
+    channel = f"presence-drain-{tag}"
+    _connect(driver, "pusher", "a", node1, hooks, u1)
+    driver.send(op="subscribe", id="a", channel=channel)
+    driver.wait(ev("a", "here"))
+    _connect(driver, "echo", "b", node2, hooks, u2)
+    driver.send(op="join", id="b", channel=channel.removeprefix("presence-"))
+    assert driver.wait(ev("b", "here"))["members"] == sorted([u1, u2])
+    mark = driver.mark()
+    assert node1.stop() == 0
+    driver.wait(ev("b", "leaving", user=u1), after=mark)
+    # pusher-js on the stopped node tries to come back (close codes in the retry range).
+    driver.wait(ev("a", "state", state="connecting"), after=mark)
+    users = sdk(node2.port).users_info(channel)["users"]
+    assert [u["id"] for u in users] == [u2]
+    wait_until(lambda: _online(node2, [u1, u2]) == [u2], what=f"{u1} offline after the grace")
