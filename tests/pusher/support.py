@@ -228,3 +228,17 @@ def wait_until(check: Callable[[], bool], timeout: float = WAIT_S, what: str = "
 
 
 os.environ.setdefault("NODE_NO_WARNINGS", "1")
+
+
+async def room_entry(client: Any, room: str, user: str, *, after: int = 0,
+                     **want: Any) -> dict[str, Any]:
+    """Wait for a ``/ws`` room-scope entry about ``user`` with the fields in ``want``."""
+
+    def matches(frame: dict[str, Any]) -> bool:
+        return (frame.get("op") in ("snapshot", "delta") and frame.get("scope") == {"room": room}
+                and any(u["id"] == user and all(u.get(k) == v for k, v in want.items())
+                        for u in frame["users"]))
+
+    frame = await client.wait_for(matches, after=after, what=f"{user} {want} in {room}")
+    entry: dict[str, Any] = next(u for u in frame["users"] if u["id"] == user)
+    return entry

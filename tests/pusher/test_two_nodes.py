@@ -8,6 +8,8 @@ each member event once.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import uuid
 from collections import Counter
@@ -19,15 +21,18 @@ import pytest
 
 from tests.pusher.support import (
     APP_KEY,
+    WAIT_S,
     Driver,
     Helper,
     apps_file,
     ev,
     helper,
+    room_entry,
     sdk,
     wait_until,
 )
-from tests.support.hubproc import ADMIN_HEADERS, HubProcess, running_hubs
+from tests.support.hubproc import ADMIN_HEADERS, HubProcess, running_hubs, user_token
+from tests.support.wsclient import connect_user
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -177,3 +182,40 @@ def test_a_draining_node_hands_its_members_over(nodes, driver, hooks):
     users = sdk(node2.port).users_info(channel)["users"]
     assert [u["id"] for u in users] == [u2]
     wait_until(lambda: _online(node2, [u1, u2]) == [u2], what=f"{u1} offline after the grace")
+
+
+async def test_presence_channel_members_are_the_hub_room(nodes, driver, hooks):
+    """A /ws room subscriber sees a presence channel's members come and go; a whisper
+    becomes one client_event webhook."""
+    node1, node2 = nodes
+    tag = uuid.uuid4().hex[:6]
+    u1, u2 = f"fay-{tag}", f"gus-{tag}"
+    channel = f"presence-hall-{tag}"
+    watcher = await connect_user(node2.ws_url, user_token(f"watcher-{tag}"))
+    try:
+        await watcher.subscribe({"room": channel})
+        await asyncio.to_thread(_connect, driver, "echo", "a", node1, hooks, u1)
+        driver.send(op="join", id="a", channel=channel.removeprefix("presence-"))
+        await room_entry(watcher, channel, u1, member=True, status="online")
+        await asyncio.to_thread(_connect, driver, "echo", "b", node2, hooks, u2)
+        driver.send(op="join", id="b", channel=channel.removeprefix("presence-"))
+        await room_entry(watcher, channel, u2, member=True, status="online")
+        await asyncio.to_thread(driver.wait, ev("a", "joining", user=u2))
+
+        mark = driver.mark()
+        driver.send(op="whisper", id="b", channel=channel.removeprefix("presence-"),
+                    event="typing", data={"on": True})
+        await asyncio.to_thread(driver.wait, ev("a", "whisper"), WAIT_S, mark)
+        await asyncio.to_thread(
+            wait_until, lambda: any(e["name"] == "client_event" and e["channel"] == channel
+                                    for e in hooks.webhook_events()), what="client_event hook")
+
+        mark = watcher.mark()
+        driver.send(op="close", id="a")
+        await room_entry(watcher, channel, u1, after=mark, member=False)
+    finally:
+        await watcher.close()
+    (hook,) = [e for e in hooks.webhook_events()
+               if e["name"] == "client_event" and e["channel"] == channel]
+    assert hook["event"] == "client-typing" and hook["user_id"] == u2
+    assert json.loads(hook["data"]) == {"on": True}
