@@ -47,8 +47,11 @@ class _Job:
 
 
 class RetryingDelivery:
-    def __init__(self, give_up_s: float = GIVE_UP_S) -> None:
+    def __init__(self, give_up_s: float = GIVE_UP_S, first_backoff_s: float = FIRST_BACKOFF_S,
+                 max_backoff_s: float = MAX_BACKOFF_S) -> None:
         self.give_up_s = give_up_s
+        self.first_backoff_s = first_backoff_s
+        self.max_backoff_s = max_backoff_s
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._waiting: set[asyncio.Task[None]] = set()
@@ -91,7 +94,7 @@ class RetryingDelivery:
                 log.warning("webhook to %s failed %d times; given up", _host(job.url),
                             job.attempts)
                 continue
-            delay = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (job.attempts - 1))
+            delay = min(self.max_backoff_s, self.first_backoff_s * 2 ** (job.attempts - 1))
             task = asyncio.create_task(self._later(job, delay))
             self._waiting.add(task)
             task.add_done_callback(self._waiting.discard)

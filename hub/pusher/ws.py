@@ -30,6 +30,7 @@ class WsTransport:
         self.limit = limit
         self.outbox: deque[str] = deque()
         self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self.closing = False
 
     def send(self, text: str) -> None:
@@ -37,9 +38,10 @@ class WsTransport:
             return
         if len(self.outbox) >= self.limit:
             self.outbox.clear()
-            asyncio.get_running_loop().create_task(
-                self.close(p.Close.OVER_CAPACITY, "client too slow")
-            )
+            if self._closer is None:
+                self._closer = asyncio.get_running_loop().create_task(
+                    self.close(p.Close.OVER_CAPACITY, "client too slow")
+                )
             return
         self.outbox.append(text)
         if self._writer is None:
