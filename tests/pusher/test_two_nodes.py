@@ -31,7 +31,13 @@ from tests.pusher.support import (
     sdk,
     wait_until,
 )
-from tests.support.hubproc import ADMIN_HEADERS, HubProcess, running_hubs, user_token
+from tests.support.hubproc import (
+    ADMIN_HEADERS,
+    TEST_ADMIN_KEY,
+    HubProcess,
+    running_hubs,
+    user_token,
+)
 from tests.support.wsclient import connect_user
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -219,3 +225,22 @@ async def test_presence_channel_members_are_the_hub_room(nodes, driver, hooks):
                if e["name"] == "client_event" and e["channel"] == channel]
     assert hook["event"] == "client-typing" and hook["user_id"] == u2
     assert json.loads(hook["data"]) == {"on": True}
+
+
+def test_an_admin_kick_closes_the_users_pusher_connections(nodes, driver, hooks):
+    node1, node2 = nodes
+    tag = uuid.uuid4().hex[:6]
+    u1, u2 = f"hal-{tag}", f"ida-{tag}"
+    channel = f"presence-kick-{tag}"
+    for id_, node, user in (("a", node1, u1), ("b", node2, u2)):
+        _connect(driver, "pusher", id_, node, hooks, user)
+        driver.send(op="subscribe", id=id_, channel=channel)
+        driver.wait(ev(id_, "here"))
+    mark = driver.mark()
+    response = httpx.post(f"{node1.url}/api/1.1/user/{u2}/kick",
+                          json={"api_key": TEST_ADMIN_KEY}, timeout=10)
+    assert response.status_code == 200, response.text
+    driver.wait(ev("a", "leaving", user=u2), after=mark)
+    # 4004 is in Pusher's "do not reconnect" range: pusher-js stays away.
+    driver.wait(ev("b", "state", state="disconnected"), after=mark)
+    assert _online(node1, [u1, u2]) == [u1]
