@@ -116,8 +116,7 @@ class PusherService:
             asyncio.create_task(self._consume(), name="pusher-bus"),
             asyncio.create_task(self._liveness(), name="pusher-liveness"),
         ]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listening.wait(), 5.0)
+        await self._until_listening()
         for app in self.apps:
             with contextlib.suppress(StoreUnavailable):
                 # A restart under the same node id: the previous life's subscriptions died.
@@ -146,6 +145,18 @@ class PusherService:
         await self.webhooks.stop()
         await self.bus.close()
         await self.channels.close()
+
+    async def _until_listening(self) -> None:
+        """Publish a probe until our own bus reader hears it (at most 5 s): events published
+        before the subscription is live would be lost."""
+        deadline = time.monotonic() + 5.0
+        while not self._listening.is_set() and time.monotonic() < deadline:
+            with contextlib.suppress(StoreUnavailable):
+                await self.bus.publish({"k": "probe", "n": self.node.id})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._listening.wait(), 0.05)
+        if not self._listening.is_set():
+            log.warning("pusher bus not confirmed within 5 s; events may be lost until it is")
 
     def new_socket_id(self) -> str:
         return f"{self._prefix}.{next(self._seq)}"
@@ -358,10 +369,11 @@ class PusherService:
     async def _consume(self) -> None:
         while True:
             try:
-                feed = self.bus.messages()
-                self._listening.set()
-                async for message in feed:
-                    if message is None:
+                async for message in self.bus.messages():
+                    if message is not None and message.get("k") == "probe":
+                        if message.get("n") == self.node.id:
+                            self._listening.set()
+                    elif message is None:
                         await self._resync()
                     elif message.get("k") == "e":
                         self._dispatch(message)
