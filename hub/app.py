@@ -21,6 +21,8 @@ from hub.config import Settings
 from hub.delivery.webhooks import Webhooks
 from hub.metrics import HubMetrics
 from hub.node import Node
+from hub.pusher.wiring import create_service as create_pusher
+from hub.pusher.wiring import routes as pusher_routes
 from hub.registry import open_registry
 from hub.rooms import Rooms
 from hub.store import open_store
@@ -60,6 +62,7 @@ def create_app(settings: Settings) -> Starlette:
     node.rest_gate = rest_gate(admin)
     node.rooms = rooms
     webhooks = Webhooks(settings, node)
+    pusher = create_pusher(settings, node)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -67,9 +70,13 @@ def create_app(settings: Settings) -> Starlette:
         await registry.start()
         await rooms.start()
         await webhooks.start()
+        if pusher is not None:
+            await pusher.start()
         try:
             yield
         finally:
+            if pusher is not None:
+                await pusher.stop()
             await webhooks.stop()
             await rooms.stop()
             await admin.stop()
@@ -84,6 +91,7 @@ def create_app(settings: Settings) -> Starlette:
         *iflychat.routes,
         *metrics.routes,
         *openapi.routes,
+        *(pusher_routes() if pusher is not None else []),
         Route("/", index, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         # Last: /{org}/{app}/users... would shadow any two-segment prefix listed after it.
@@ -94,6 +102,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.settings = settings
     app.state.admin = admin
     app.state.webhooks = webhooks
+    app.state.pusher = pusher
     app.state.metrics = HubMetrics(node, webhooks=webhooks)
     return app
 

@@ -62,6 +62,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hub.app import create_app
 
     settings = with_dev_keys(_settings(args))
+    dev_pusher = settings.generated_keys and not (
+        settings.pusher_apps or settings.pusher_apps_file
+    )
+    if dev_pusher:
+        from hub.pusher.apps import dev_apps
+
+        settings = replace(settings, pusher_apps=dev_apps(settings.secret))
     logs.setup(settings.log_format, settings.log_level)
     app = create_app(settings)
     node = app.state.node
@@ -76,6 +83,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "  Any origin may use the REST API and /static (set HUB_CORS_ORIGINS with your keys)",
             flush=True,
         )
+        if dev_pusher:
+            from hub.pusher.apps import snippet
+
+            app_id, key, secret = settings.pusher_apps.split(",")[0].split(":")
+            host = url.split("//", 1)[1].rsplit(":", 1)[0]
+            print(
+                f"Pusher app for development: id {app_id}, key {key}, secret {secret}\n"
+                f"  (HUB_PUSHER_APPS={settings.pusher_apps}); pusher-js:\n"
+                f"{snippet(key, host, settings.port)}",
+                flush=True,
+            )
     elif settings.cors_origins:
         print(f"Cross-origin requests allowed from: {', '.join(settings.cors_origins)}", flush=True)
     server.run(app, settings)

@@ -154,6 +154,9 @@ class Settings:
     webhook_backoff_min_s: float = 0.5
     webhook_backoff_max_s: float = 60.0
     webhook_timeout_s: float = 10.0
+    pusher_apps: str = ""
+    pusher_apps_file: str = ""
+    pusher_activity_timeout_s: float = 120.0
 
     @property
     def window_ms(self) -> int:
@@ -216,6 +219,11 @@ class Settings:
             webhook_backoff_min_s=_seconds(env, "HUB_WEBHOOK_BACKOFF_MIN_S", 0.5, minimum=0.01),
             webhook_backoff_max_s=_seconds(env, "HUB_WEBHOOK_BACKOFF_MAX_S", 60.0, minimum=0.01),
             webhook_timeout_s=_seconds(env, "HUB_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1),
+            pusher_apps=env.get("HUB_PUSHER_APPS", ""),
+            pusher_apps_file=env.get("HUB_PUSHER_APPS_FILE", ""),
+            pusher_activity_timeout_s=_seconds(
+                env, "HUB_PUSHER_ACTIVITY_TIMEOUT_S", 120.0, minimum=1.0
+            ),
         )
 
     def with_generated_keys(self) -> Settings:

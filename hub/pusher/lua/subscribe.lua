@@ -1,0 +1,32 @@
+-- subscribe: add one socket to one channel of an app (and its user to the members).
+-- KEYS[1] - the channel's subscriptions hash (socket id -> "<node>\t<user id>")
+-- KEYS[2] - the channel's members hash (user id -> connections in the channel)
+-- KEYS[3] - the channel's member info hash (user id -> user_info JSON)
+-- KEYS[4] - the app's occupied-channels set
+-- KEYS[5] - the node's subscriptions set ("<channel>\t<socket id>")
+-- ARGV[1] - channel name
+-- ARGV[2] - socket id
+-- ARGV[3] - node id
+-- ARGV[4] - user id ('' on channels without members)
+-- ARGV[5] - user_info JSON
+-- ARGV[6] - member limit
+-- Returns {status, occupied, added}: status 1 subscribed, 0 already was, -1 the member limit
+-- is reached; occupied 1 when the channel had no subscriber before; added 1 when this is the
+-- user's first connection in the channel (the caller publishes member_added).
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return {0, 0, 0} end
+local uid = ARGV[4]
+local added = 0
+if uid ~= '' then
+  if redis.call('HEXISTS', KEYS[2], uid) == 0 then
+    if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[6]) then return {-1, 0, 0} end
+    added = 1
+  end
+  redis.call('HINCRBY', KEYS[2], uid, 1)
+  redis.call('HSET', KEYS[3], uid, ARGV[5])
+end
+local occupied = 0
+if redis.call('HLEN', KEYS[1]) == 0 then occupied = 1 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3] .. '\t' .. uid)
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[1] .. '\t' .. ARGV[2])
+return {1, occupied, added}
