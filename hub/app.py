@@ -9,21 +9,26 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from hub.admin import Admin
 from hub.config import Settings
+from hub.fanout import Fanout
 from hub.metrics import HubMetrics
-from hub.node import Node
+from hub.node import Core, Node
 from hub.registry import open_registry
 from hub.rooms import Rooms
 from hub.store import open_store
 from hub.web import api, metrics, openapi
-from hub.web.compat import agora, cometchat, iflychat, rocketchat
-from hub.web.compat.common import rest_gate
+from hub.web.compat.agora import Agora
+from hub.web.compat.cometchat import CometChat
+from hub.web.compat.iflychat import IFlyChat
+from hub.web.compat.rocketchat import RocketChat
+from hub.web.queries import Queries
+from hub.web.services import Services
 from hub.web.ws import websocket_endpoint
 
 STATIC = Path(__file__).parent / "static"
@@ -48,14 +53,27 @@ class HubApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+def vendor_mounts(services: Services) -> list[BaseRoute]:
+    """Each vendor API as a sub-app with its own error mapping. Agora's ``/{org}/{app}``
+    comes last: it would shadow any two-segment prefix listed after it."""
+    return [
+        Mount("/api/v1", app=RocketChat(services).app()),
+        Mount("/v3", app=CometChat(services).app()),
+        Mount("/api/1.1", app=IFlyChat(services).app()),
+        Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
+        Mount("/{org}/{app}", app=Agora(services).app()),
+    ]
+
+
 def create_app(settings: Settings) -> Starlette:
-    node = Node(settings, open_store(settings))
+    store = open_store(settings)
     registry = open_registry(settings)
-    rooms = Rooms(node, registry)
-    admin = Admin(node, registry, rooms)
-    node.gate = admin.gate
-    node.rest_gate = rest_gate(admin)
-    node.rooms = rooms
+    core = Core(settings, store, Fanout(settings.tick_ms))
+    rooms = Rooms(core, registry)
+    admin = Admin(core, registry, rooms)
+    node = Node(settings, store, fanout=core.fanout, gate=admin.gate,
+                rest_gate=admin.refusal, rooms=rooms)  # fmt: skip
+    services = Services(settings, node, admin, Queries(store))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -72,18 +90,14 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         WebSocketRoute("/ws", websocket_endpoint),
-        *api.routes,
-        *rocketchat.routes,
-        *cometchat.routes,
-        *iflychat.routes,
+        # The hub's own /api/v1 paths come before Rocket.Chat's mount of /api/v1.
+        *api.HubApi(services).routes(),
         *metrics.routes,
         *openapi.routes,
         Route("/", index, methods=["GET"]),
-        Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
-        # Last: /{org}/{app}/users... would shadow any two-segment prefix listed after it.
-        *agora.routes,
+        *vendor_mounts(services),
     ]
-    app = HubApp(routes=routes, lifespan=lifespan)
+    app = HubApp(routes=routes, lifespan=lifespan, exception_handlers=api.HANDLERS)
     app.state.node = node
     app.state.settings = settings
     app.state.admin = admin

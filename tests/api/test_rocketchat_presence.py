@@ -283,11 +283,19 @@ async def test_get_presence_of_unknown_user_fails_400(http, params):
     assert response.json()["success"] is False and response.json()["error"]
 
 
-async def test_get_presence_without_a_target_fails_400(http):
-    """Neither userId nor username is a 400 naming them."""
-    response = await http.get("/api/v1/users.getPresence", headers=rc_headers(uid("caller")))
-    assert response.status_code == 400
-    assert "userId or username" in response.json()["error"]
+async def test_get_presence_without_a_target_is_the_callers_own(http, users):
+    """Neither userId nor username: the caller's own presence, as Rocket.Chat answers; the
+    Bearer admin, who is nobody in particular, gets a 400 naming them."""
+    me = uid("me")
+    client, _ = await users.online(me)
+    await client.request({"op": "status", "status": "away"})
+    response = await http.get("/api/v1/users.getPresence", headers=rc_headers(me))
+    assert response.status_code == 200, response.text
+    assert (response.json()["presence"], response.json()["success"]) == ("away", True)
+    refused = await http.get("/api/v1/users.getPresence", headers=ADMIN_HEADERS)
+    assert refused.status_code == 400
+    assert "userId or username" in refused.json()["error"]
+    assert refused.json()["errorType"] == "error-user-param-not-provided"
 
 
 # -- users.setStatus -----------------------------------------------------------------------
