@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from hub.admin import Admin
@@ -53,15 +54,24 @@ class HubApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+class VendorMount(Mount):
+    """A Mount whose prefix also claims paths holding a newline (``%0A``): Starlette's
+    ``.*`` would not, and the request would get the hub's error shape, not the vendor's."""
+
+    def __init__(self, path: str, app: ASGIApp) -> None:
+        super().__init__(path, app=app)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
+
+
 def vendor_mounts(services: Services) -> list[BaseRoute]:
     """Each vendor API as a sub-app with its own error mapping. Agora's ``/{org}/{app}``
     comes last: it would shadow any two-segment prefix listed after it."""
     return [
-        Mount("/api/v1", app=RocketChat(services).app()),
-        Mount("/v3", app=CometChat(services).app()),
-        Mount("/api/1.1", app=IFlyChat(services).app()),
+        VendorMount("/api/v1", RocketChat(services).app()),
+        VendorMount("/v3", CometChat(services).app()),
+        VendorMount("/api/1.1", IFlyChat(services).app()),
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
-        Mount("/{org}/{app}", app=Agora(services).app()),
+        VendorMount("/{org}/{app}", Agora(services).app()),
     ]
 
 

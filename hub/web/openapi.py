@@ -172,7 +172,8 @@ def _models(ops: Iterable[Operation]) -> list[Any]:
 def _parameters(op: Operation, components: dict[str, Schema], schema: Schema | None
                 ) -> list[Schema]:  # fmt: skip
     params: list[Schema] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": "^[^/]+$"}}
         for name in re.findall(r"\{([^}]+)\}", op.path)
     ]
     if schema is not None:
