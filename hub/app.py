@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 from hub.admin import Admin
 from hub.config import Settings
 from hub.fanout import Fanout
-from hub.metrics import HubMetrics
+from hub.metrics import HubMetrics, Instruments
 from hub.node import Core, Node
 from hub.registry import open_registry
 from hub.rooms import Rooms
@@ -76,14 +76,17 @@ def vendor_mounts(services: Services) -> list[BaseRoute]:
 
 
 def create_app(settings: Settings) -> Starlette:
-    store = open_store(settings)
+    instruments = Instruments()
+    store = instruments.timed(open_store(settings))
     registry = open_registry(settings)
     core = Core(settings, store, Fanout(settings.tick_ms))
     rooms = Rooms(core, registry)
     admin = Admin(core, registry, rooms)
     node = Node(settings, store, fanout=core.fanout, gate=admin.gate,
                 rest_gate=admin.refusal, rooms=rooms)  # fmt: skip
-    services = Services(settings, node, admin, Queries(store))
+    queries = Queries(store)
+    services = Services(settings, node, admin, queries)
+    collector = HubMetrics(node, queries, instruments)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -102,7 +105,7 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/ws", websocket_endpoint),
         # The hub's own /api/v1 paths come before Rocket.Chat's mount of /api/v1.
         *api.HubApi(services).routes(),
-        *metrics.routes,
+        *metrics.routes(collector),
         *openapi.routes,
         Route("/", index, methods=["GET"]),
         *vendor_mounts(services),
@@ -111,5 +114,5 @@ def create_app(settings: Settings) -> Starlette:
     app.state.node = node
     app.state.settings = settings
     app.state.admin = admin
-    app.state.metrics = HubMetrics(node)
+    app.state.metrics = collector
     return app
