@@ -70,9 +70,7 @@ class Member(Protocol):
 class RoomService(Protocol):
     """The rooms as the websocket layer uses them (implemented by :class:`hub.rooms.Rooms`)."""
 
-    async def snapshot(
-        self, room: str, since: int | None
-    ) -> tuple[list[Entry], bool, int]: ...
+    async def snapshot(self, room: str, since: int | None) -> tuple[list[Entry], bool, int]: ...
 
     async def join(self, session: Member, room: str) -> None: ...
 

@@ -85,7 +85,7 @@ async def test_metrics_follow_connections_subscriptions_and_statuses(hub: HubPro
     text, before = await scrape(hub.url)
     for family in FAMILIES:
         assert f"# TYPE {family} " in text, family
-    assert before['hub_store_up'] == 1 and before["hub_nodes_alive"] == 1
+    assert before["hub_store_up"] == 1 and before["hub_nodes_alive"] == 1
     assert 'store="memory"' in text
     async with connect(hub.url, user_token("m-alice")) as a, \
             connect(hub.url, user_token("m-bob")) as b:  # fmt: skip

@@ -32,9 +32,7 @@ class RcSetStatusBody(Struct):
     status: Annotated[
         str | None, Meta(description="online, away, busy or offline (invisible).")
     ] = None
-    message: Annotated[str | None, Meta(description="Status text, at most 120 characters.")] = (
-        None
-    )
+    message: Annotated[str | None, Meta(description="Status text, at most 120 characters.")] = None
     userId: str | None = None
     username: str | None = None
 

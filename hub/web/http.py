@@ -70,5 +70,3 @@ def parse_iso(value: str) -> int | None:
 def etag(value: str) -> str:
     """A short stable tag for an avatar, in the spirit of Rocket.Chat's avatarETag."""
     return hashlib.sha1(value.encode()).hexdigest()[:17] if value else ""
-
-

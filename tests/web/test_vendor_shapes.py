@@ -62,8 +62,9 @@ async def test_cometchat_role_default_finds_users_shown_as_default(
 
 async def test_iflychat_rooms_list_at_the_documented_path(http: httpx.AsyncClient) -> None:
     """``POST /api/1.1/rooms/list`` answers as ``room/list`` does."""
-    made = await http.post("/api/1.1/room/create",
-                           json={"api_key": TEST_ADMIN_KEY, "room_name": uid("room")})
+    made = await http.post(
+        "/api/1.1/room/create", json={"api_key": TEST_ADMIN_KEY, "room_name": uid("room")}
+    )
     assert made.status_code == 200, made.text
     plural = await http.post("/api/1.1/rooms/list", json={"api_key": TEST_ADMIN_KEY})
     singular = await http.post("/api/1.1/room/list", json={"api_key": TEST_ADMIN_KEY})
