@@ -152,11 +152,10 @@ def test_redact_filter() -> None:
     record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1,
                                '%s - "WebSocket %s" [accepted]',
                                ("127.0.0.1:5", "/ws?token=abc"), None)  # fmt: skip
-    record.token = "abc"
-    record.user = "alice"
+    record.__dict__.update(token="abc", user="alice")
     assert Redact().filter(record)
     assert record.getMessage() == '127.0.0.1:5 - "WebSocket /ws?[redacted]" [accepted]'
-    assert record.token == "[redacted]" and record.user == "alice"
+    assert record.__dict__["token"] == "[redacted]" and record.__dict__["user"] == "alice"
     assert strip_query("/ws") == "/ws"
 
 
