@@ -27,7 +27,7 @@ class AgoraBatchStatusBody(Struct):
 
 class AgoraListQuery(Struct):
     limit: Annotated[int, Meta(ge=1, le=100)] = 10
-    cursor: Annotated[str, Meta(description="The `cursor` of the previous page.")] = ""
+    cursor: Annotated[str | None, Meta(description="The `cursor` of the previous page.")] = None
 
 
 class AgoraEntity(Struct, omit_defaults=True):

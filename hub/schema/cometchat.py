@@ -6,22 +6,23 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
-Flag = Literal["true", "false", "1", "0", "yes", "no", ""]
+Flag = Annotated[str | None, Meta(description="true or false (also 1/0, yes/no).")]
+Listed = Annotated[list[str], Meta(description="Comma-separated, or the parameter repeated.")]
 
 
 class CcUsersQuery(Struct):
     searchKey: Annotated[str, Meta(description="A prefix of the uid and/or the name.")] = ""
-    searchIn: Annotated[str, Meta(description="name, uid or both (`name,uid`).")] = ""
-    status: Literal["available", "offline", ""] = ""
-    count: Flag = ""
+    searchIn: Annotated[list[Literal["name", "uid"]], Meta(description="name, uid or both.")] = []
+    status: Literal["available", "offline"] | None = None
+    count: Flag = None
     perPage: Annotated[int, Meta(ge=1, le=1000)] = 100
     page: Annotated[int, Meta(ge=1)] = 1
-    role: Annotated[str, Meta(description="The role shown (`default` when none).")] = ""
-    roles: Annotated[str, Meta(description="Any of these roles, comma-separated.")] = ""
-    tags: Annotated[str, Meta(description="Any of these tags, comma-separated.")] = ""
-    withTags: Flag = ""
-    onlyDeactivated: Flag = ""
-    withDeactivated: Flag = ""
+    role: Annotated[str | None, Meta(description="The role shown (`default` when none).")] = None
+    roles: Listed = []
+    tags: Listed = []
+    withTags: Flag = None
+    onlyDeactivated: Flag = None
+    withDeactivated: Flag = None
 
 
 class CcUser(Struct, omit_defaults=True):

@@ -9,21 +9,21 @@ from msgspec import Meta, Struct, field
 Ids = Annotated[list[str], Meta(description="User ids (`ids=a,b`, `ids[]=a&ids[]=b`).")]
 
 
-class RcPresenceQuery(Struct, forbid_unknown_fields=False):
+class RcPresenceQuery(Struct):
     """``users.presence``: ``ids`` first; else ``from`` inside the window; else everyone."""
 
     ids: Ids = []
     from_: Annotated[
-        str,
+        str | None,
         Meta(description="ISO 8601 time: the users changed at or after it (inside the window)."),
-    ] = field(default="", name="from")
+    ] = field(default=None, name="from")
 
 
 class RcTargetQuery(Struct):
-    """A user by id or by username."""
+    """A user by id or by username (``users.getPresence``: neither is the caller)."""
 
-    userId: str = ""
-    username: str = ""
+    userId: Annotated[str, Meta(max_length=256)] | None = None
+    username: Annotated[str, Meta(max_length=256)] | None = None
 
 
 class RcSetStatusBody(Struct):
@@ -32,7 +32,9 @@ class RcSetStatusBody(Struct):
     status: Annotated[
         str | None, Meta(description="online, away, busy or offline (invisible).")
     ] = None
-    message: Annotated[str | None, Meta(description="Status text, at most 120 characters.")] = None
+    message: Annotated[str | None, Meta(description="Status text, at most 120 characters.")] = (
+        None
+    )
     userId: str | None = None
     username: str | None = None
 
@@ -40,14 +42,16 @@ class RcSetStatusBody(Struct):
 class RcListByStatusQuery(Struct):
     """``users.listByStatus`` (seed 003)."""
 
-    status: Literal["active", "deactivated", ""] = ""
-    hasLoggedIn: Literal["true", "false", "1", "0", ""] = ""
-    type: str = ""
+    status: Literal["active", "deactivated"] | None = None
+    hasLoggedIn: Annotated[str | None, Meta(description="true or false.")] = None
+    type: str | None = None
     roles: Annotated[list[str], Meta(description="Any of these roles (`roles[]=`).")] = []
     searchTerm: str = ""
     offset: Annotated[int, Meta(ge=0)] = 0
     count: Annotated[int, Meta(ge=0, description="0 means the upper limit (100).")] = 50
-    sort: Annotated[str, Meta(description='A JSON object like `{"username": 1}`.')] = ""
+    sort: Annotated[str | None, Meta(description='A JSON object like `{"username": 1}`.')] = (
+        None
+    )
 
 
 class RcPresenceUser(Struct, omit_defaults=True):

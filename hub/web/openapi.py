@@ -169,6 +169,17 @@ def _models(ops: Iterable[Operation]) -> list[Any]:
     return seen
 
 
+def _not_null(schema: Schema) -> Schema:
+    """A query parameter is absent or a value, never null: ``T | None`` documents as T."""
+    variants = [v for v in schema.get("anyOf", ()) if v != {"type": "null"}]
+    if "anyOf" not in schema or len(variants) == len(schema["anyOf"]):
+        return schema
+    rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+    if len(variants) == 1:
+        return {**rest, **variants[0]}
+    return {**rest, "anyOf": variants}
+
+
 def _parameters(op: Operation, components: dict[str, Schema], schema: Schema | None
                 ) -> list[Schema]:  # fmt: skip
     params: list[Schema] = [
@@ -181,7 +192,7 @@ def _parameters(op: Operation, components: dict[str, Schema], schema: Schema | N
         required = set(query.get("required", ()))
         for name, prop in query.get("properties", {}).items():
             param: Schema = {"name": name, "in": "query", "required": name in required,
-                             "schema": prop}  # fmt: skip
+                             "schema": _not_null(prop)}  # fmt: skip
             if "description" in prop:
                 param["description"] = prop["description"]
             params.append(param)

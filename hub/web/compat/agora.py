@@ -42,8 +42,9 @@ from hub.store.base import StoreUnavailable
 from hub.text import BadText, check_text
 from hub.web.body import read_json
 from hub.web.caller import Caller, Forbidden, Unauthorized
-from hub.web.compat.common import now_ms, parse_int
+from hub.web.compat.common import now_ms
 from hub.web.http import BadRequest, NotFound, NotServed, PayloadTooLarge, reply
+from hub.web.query import read_query
 from hub.web.services import Services
 from hub.web.spec import Operation
 
@@ -56,8 +57,6 @@ MAX_STATUS = 100
 MAX_PASSWORD_BYTES = 64
 MAX_NICKNAME = 100
 MAX_NAME = 256
-LIMIT_DEFAULT = 10
-LIMIT_MAX = 100
 #: Namespace of the stable ``application`` id derived from org and app names.
 APPLICATION_NS = uuid.UUID("6f1c2f4e-9a53-4b4e-9d0e-2c1d5b7a8e31")
 
@@ -164,11 +163,10 @@ def _params(request: Request) -> dict[str, list[str]]:
     return {key: params.getlist(key) for key in params}
 
 
-def _limit(request: Request) -> int:
-    return parse_int(
-        request.query_params.get("limit"), "limit",
-        default=LIMIT_DEFAULT, minimum=1, maximum=LIMIT_MAX,
-    )  # fmt: skip
+def _page(request: Request) -> tuple[int, str | None]:
+    """``limit`` (1-100, default 10) and ``cursor`` (a key this hub gave) of a listing."""
+    query = read_query(request.query_params, m.AgoraListQuery)
+    return query.limit, _cursor_in(query.cursor)
 
 
 def _check_new(new: m.AgoraNewUser, where: str) -> m.AgoraNewUser:
@@ -271,8 +269,7 @@ class Agora:
         return call.answer("post", entities, data=failures)
 
     async def _list(self, call: Call) -> Response:
-        limit = _limit(call.request)
-        after = _cursor_in(call.request.query_params.get("cursor"))
+        limit, after = _page(call.request)
         registry = self.admin.registry
         pairs = await registry.after("created", after, limit + 1)
         page = pairs[:limit]
@@ -283,8 +280,7 @@ class Agora:
 
     async def _delete_oldest(self, call: Call) -> Response:
         call.require_admin()
-        limit = _limit(call.request)
-        after = _cursor_in(call.request.query_params.get("cursor"))
+        limit, after = _page(call.request)
         deleted = await self.admin.delete_oldest(limit, after)
         cursor = _cursor_out(deleted.cursor) if deleted.cursor is not None else None
         return call.answer("delete", [entity(u) for u in deleted.users],

@@ -36,15 +36,13 @@ from hub.registry.query import Sort, UserQuery, list_users
 from hub.schema import cometchat as m
 from hub.store.base import StoreUnavailable
 from hub.web.caller import Unauthorized, from_admin_key
-from hub.web.compat.common import parse_bool, parse_int, query_list
+from hub.web.compat.common import parse_bool
 from hub.web.http import BadRequest, reply
+from hub.web.query import read_query
 from hub.web.services import Services
 from hub.web.spec import Operation
 
-PER_PAGE_DEFAULT = 100
-PER_PAGE_MAX = 1000
 SEARCH_IN = {"name": "name", "uid": "id"}
-STATUSES = ("available", "offline")
 DEFAULT_ROLE = "default"
 
 
@@ -74,30 +72,18 @@ class _Params:
     """The query, validated: a BadRequest names the first wrong parameter."""
 
     def __init__(self, request: Request) -> None:
-        q = request.query_params
-        self.search = q.get("searchKey") or ""
-        fields = query_list(q, "searchIn") or list(SEARCH_IN)
-        wrong = [f for f in fields if f not in SEARCH_IN]
-        if wrong:
-            raise BadRequest(f"searchIn must be name, uid or both, got {wrong[0]!r}")
-        self.search_in = frozenset(SEARCH_IN[f] for f in fields)
-        self.status = q.get("status") or None
-        if self.status is not None and self.status not in STATUSES:
-            raise BadRequest(f"status must be available or offline, got {self.status!r}")
-        parse_bool(q.get("count"), "count")
-        self.per_page = parse_int(
-            q.get("perPage"), "perPage", default=PER_PAGE_DEFAULT, minimum=1,
-            maximum=PER_PAGE_MAX,
-        )  # fmt: skip
-        self.page = parse_int(q.get("page"), "page", default=1, minimum=1)
-        role = q.get("role")
-        if role is not None and not role.strip():
-            raise BadRequest("role must not be empty")
-        self.roles = frozenset(query_list(q, "roles") + ([role.strip()] if role else []))
-        self.with_tags = bool(parse_bool(q.get("withTags"), "withTags"))
-        self.tags = frozenset(query_list(q, "tags"))
-        only = parse_bool(q.get("onlyDeactivated"), "onlyDeactivated")
-        with_deactivated = parse_bool(q.get("withDeactivated"), "withDeactivated")
+        q = read_query(request.query_params, m.CcUsersQuery)
+        self.search = q.searchKey
+        self.search_in = frozenset(SEARCH_IN[f] for f in q.searchIn or SEARCH_IN)
+        self.status = q.status
+        parse_bool(q.count, "count")
+        self.per_page = q.perPage
+        self.page = q.page
+        self.roles = frozenset(q.roles + ([q.role.strip()] if q.role else []))
+        self.with_tags = bool(parse_bool(q.withTags, "withTags"))
+        self.tags = frozenset(q.tags)
+        only = parse_bool(q.onlyDeactivated, "onlyDeactivated")
+        with_deactivated = parse_bool(q.withDeactivated, "withDeactivated")
         self.activated = False if only else (None if with_deactivated else True)
 
 

@@ -33,7 +33,6 @@ from hub.store.base import StoreUnavailable, UserView
 from hub.text import BadText, check_text
 from hub.web.body import decode_json, read_json
 from hub.web.caller import Caller, Forbidden, Unauthorized
-from hub.web.compat.common import query_list
 from hub.web.http import (
     BadRequest,
     NotFound,
@@ -43,6 +42,7 @@ from hub.web.http import (
     parse_iso,
     reply,
 )
+from hub.web.query import read_query
 from hub.web.services import Services
 from hub.web.spec import Operation
 
@@ -55,8 +55,7 @@ INVALID_USER = 'The required "userId" or "username" param provided does not matc
 #: Every Rocket.Chat user has this role.
 DEFAULT_ROLES = ("user",)
 
-#: Rocket.Chat's default and upper page sizes (API_Default_Count, API_Upper_Count_Limit).
-LIST_DEFAULT_COUNT = 50
+#: Rocket.Chat's upper page size (API_Upper_Count_Limit; the default, 50, is the model's).
 LIST_MAX_COUNT = 100
 #: ``sort`` fields Rocket.Chat clients send, and the registry field each one means.
 LIST_SORT_FIELDS = {
@@ -168,20 +167,8 @@ def _list_sort(raw: str) -> Sort:
     return Sort(tuple(keys))
 
 
-def _whole(raw: str | None, name: str, default: int) -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 0:
-        raise BadRequest(f"{name} must not be negative, got {value}")
-    return value
-
-
 def _list_flag(raw: str | None, name: str) -> bool | None:
-    if raw is None or raw == "":
+    if raw is None:
         return None
     if raw.lower() in ("true", "1"):
         return True
@@ -190,19 +177,15 @@ def _list_flag(raw: str | None, name: str) -> bool | None:
     raise BadRequest(f"{name} must be true or false, got {raw!r}")
 
 
-def _list_query(request: Request) -> UserQuery:
-    params = request.query_params
-    status = params.get("status")
-    if status not in (None, "", "active", "deactivated"):
-        raise BadRequest(f"status must be active or deactivated, got {status!r}")
-    roles = frozenset(query_list(params, "roles"))
+def _list_query(query: m.RcListByStatusQuery) -> UserQuery:
+    roles = frozenset(query.roles)
     return UserQuery(
-        search=(params.get("searchTerm") or "").strip(),
+        search=query.searchTerm.strip(),
         # Every user has the role "user": asking for it (among others) filters nothing.
         roles=frozenset() if "user" in roles else roles,
-        type=params.get("type") or None,
-        activated=None if not status else status == "active",
-        logged_in=_list_flag(params.get("hasLoggedIn"), "hasLoggedIn"),
+        type=query.type,
+        activated=None if query.status is None else query.status == "active",
+        logged_in=_list_flag(query.hasLoggedIn, "hasLoggedIn"),
         default_roles=DEFAULT_ROLES,
     )
 
@@ -219,13 +202,12 @@ class RocketChat:
     async def users_presence(self, request: Request) -> Response:
         """Presence of every user, or of those that changed since ``from`` (seed 004)."""
         caller = await self.services.caller(request)
-        ids = query_list(request.query_params, "ids")
-        if ids:
-            views = await self.store.users(ids)
+        query = read_query(request.query_params, m.RcPresenceQuery)
+        if query.ids:
+            views = await self.store.users(query.ids)
             users = [presence_user(v) for v in views if v.status != "offline"]
             return reply(m.RcPresenceAnswer(users=users, full=False))
-        raw_from = request.query_params.get("from")
-        since = parse_iso(raw_from) if raw_from else None
+        since = parse_iso(query.from_) if query.from_ else None
         changes = await self.store.changes(since)
         views = changes.users if changes.full else [
             v for v in changes.users if v.id != caller.user
@@ -243,10 +225,10 @@ class RocketChat:
         found = await self.store.find_username(username)
         return found or await self.services.admin.registry.find_username(username)
 
-    async def _target(self, caller: Caller, params: Any) -> str:
+    async def _target(self, caller: Caller, query: m.RcTargetQuery) -> str:
         """The user a read is about: ``userId``/``username``, else the caller itself."""
-        user_id = _ident(params.get("userId"), "userId")
-        username = _ident(params.get("username"), "username")
+        user_id = _ident(query.userId, "userId")
+        username = _ident(query.username, "username")
         if user_id is None and username is None:
             if caller.user is None:
                 raise BadRequest(
@@ -261,7 +243,7 @@ class RocketChat:
     async def users_get_presence(self, request: Request) -> Response:
         """One user's presence (``userId`` or ``username``; neither: the caller's own)."""
         caller = await self.services.caller(request)
-        uid = await self._target(caller, request.query_params)
+        uid = await self._target(caller, read_query(request.query_params, m.RcTargetQuery))
         view = await self.store.get(uid)
         last_login = view.last_login if view else 0
         return reply(
@@ -338,10 +320,10 @@ class RocketChat:
     async def users_info(self, request: Request) -> Response:
         """One user (``userId`` or ``username``), as Rocket.Chat's ``users.info`` shows it."""
         caller = await self.services.caller(request)
-        params = request.query_params
-        if params.get("userId") is None and params.get("username") is None:
+        query = read_query(request.query_params, m.RcTargetQuery)
+        if query.userId is None and query.username is None:
             raise BadRequest("userId or username is required", "error-user-param-not-provided")
-        uid = await self._target(caller, params)
+        uid = await self._target(caller, query)
         account = await self.services.admin.registry.get(uid)
         view = await self.store.get(uid)
         return reply(m.RcUserInfoAnswer(user=rc_user(uid, account, view)))
@@ -350,12 +332,11 @@ class RocketChat:
         """Registered users filtered by activation, first login, type, roles and a search
         term (seed 003), ``offset``/``count``/``sort`` paged; ``status`` is the presence."""
         await self.services.caller(request)
-        params = request.query_params
-        query = _list_query(request)
-        sort = _list_sort(params.get("sort") or "")
-        offset = _whole(params.get("offset"), "offset", 0)
-        count = _whole(params.get("count"), "count", LIST_DEFAULT_COUNT)
-        count = LIST_MAX_COUNT if count == 0 else min(count, LIST_MAX_COUNT)
+        params = read_query(request.query_params, m.RcListByStatusQuery)
+        query = _list_query(params)
+        sort = _list_sort(params.sort or "")
+        offset = params.offset
+        count = LIST_MAX_COUNT if params.count == 0 else min(params.count, LIST_MAX_COUNT)
         page = await list_users(self.services.admin.registry, query, sort, offset, count)
         views = {v.id: v.status for v in await self.store.users([u.id for u in page.users])}
         users = [list_user(u, views.get(u.id, "offline")) for u in page.users]
