@@ -107,7 +107,12 @@ async def _http(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _crash(request: Request, exc: Exception) -> Response:
+    return _failure(500, "internal error (logged on the hub)")
+
+
 HANDLERS: dict[Any, Any] = {
+    Exception: _crash,
     BadRequest: _bad_request,
     PayloadTooLarge: _too_large,
     NotFound: _not_found,

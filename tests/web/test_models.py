@@ -64,3 +64,27 @@ def test_a_parameter_holding_json_names_itself() -> None:
     with pytest.raises(BadRequest) as error:
         decode_json('{"a": ' + "[" * 1500 + "]" * 1500 + "}", dict[str, int], what="sort")
     assert str(error.value).startswith("sort")
+
+
+@pytest.mark.parametrize("vendor", ["rocketchat", "cometchat", "iflychat", "agora", "hub"])
+async def test_an_unexpected_error_is_a_json_500_in_the_vendors_shape(vendor: str) -> None:
+    """A handler bug still answers JSON (the vendor's error shape), never plain text, and
+    says nothing of the error itself."""
+    from starlette.requests import Request
+
+    from hub.web import api
+    from hub.web.compat import agora, cometchat, iflychat, rocketchat
+
+    tables = {
+        "rocketchat": rocketchat.HANDLERS,
+        "cometchat": cometchat.HANDLERS,
+        "iflychat": iflychat.HANDLERS,
+        "agora": agora.HANDLERS,
+        "hub": api.HANDLERS,
+    }
+    request = Request({"type": "http", "method": "GET", "path": "/boom", "headers": [],
+                       "query_string": b"", "state": {}})  # fmt: skip
+    response = await tables[vendor][Exception](request, ZeroDivisionError("a bug"))
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    assert b"internal error" in response.body and b"a bug" not in response.body

@@ -441,7 +441,13 @@ async def _http(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _crash(request: Request, exc: Exception) -> Response:
+    return error(request, 500, "internal_error", "InternalServerErrorException",
+                 "internal error (logged on the hub)")  # fmt: skip
+
+
 HANDLERS: dict[Any, Any] = {
+    Exception: _crash,
     Unauthorized: _handler(401, "unauthorized", "EasemobUnauthorizedException",
                            "Unable to authenticate: "),
     Forbidden: _handler(403, "forbidden_op", "EasemobForbiddenOpException"),

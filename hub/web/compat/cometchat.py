@@ -165,7 +165,13 @@ async def _http(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _crash(request: Request, exc: Exception) -> Response:
+    return cc_error(500, "Internal error.", "internal error (logged on the hub)",
+                    "ERR_INTERNAL")  # fmt: skip
+
+
 HANDLERS: dict[Any, Any] = {
+    Exception: _crash,
     Unauthorized: _unauthorized,
     BadRequest: _bad_request,
     StoreUnavailable: _unavailable,

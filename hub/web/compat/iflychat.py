@@ -255,7 +255,12 @@ async def _http(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _crash(request: Request, exc: Exception) -> Response:
+    return ifly_error(500, "internal error (logged on the hub)")
+
+
 HANDLERS: dict[Any, Any] = {
+    Exception: _crash,
     Unauthorized: _unauthorized,
     BadRequest: _status(400),
     NotFound: _status(404),

@@ -404,7 +404,12 @@ async def _http(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _crash(request: Request, exc: Exception) -> Response:
+    return failure(500, "internal error (logged on the hub)")
+
+
 HANDLERS: dict[Any, Any] = {
+    Exception: _crash,
     BadRequest: _bad_request,
     Unauthorized: _unauthorized,
     Forbidden: _forbidden,
