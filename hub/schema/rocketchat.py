@@ -32,9 +32,7 @@ class RcSetStatusBody(Struct):
     status: Annotated[
         str | None, Meta(description="online, away, busy or offline (invisible).")
     ] = None
-    message: Annotated[str | None, Meta(description="Status text, at most 120 characters.")] = (
-        None
-    )
+    message: Annotated[str | None, Meta(description="Status text, at most 120 characters.")] = None
     userId: str | None = None
     username: str | None = None
 
@@ -49,9 +47,7 @@ class RcListByStatusQuery(Struct):
     searchTerm: str = ""
     offset: Annotated[int, Meta(ge=0)] = 0
     count: Annotated[int, Meta(ge=0, description="0 means the upper limit (100).")] = 50
-    sort: Annotated[str | None, Meta(description='A JSON object like `{"username": 1}`.')] = (
-        None
-    )
+    sort: Annotated[str | None, Meta(description='A JSON object like `{"username": 1}`.')] = None
 
 
 class RcPresenceUser(Struct, omit_defaults=True):

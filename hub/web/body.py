@@ -171,9 +171,7 @@ async def read_json(request: Request, model: type[T], *, limit: int = MAX_BODY_B
     return decode_json(raw if raw.strip() else b"{}", model)
 
 
-async def read_json_or_form(
-    request: Request, model: type[T], *, limit: int = MAX_BODY_BYTES
-) -> T:
+async def read_json_or_form(request: Request, model: type[T], *, limit: int = MAX_BODY_BYTES) -> T:
     """The body as JSON, or as a urlencoded form (PHP clients), decoded into ``model``."""
     raw = await read_body(request, limit)
     if not raw.strip():

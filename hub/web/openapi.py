@@ -183,8 +183,12 @@ def _not_null(schema: Schema) -> Schema:
 def _parameters(op: Operation, components: dict[str, Schema], schema: Schema | None
                 ) -> list[Schema]:  # fmt: skip
     params: list[Schema] = [
-        {"name": name, "in": "path", "required": True,
-         "schema": {"type": "string", "pattern": "^[^/]+$"}}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^[^/]+$"},
+        }
         for name in re.findall(r"\{([^}]+)\}", op.path)
     ]
     if schema is not None:

@@ -92,11 +92,9 @@ async def test_bearer_user_token_is_accepted(http):
     headers = {"Authorization": f"Bearer {user_token(user)}"}
     response = await http.get(PRESENCE, headers=headers)
     assert response.status_code == 200 and response.json()["full"] is True
-    response = await http.post("/api/v1/users.setStatus", json={"message": "hi"},
-                               headers=headers)
+    response = await http.post("/api/v1/users.setStatus", json={"message": "hi"}, headers=headers)
     assert response.status_code == 200, response.text
-    check = await http.get("/api/v1/users.getPresence", params={"userId": user},
-                           headers=headers)
+    check = await http.get("/api/v1/users.getPresence", params={"userId": user}, headers=headers)
     assert check.status_code == 200 and check.json()["presence"] == "offline"
 
 
@@ -125,7 +123,8 @@ async def test_wrong_admin_key_is_401(http):
 
 async def test_admin_without_a_target_user_is_400(http):
     """The Bearer admin acts for nobody in particular: setStatus needs userId or username."""
-    response = await http.post("/api/v1/users.setStatus", json={"status": "busy"},
-                               headers=ADMIN_HEADERS)
+    response = await http.post(
+        "/api/v1/users.setStatus", json={"status": "busy"}, headers=ADMIN_HEADERS
+    )
     assert response.status_code == 400
     assert "userId or username" in response.json()["error"]

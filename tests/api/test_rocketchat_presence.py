@@ -116,8 +116,14 @@ async def test_presence_without_from_is_a_full_snapshot_of_users_not_offline(htt
     seen = by_id(body)
     assert p_id in seen and caller in seen and q_id not in seen
     assert all(u["status"] != "offline" for u in body["users"])
-    assert seen[p_id] == {"_id": p_id, "username": "pat" + p_id, "name": "Pat",
-                          "status": "online", "statusText": "", "utcOffset": 0}
+    assert seen[p_id] == {
+        "_id": p_id,
+        "username": "pat" + p_id,
+        "name": "Pat",
+        "status": "online",
+        "statusText": "",
+        "utcOffset": 0,
+    }
 
 
 async def test_presence_from_inside_window_lists_changes_since_with_offline_and_without_caller(
@@ -263,13 +269,17 @@ async def test_get_presence_by_user_id_and_by_username(http, users):
     await client.request({"op": "status", "status": "busy"})
     caller = uid("caller")
     for params in ({"userId": p_id}, {"username": "user." + p_id}):
-        response = await http.get("/api/v1/users.getPresence", params=params,
-                                  headers=rc_headers(caller))
+        response = await http.get(
+            "/api/v1/users.getPresence", params=params, headers=rc_headers(caller)
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         assert set(body) == {"presence", "connectionStatus", "lastLogin", "success"}
         assert (body["presence"], body["connectionStatus"], body["success"]) == (
-            "busy", "online", True)
+            "busy",
+            "online",
+            True,
+        )
         last_login = datetime.fromisoformat(body["lastLogin"].replace("Z", "+00:00"))
         assert before <= last_login <= datetime.now(UTC) + timedelta(seconds=1)
 
@@ -277,8 +287,9 @@ async def test_get_presence_by_user_id_and_by_username(http, users):
 @pytest.mark.parametrize("params", [{"userId": "nobody-here"}, {"username": "no.such.user"}])
 async def test_get_presence_of_unknown_user_fails_400(http, params):
     """An unknown user gets success:false with an error and status 400."""
-    response = await http.get("/api/v1/users.getPresence", params=params,
-                              headers=rc_headers(uid("caller")))
+    response = await http.get(
+        "/api/v1/users.getPresence", params=params, headers=rc_headers(uid("caller"))
+    )
     assert response.status_code == 400
     assert response.json()["success"] is False and response.json()["error"]
 
@@ -307,9 +318,11 @@ async def test_set_status_is_visible_in_presence(http, users, watcher):
     p_id = uid("p")
     await users.online(p_id)
     start = watcher.mark()
-    response = await http.post("/api/v1/users.setStatus",
-                               json={"status": "away", "message": "coffee"},
-                               headers=rc_headers(p_id))
+    response = await http.post(
+        "/api/v1/users.setStatus",
+        json={"status": "away", "message": "coffee"},
+        headers=rc_headers(p_id),
+    )
     assert response.status_code == 200 and response.json() == {"success": True}
     entry = await watcher.wait_status(p_id, "away", after=start)
     assert entry["text"] == "coffee"
@@ -334,8 +347,7 @@ async def test_set_status_bad_input_is_400_naming_the_field_and_changes_nothing(
     p_id = uid("p")
     await users.online(p_id)
     start = watcher.mark()
-    response = await http.post("/api/v1/users.setStatus", json=payload,
-                               headers=rc_headers(p_id))
+    response = await http.post("/api/v1/users.setStatus", json=payload, headers=rc_headers(p_id))
     assert response.status_code == 400
     body = response.json()
     assert body["success"] is False and field in body["error"]
@@ -350,8 +362,9 @@ async def test_message_of_exactly_120_characters_is_accepted(http, users):
     """The limit is inclusive: 120 characters are fine."""
     p_id = uid("p")
     await users.online(p_id)
-    response = await http.post("/api/v1/users.setStatus", json={"message": "m" * 120},
-                               headers=rc_headers(p_id))
+    response = await http.post(
+        "/api/v1/users.setStatus", json={"message": "m" * 120}, headers=rc_headers(p_id)
+    )
     assert response.status_code == 200
     assert by_id(await presence(http, p_id, ids=p_id))[p_id]["statusText"] == "m" * 120
 
@@ -360,9 +373,11 @@ async def test_user_may_not_set_another_users_status(http, users):
     """A user token setting someone else's status gets 403, and nothing changes."""
     victim, mallory = uid("victim"), uid("mallory")
     await users.online(victim)
-    response = await http.post("/api/v1/users.setStatus",
-                               json={"userId": victim, "status": "offline"},
-                               headers=rc_headers(mallory))
+    response = await http.post(
+        "/api/v1/users.setStatus",
+        json={"userId": victim, "status": "offline"},
+        headers=rc_headers(mallory),
+    )
     assert response.status_code == 403 and response.json()["success"] is False
     assert by_id(await presence(http, mallory, ids=victim))[victim]["status"] == "online"
 
@@ -372,12 +387,17 @@ async def test_admin_may_set_any_users_status(http, users, watcher, style):
     """The admin key (X-Auth-Token with any X-User-Id, or Bearer) sets another user's status."""
     p_id = uid("p")
     await users.online(p_id)
-    headers = ({"X-Auth-Token": TEST_ADMIN_KEY, "X-User-Id": "any-admin"}
-               if style == "x-auth-token" else ADMIN_HEADERS)
+    headers = (
+        {"X-Auth-Token": TEST_ADMIN_KEY, "X-User-Id": "any-admin"}
+        if style == "x-auth-token"
+        else ADMIN_HEADERS
+    )
     start = watcher.mark()
-    response = await http.post("/api/v1/users.setStatus",
-                               json={"userId": p_id, "status": "busy", "message": "by admin"},
-                               headers=headers)
+    response = await http.post(
+        "/api/v1/users.setStatus",
+        json={"userId": p_id, "status": "busy", "message": "by admin"},
+        headers=headers,
+    )
     assert response.status_code == 200, response.text
     entry = await watcher.wait_status(p_id, "busy", after=start)
     assert entry["text"] == "by admin"

@@ -69,8 +69,9 @@ async def test_a_body_over_the_limit_is_413_on_every_endpoint(http: httpx.AsyncC
     assert made.status_code == 200, made.text
     body = b'{"message":"' + b"m" * MAX_BODY_BYTES + b'"}'
     for method, path, headers in body_endpoints(user):
-        response = await http.request(method, path, content=body,
-                                      headers={**headers, "Content-Type": "application/json"})
+        response = await http.request(
+            method, path, content=body, headers={**headers, "Content-Type": "application/json"}
+        )
         assert response.status_code == 413, (path, response.text)
         assert str(MAX_BODY_BYTES) in response.text, path
 
@@ -105,8 +106,11 @@ async def test_a_huge_chunked_body_is_413_without_being_held(
     """64 MB sent chunked (no Content-Length) is refused while streaming: the hub's peak
     memory does not grow by anything like the body's size."""
     before = peak_rss_kb(hub.pid)
-    response = await http.post("/api/1.1/users/list", content=chunks(64 << 20),
-                               headers={"Content-Type": "application/json"})
+    response = await http.post(
+        "/api/1.1/users/list",
+        content=chunks(64 << 20),
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 413, response.text
     grown_mb = (peak_rss_kb(hub.pid) - before) / 1024
     assert grown_mb < 24, f"peak RSS grew by {grown_mb:.0f} MB for a refused 64 MB body"
@@ -135,8 +139,9 @@ async def test_deep_nesting_is_400_naming_the_field(http: httpx.AsyncClient) -> 
     for path, headers in (("/o/a/users/batch/status", ADMIN_HEADERS),
                           ("/api/1.1/room/create", {})):  # fmt: skip
         body = b'{"api_key":"' + TEST_ADMIN_KEY.encode() + b'","usernames":' + nested(DEEP)
-        response = await http.post(path, content=body + b"}",
-                                   headers={**headers, "Content-Type": "application/json"})
+        response = await http.post(
+            path, content=body + b"}", headers={**headers, "Content-Type": "application/json"}
+        )
         assert response.status_code == 400, (path, response.text)
 
 

@@ -245,7 +245,8 @@ class Agora:
             return await self._delete_oldest(call)
         call.require_admin()
         body: m.AgoraNewUser | list[m.AgoraNewUser] = await read_json(
-            request, m.AgoraRegisterBody  # type: ignore[arg-type]
+            request,
+            m.AgoraRegisterBody,  # type: ignore[arg-type]
         )
         if isinstance(body, m.AgoraNewUser):
             created = await self._register(_check_new(body, ""))

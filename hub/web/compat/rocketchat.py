@@ -231,9 +231,7 @@ class RocketChat:
         username = _ident(query.username, "username")
         if user_id is None and username is None:
             if caller.user is None:
-                raise BadRequest(
-                    "userId or username is required", "error-user-param-not-provided"
-                )
+                raise BadRequest("userId or username is required", "error-user-param-not-provided")
             return caller.user
         found = await self._find(user_id, username)
         if found is None:
