@@ -202,3 +202,25 @@ async def test_wrong_types_name_the_field_and_the_expected_type(
                                headers=ADMIN_HEADERS)  # fmt: skip
     assert response.status_code == 400
     assert "usernames" in response.json()["error_description"]
+
+
+async def test_invalid_utf8_in_queries_and_paths_never_reaches_the_store_as_text(
+    http: httpx.AsyncClient,
+) -> None:
+    """A query or path holding a UTF-8-encoded surrogate (``%ED%A0%80``) or invalid bytes
+    is read as replacement characters: answered (no 5xx), never stored as a lone
+    surrogate."""
+    user = uid("q")
+    for path in (
+        "/api/v1/users.listByStatus?searchTerm=%ED%A0%80",
+        "/api/v1/users.getPresence?username=%ED%A0%80%FF",
+        "/api/v1/users.presence?ids=%ED%A0%80",
+        "/v3/users?searchKey=%ED%A0%80",
+        "/o/a/users/%ED%A0%80/status",
+    ):
+        headers = {"apikey": TEST_ADMIN_KEY} if path.startswith("/v3") else rc_headers(user)
+        if path.startswith("/o/"):
+            headers = ADMIN_HEADERS
+        response = await http.get(path, headers=headers)
+        assert response.status_code < 500, (path, response.text)
+        response.json()
