@@ -63,11 +63,12 @@ class VendorMount(Mount):
         self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
 
 
-def vendor_mounts(services: Services) -> list[BaseRoute]:
-    """Each vendor API as a sub-app with its own error mapping. Agora's ``/{org}/{app}``
-    comes last: it would shadow any two-segment prefix listed after it."""
+def vendor_mounts(services: Services, hub_api: api.HubApi) -> list[BaseRoute]:
+    """Each vendor API as a sub-app with its own error mapping (the hub's own ``/api/v1``
+    paths join Rocket.Chat's). Agora's ``/{org}/{app}`` comes last: it would shadow any
+    two-segment prefix listed after it."""
     return [
-        VendorMount("/api/v1", RocketChat(services).app()),
+        VendorMount("/api/v1", RocketChat(services).app(hub_api.api_v1_routes())),
         VendorMount("/v3", CometChat(services).app()),
         VendorMount("/api/1.1", IFlyChat(services).app()),
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
@@ -101,14 +102,14 @@ def create_app(settings: Settings) -> Starlette:
             await node.stop()
             await registry.close()
 
+    hub_api = api.HubApi(services)
     routes = [
         WebSocketRoute("/ws", websocket_endpoint),
-        # The hub's own /api/v1 paths come before Rocket.Chat's mount of /api/v1.
-        *api.HubApi(services).routes(),
+        *hub_api.routes(),
         *metrics.routes(collector),
         *openapi.routes,
         Route("/", index, methods=["GET"]),
-        *vendor_mounts(services),
+        *vendor_mounts(services, hub_api),
     ]
     app = HubApp(routes=routes, lifespan=lifespan, exception_handlers=api.HANDLERS)
     app.state.node = node

@@ -73,8 +73,14 @@ class HubApi:
         return [
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
-            Route("/api/v1/hub.info", self.info, methods=["GET"]),
-            Route("/api/v1/dev.token", self.dev_token, methods=["POST"]),
+        ]
+
+    def api_v1_routes(self) -> list[Route]:
+        """The hub's own paths under ``/api/v1``: they join the app mounted there, so a
+        wrong method on them is a 405 like any other path of that prefix."""
+        return [
+            Route("/hub.info", self.info, methods=["GET"]),
+            Route("/dev.token", self.dev_token, methods=["POST"]),
         ]
 
 

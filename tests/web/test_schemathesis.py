@@ -11,11 +11,14 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
+    allow_header_conformance,
     content_type_conformance,
+    ignored_auth,
     not_a_server_error,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from tests.support.hubproc import TEST_ADMIN_KEY, HubProcess, start_hub, user_token
@@ -36,6 +39,11 @@ CHECKS = [
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    # An operation that declares credentials refuses a request without them (401).
+    ignored_auth,
+    # A method the path does not serve is a 405 whose Allow header lists those it does.
+    unsupported_method,
+    allow_header_conformance,
 ]
 
 

@@ -16,6 +16,7 @@ does not tell whether that user exists.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -23,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from hub.presence import CHOSEN_STATUSES, MAX_TEXT
 from hub.registry.base import User
@@ -343,8 +344,10 @@ class RocketChat:
 
     # -- the app -----------------------------------------------------------------------
 
-    def app(self) -> Starlette:
+    def app(self, extra: Sequence[BaseRoute] = ()) -> Starlette:
+        """The sub-app; ``extra``: other routes under the same prefix (the hub's own)."""
         routes = [
+            *extra,
             Route("/users.presence", self.users_presence, methods=["GET"]),
             Route("/users.getPresence", self.users_get_presence, methods=["GET"]),
             Route("/users.setStatus", self.users_set_status, methods=["POST"]),
