@@ -42,7 +42,7 @@ def assert_401(response: httpx.Response, *secrets: str) -> str:
     return str(body["message"])
 
 
-async def test_missing_credentials_are_401(http):
+async def test_missing_credentials_are_401(http: httpx.AsyncClient) -> None:
     """No credentials at all: 401 on reading and on writing."""
     assert "missing credentials" in assert_401(await http.get(PRESENCE))
     assert_401(await http.post("/api/v1/users.setStatus", json={"status": "busy"}))
@@ -50,14 +50,14 @@ async def test_missing_credentials_are_401(http):
 
 
 @pytest.mark.parametrize("header", ["X-Auth-Token", "X-User-Id"])
-async def test_half_of_the_rocketchat_pair_is_401(http, header):
+async def test_half_of_the_rocketchat_pair_is_401(http: httpx.AsyncClient, header: str) -> None:
     """X-Auth-Token without X-User-Id (or the reverse) is 401 saying both are needed."""
     user = uid("u")
     headers = {header: rc_headers(user)[header]}
     assert "together" in assert_401(await http.get(PRESENCE, headers=headers), headers[header])
 
 
-async def test_wrong_token_is_401(http):
+async def test_wrong_token_is_401(http: httpx.AsyncClient) -> None:
     """A garbage token, or one signed with another secret, is 401."""
     user = uid("u")
     assert_401(await http.get(PRESENCE, headers=rc_headers(user, "garbage")), "garbage")
@@ -66,27 +66,27 @@ async def test_wrong_token_is_401(http):
     assert_401(await http.get(PRESENCE, headers={"Authorization": f"Bearer {forged}"}), forged)
 
 
-async def test_expired_token_is_401(http):
+async def test_expired_token_is_401(http: httpx.AsyncClient) -> None:
     """An expired user token is 401."""
     user = uid("u")
     token = user_token(user, ttl_s=-60)
     assert "expired" in assert_401(await http.get(PRESENCE, headers=rc_headers(user, token)))
 
 
-async def test_user_id_not_matching_token_is_401(http):
+async def test_user_id_not_matching_token_is_401(http: httpx.AsyncClient) -> None:
     """X-User-Id must be the token's sub: someone else's id is 401."""
     token = user_token(uid("alice"))
     message = assert_401(await http.get(PRESENCE, headers=rc_headers(uid("bob"), token)), token)
     assert "does not match" in message
 
 
-async def test_matching_rocketchat_pair_is_accepted(http):
+async def test_matching_rocketchat_pair_is_accepted(http: httpx.AsyncClient) -> None:
     """A user token with its own X-User-Id reads presence."""
     response = await http.get(PRESENCE, headers=rc_headers(uid("u")))
     assert response.status_code == 200 and response.json()["success"] is True
 
 
-async def test_bearer_user_token_is_accepted(http):
+async def test_bearer_user_token_is_accepted(http: httpx.AsyncClient) -> None:
     """Authorization: Bearer <user token> reads presence and sets the user's own status."""
     user = uid("u")
     headers = {"Authorization": f"Bearer {user_token(user)}"}
@@ -103,25 +103,25 @@ async def test_bearer_user_token_is_accepted(http):
     [f"Basic {TEST_ADMIN_KEY}", f"Token {TEST_ADMIN_KEY}", TEST_ADMIN_KEY, "Bearer"],
     ids=["basic", "token", "bare-key", "bearer-without-token"],
 )
-async def test_authorization_other_than_bearer_is_401(http, value):
+async def test_authorization_other_than_bearer_is_401(http: httpx.AsyncClient, value: str) -> None:
     """Only ``Bearer <token>`` is read from Authorization."""
     assert_401(await http.get(PRESENCE, headers={"Authorization": value}))
 
 
-async def test_admin_key_is_accepted_as_bearer_and_as_x_auth_token(http):
+async def test_admin_key_is_accepted_as_bearer_and_as_x_auth_token(http: httpx.AsyncClient) -> None:
     """The admin key reads as Bearer, and as X-Auth-Token with any X-User-Id."""
     assert (await http.get(PRESENCE, headers=ADMIN_HEADERS)).status_code == 200
     headers = {"X-Auth-Token": TEST_ADMIN_KEY, "X-User-Id": "whoever"}
     assert (await http.get(PRESENCE, headers=headers)).status_code == 200
 
 
-async def test_wrong_admin_key_is_401(http):
+async def test_wrong_admin_key_is_401(http: httpx.AsyncClient) -> None:
     """A near-miss admin key is not the admin key."""
     wrong = TEST_ADMIN_KEY + "x"
     assert_401(await http.get(PRESENCE, headers={"Authorization": f"Bearer {wrong}"}), wrong)
 
 
-async def test_admin_without_a_target_user_is_400(http):
+async def test_admin_without_a_target_user_is_400(http: httpx.AsyncClient) -> None:
     """The Bearer admin acts for nobody in particular: setStatus needs userId or username."""
     response = await http.post(
         "/api/v1/users.setStatus", json={"status": "busy"}, headers=ADMIN_HEADERS
