@@ -1,6 +1,6 @@
 """Admin actions on users, and the checks that make them hold on every node.
 
-- **The hello check** (:meth:`Admin.gate`, ``node.gate``): one registry round trip per
+- **The hello check** (:meth:`Admin.gate`, the node's ``gate``): one registry round trip per
   connect. A deactivated user is refused with 4003; an unknown one is registered from its
   token's claims (``HUB_AUTO_REGISTER``, on by default) or refused with 4001.
 - **The REST check** (:meth:`Admin.refusal`): a user token of a deactivated user (or, with
@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass
 
 from hub.auth import Claims
-from hub.node import Node
+from hub.node import Core, Node
 from hub.protocol import CloseCode
 from hub.registry.base import (
     NO_METADATA,
@@ -85,7 +85,7 @@ class Deleted:
 class Admin:
     """User administration for one node (every action reaches every node)."""
 
-    def __init__(self, node: Node, registry: Registry, rooms: Rooms) -> None:
+    def __init__(self, node: Node | Core, registry: Registry, rooms: Rooms) -> None:
         self.node = node
         self.registry = registry
         self.rooms = rooms
@@ -95,7 +95,7 @@ class Admin:
     # -- checks ------------------------------------------------------------------------
 
     async def gate(self, claims: Claims) -> tuple[int, str] | None:
-        """``node.gate``: None to admit a hello, else (close code, reason)."""
+        """The node's hello check: None to admit a hello, else (close code, reason)."""
         try:
             answer = await self.registry.admit(
                 user_from_claims(claims), auto_register=self.settings.auto_register
@@ -111,7 +111,8 @@ class Admin:
         return None
 
     async def refusal(self, user: str) -> str | None:
-        """Why a REST call with ``user``'s token is refused, or None (one registry read)."""
+        """The node's REST check: why a REST call with ``user``'s token is refused, or
+        None (one registry read)."""
         active = await self.registry.access(user)
         if active is False:
             return "user is deactivated"

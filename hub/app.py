@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,24 +12,29 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from hub.admin import Admin
 from hub.config import Settings
 from hub.delivery.webhooks import Webhooks
-from hub.metrics import HubMetrics
-from hub.node import Node
+from hub.fanout import Fanout
+from hub.metrics import HubMetrics, Instruments
+from hub.node import Core, Node
 from hub.pusher.wiring import create_service as create_pusher
 from hub.pusher.wiring import routes as pusher_routes
 from hub.registry import open_registry
 from hub.rooms import Rooms
 from hub.store import open_store
 from hub.web import api, metrics, openapi
-from hub.web.compat import agora, cometchat, iflychat, rocketchat
-from hub.web.compat.common import rest_gate
+from hub.web.compat.agora import Agora
+from hub.web.compat.cometchat import CometChat
+from hub.web.compat.iflychat import IFlyChat
+from hub.web.compat.rocketchat import RocketChat
+from hub.web.queries import Queries
+from hub.web.services import Services
 from hub.web.ws import websocket_endpoint
 
 STATIC = Path(__file__).parent / "static"
@@ -53,16 +59,42 @@ class HubApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+class VendorMount(Mount):
+    """A Mount whose prefix also claims paths holding a newline (``%0A``): Starlette's
+    ``.*`` would not, and the request would get the hub's error shape, not the vendor's."""
+
+    def __init__(self, path: str, app: ASGIApp) -> None:
+        super().__init__(path, app=app)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
+
+
+def vendor_mounts(services: Services, hub_api: api.HubApi) -> list[BaseRoute]:
+    """Each vendor API as a sub-app with its own error mapping (the hub's own ``/api/v1``
+    paths join Rocket.Chat's). Agora's ``/{org}/{app}`` comes last: it would shadow any
+    two-segment prefix listed after it."""
+    return [
+        VendorMount("/api/v1", RocketChat(services).app(hub_api.api_v1_routes())),
+        VendorMount("/v3", CometChat(services).app()),
+        VendorMount("/api/1.1", IFlyChat(services).app()),
+        Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
+        VendorMount("/{org}/{app}", Agora(services).app()),
+    ]
+
+
 def create_app(settings: Settings) -> Starlette:
-    node = Node(settings, open_store(settings))
+    instruments = Instruments()
+    store = instruments.timed(open_store(settings))
     registry = open_registry(settings)
-    rooms = Rooms(node, registry)
-    admin = Admin(node, registry, rooms)
-    node.gate = admin.gate
-    node.rest_gate = rest_gate(admin)
-    node.rooms = rooms
+    core = Core(settings, store, Fanout(settings.tick_ms))
+    rooms = Rooms(core, registry)
+    admin = Admin(core, registry, rooms)
+    node = Node(settings, store, fanout=core.fanout, gate=admin.gate,
+                rest_gate=admin.refusal, rooms=rooms)  # fmt: skip
+    queries = Queries(store)
+    services = Services(settings, node, admin, queries)
     webhooks = Webhooks(settings, node)
     pusher = create_pusher(settings, node)
+    collector = HubMetrics(node, queries, instruments, webhooks=webhooks)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -83,27 +115,24 @@ def create_app(settings: Settings) -> Starlette:
             await node.stop()
             await registry.close()
 
+    hub_api = api.HubApi(services)
     routes = [
         WebSocketRoute("/ws", websocket_endpoint),
-        *api.routes,
-        *rocketchat.routes,
-        *cometchat.routes,
-        *iflychat.routes,
-        *metrics.routes,
+        *hub_api.routes(),
+        *metrics.routes(collector),
         *openapi.routes,
         *(pusher_routes() if pusher is not None else []),
         Route("/", index, methods=["GET"]),
-        Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
-        # Last: /{org}/{app}/users... would shadow any two-segment prefix listed after it.
-        *agora.routes,
+        *vendor_mounts(services, hub_api),
     ]
-    app = HubApp(routes=routes, lifespan=lifespan, middleware=cors(settings))
+    app = HubApp(routes=routes, lifespan=lifespan, middleware=cors(settings),
+                 exception_handlers=api.HANDLERS)
     app.state.node = node
     app.state.settings = settings
     app.state.admin = admin
     app.state.webhooks = webhooks
     app.state.pusher = pusher
-    app.state.metrics = HubMetrics(node, webhooks=webhooks)
+    app.state.metrics = collector
     return app
 
 

@@ -1,11 +1,14 @@
-"""Prometheus metrics: what one hub node and the cluster look like, in the text format.
+"""Prometheus metrics of one hub node and of the cluster, with prometheus-client.
 
-Nothing on the hot path counts for this module: a scrape reads the counters the node, the
-fan-out and the outboxes keep anyway, and the cluster-wide figures (users by status, live
-nodes) come from the store, cached for ``ttl_s`` so that scraping every second costs one
-store query every few seconds. The exposition format is written by hand: it is a few lines
-of text (https://prometheus.io/docs/instrumenting/exposition_formats/), not worth a
-dependency.
+Nothing on the hot path counts for this module: a custom collector (:class:`HubCollector`)
+reads, at scrape time, the counters the node, the fan-out and the outboxes keep anyway.
+The cluster-wide figures (users by status, live nodes) come from the store through
+:class:`~hub.web.queries.Queries` and are cached for ``ttl_s``, so scraping every second
+costs one store query every few seconds, not a snapshot per scrape.
+
+Histograms, observed where the hub already is: ``hub_store_seconds`` (every store round
+trip, by operation: :class:`TimedStore` wraps the store) and ``hub_feed_delay_seconds``
+(from the store stamping a change to this node receiving it on the feed).
 
 Counters of things that end with a connection (outbox overflows) are folded into a
 retired total when the connection closes, so they never go down.
@@ -13,26 +16,44 @@ retired total when the connection closes, so they never go down.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
-import os
 import platform
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Protocol, runtime_checkable
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from hub import __version__
+from hub.delivery.webhooks import Webhooks
 from hub.node import Node, Session
-from hub.presence import Status
-from hub.store.base import StoreUnavailable
+from hub.store.base import (
+    Batch,
+    Changes,
+    Control,
+    Event,
+    LiveConnection,
+    PresenceStore,
+    Profile,
+    StoreUnavailable,
+    UserView,
+)
+from hub.web.queries import Queries
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-#: Statuses counted by ``hub_online_users`` (everyone not offline).
-VISIBLE = (Status.ONLINE.value, Status.AWAY.value, Status.BUSY.value)
-
-Kind = Literal["counter", "gauge"]
+#: Store round trips: a local Redis answers in well under a millisecond; a loaded cluster
+#: or a failover takes seconds.
+STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+#: Feed delays: the fan-out tick is 50 ms; beyond a second something is wrong.
+FEED_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 @runtime_checkable
@@ -40,49 +61,6 @@ class CountsNodes(Protocol):
     """A store that can tell how many nodes have a live heartbeat."""
 
     async def nodes_alive(self) -> int: ...
-
-
-@dataclass
-class Family:
-    """One metric: a name, a type, a help line and its samples (labels -> value)."""
-
-    name: str
-    kind: Kind
-    help: str
-    samples: list[tuple[Mapping[str, str], float]] = field(default_factory=list)
-
-    def add(self, value: float, **labels: str) -> Family:
-        self.samples.append((labels, value))
-        return self
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
-
-
-def render(families: Iterable[Family]) -> str:
-    """The Prometheus text exposition format (version 0.0.4)."""
-    lines: list[str] = []
-    for family in families:
-        lines.append(f"# HELP {family.name} {family.help.replace(chr(10), ' ')}")
-        lines.append(f"# TYPE {family.name} {family.kind}")
-        for labels, value in family.samples:
-            if labels:
-                inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-                lines.append(f"{family.name}{{{inner}}} {_number(value)}")
-            else:
-                lines.append(f"{family.name} {_number(value)}")
-    return "\n".join(lines) + "\n"
 
 
 def parse(text: str) -> dict[str, float]:
@@ -96,39 +74,231 @@ def parse(text: str) -> dict[str, float]:
     return out
 
 
-def _resident_bytes() -> int | None:
-    """This process's resident memory, from /proc (Linux); None elsewhere."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE")
+class Instruments:
+    """The registry and the histograms, made before the store so it can be timed."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.store_seconds = Histogram(
+            "hub_store_seconds",
+            "Round trips to the presence store, by operation.",
+            ["op"],
+            registry=self.registry,
+            buckets=STORE_BUCKETS,
+        )
+        self.feed_delay = Histogram(
+            "hub_feed_delay_seconds",
+            "From the store stamping a change to this node receiving it on the feed.",
+            registry=self.registry,
+            buckets=FEED_BUCKETS,
+        )
+        ProcessCollector(registry=self.registry)
+
+    def timed(self, store: PresenceStore) -> TimedStore:
+        return TimedStore(store, self.store_seconds)
 
 
-class _Cached:
-    """A store figure refreshed at most every ``ttl_s``; one query in flight at a time."""
+class TimedStore:
+    """A :class:`PresenceStore` that observes each round trip in ``hub_store_seconds``."""
 
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self.value: Any = None
-        self.at = -math.inf
-        self.lock = asyncio.Lock()
+    def __init__(self, store: PresenceStore, seconds: Histogram) -> None:
+        self.inner = store
+        self.window_ms = store.window_ms
+        self.grace_ms = store.grace_ms
+        self._seconds = seconds
+        self._by_op: dict[str, Histogram] = {}
+
+    def _observe(self, op: str, started: float) -> None:
+        child = self._by_op.get(op)
+        if child is None:
+            child = self._by_op[op] = self._seconds.labels(op=op)
+        child.observe(time.perf_counter() - started)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def events(self) -> AsyncIterator[Event]:
+        return self.inner.events()
+
+    async def now(self) -> int:
+        started = time.perf_counter()
+        try:
+            return await self.inner.now()
+        finally:
+            self._observe("now", started)
+
+    async def connect(self, node: str, conn: str, profile: Profile, state: str) -> UserView:
+        started = time.perf_counter()
+        try:
+            return await self.inner.connect(node, conn, profile, state)
+        finally:
+            self._observe("connect", started)
+
+    async def disconnect(self, node: str, conn: str, user: str, *, grace: bool = True) -> None:
+        started = time.perf_counter()
+        try:
+            await self.inner.disconnect(node, conn, user, grace=grace)
+        finally:
+            self._observe("disconnect", started)
+
+    async def activity(self, node: str, conn: str, user: str, state: str) -> bool:
+        started = time.perf_counter()
+        try:
+            return await self.inner.activity(node, conn, user, state)
+        finally:
+            self._observe("activity", started)
+
+    async def set_status(
+        self,
+        user: str,
+        *,
+        status: str | None = None,
+        text: str | None = None,
+        until: int | None = None,
+        hide_last_seen: bool | None = None,
+    ) -> UserView | None:
+        started = time.perf_counter()
+        try:
+            return await self.inner.set_status(
+                user, status=status, text=text, until=until, hide_last_seen=hide_last_seen
+            )
+        finally:
+            self._observe("set_status", started)
+
+    async def expire_statuses(self) -> None:
+        started = time.perf_counter()
+        try:
+            await self.inner.expire_statuses()
+        finally:
+            self._observe("expire_statuses", started)
+
+    async def set_profile(self, profile: Profile, *, create: bool = True) -> UserView | None:
+        started = time.perf_counter()
+        try:
+            return await self.inner.set_profile(profile, create=create)
+        finally:
+            self._observe("set_profile", started)
+
+    async def drop_user(self, user: str) -> None:
+        started = time.perf_counter()
+        try:
+            await self.inner.drop_user(user)
+        finally:
+            self._observe("drop_user", started)
+
+    async def heartbeat(self, node: str, ttl_ms: int) -> bool:
+        started = time.perf_counter()
+        try:
+            return await self.inner.heartbeat(node, ttl_ms)
+        finally:
+            self._observe("heartbeat", started)
+
+    async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
+        started = time.perf_counter()
+        try:
+            await self.inner.restore(node, live)
+        finally:
+            self._observe("restore", started)
+
+    async def node_connections(self, node: str) -> dict[str, str]:
+        started = time.perf_counter()
+        try:
+            return await self.inner.node_connections(node)
+        finally:
+            self._observe("node_connections", started)
+
+    async def epoch(self) -> int:
+        started = time.perf_counter()
+        try:
+            return await self.inner.epoch()
+        finally:
+            self._observe("epoch", started)
+
+    async def nodes_alive(self) -> int:
+        started = time.perf_counter()
+        try:
+            return await self.inner.nodes_alive()
+        finally:
+            self._observe("nodes_alive", started)
+
+    async def sweep(self) -> None:
+        started = time.perf_counter()
+        try:
+            await self.inner.sweep()
+        finally:
+            self._observe("sweep", started)
+
+    async def remove_node(self, node: str, *, grace: bool) -> None:
+        started = time.perf_counter()
+        try:
+            await self.inner.remove_node(node, grace=grace)
+        finally:
+            self._observe("remove_node", started)
+
+    async def changes(self, since: int | None) -> Changes:
+        started = time.perf_counter()
+        try:
+            return await self.inner.changes(since)
+        finally:
+            self._observe("changes", started)
+
+    async def users(self, ids: Sequence[str]) -> list[UserView]:
+        started = time.perf_counter()
+        try:
+            return await self.inner.users(ids)
+        finally:
+            self._observe("users", started)
+
+    async def get(self, user: str) -> UserView | None:
+        started = time.perf_counter()
+        try:
+            return await self.inner.get(user)
+        finally:
+            self._observe("get", started)
+
+    async def find_username(self, username: str) -> str | None:
+        started = time.perf_counter()
+        try:
+            return await self.inner.find_username(username)
+        finally:
+            self._observe("find_username", started)
+
+    async def publish_control(self, message: Control) -> None:
+        started = time.perf_counter()
+        try:
+            await self.inner.publish_control(message)
+        finally:
+            self._observe("publish_control", started)
 
 
 class HubMetrics:
-    """The collector for one node; :meth:`exposition` is what ``/metrics`` serves."""
+    """The metrics of one node; :meth:`exposition` is what ``/metrics`` serves."""
 
-    def __init__(self, node: Node, *, ttl_s: float = 5.0, webhooks: Any = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        queries: Queries,
+        instruments: Instruments | None = None,
+        *,
+        ttl_s: float = 5.0,
+        webhooks: Webhooks | None = None,
+    ) -> None:
         self.node = node
         self.webhooks = webhooks
+        self.queries = queries
+        self.instruments = instruments or Instruments()
         self.ttl_s = ttl_s
-        self.started = time.time()
         self.closed_connections = 0
         self._retired_overflows = 0
-        self._online = _Cached(ttl_s)
-        self._nodes = _Cached(ttl_s)
+        self.online: dict[str, int] | None = None
+        self.alive: int | None = None
+        self._alive_at = -math.inf
         node.on_close(self._retire)
+        node.on_batch(self._batch)
+        self.instruments.registry.register(HubCollector(self))
 
     async def _retire(self, session: Session) -> None:
         # Runs before anything awaits in the close path: the session has just left
@@ -136,165 +306,113 @@ class HubMetrics:
         self.closed_connections += 1
         self._retired_overflows += _overflows(session)
 
+    def _batch(self, batch: Batch) -> None:
+        if not batch.users:
+            return
+        now_ms = time.time() * 1000
+        newest = max(entry["at"] for entry in batch.users)
+        self.instruments.feed_delay.observe(max(0.0, (now_ms - newest) / 1000))
+
     def outbox_overflows(self) -> int:
         live = sum(_overflows(s) for s in self.node.sessions.values())
         return self._retired_overflows + live
 
-    async def _refresh(self, cache: _Cached, query: Any) -> Any:
-        if time.monotonic() - cache.at < cache.ttl_s:
-            return cache.value
-        async with cache.lock:
-            if time.monotonic() - cache.at < cache.ttl_s:
-                return cache.value
-            try:
-                cache.value = await query()
-            except StoreUnavailable:
-                cache.value = None
-            cache.at = time.monotonic()
-        return cache.value
-
-    async def online_users(self) -> dict[str, int] | None:
-        """Users by status across the cluster (from the store's full snapshot); None when
-        the store cannot answer."""
-
-        async def query() -> dict[str, int]:
-            counts = dict.fromkeys(VISIBLE, 0)
-            changes = await self.node.store.changes(None)
-            for user in changes.users:
-                if user.status in counts:
-                    counts[user.status] += 1
-            return counts
-
-        value: dict[str, int] | None = await self._refresh(self._online, query)
-        return value
-
-    async def nodes_alive(self) -> int | None:
-        """Nodes with a live heartbeat, when the store can tell; else this node alone."""
+    async def refresh(self) -> None:
+        """Read the cluster-wide figures the collector shows (cached for ``ttl_s``)."""
+        self.online = await self.queries.counts()
         store = self.node.store
         if not isinstance(store, CountsNodes):
-            return 1 if self.node.stats.store_ok else None
+            self.alive = 1 if self.node.stats.store_ok else None
+        elif time.monotonic() - self._alive_at >= self.ttl_s:
+            try:
+                self.alive = await store.nodes_alive()
+            except StoreUnavailable:
+                self.alive = None
+            self._alive_at = time.monotonic()
 
-        async def query() -> int:
-            return await store.nodes_alive()
+    async def exposition(self) -> bytes:
+        await self.refresh()
+        return generate_latest(self.instruments.registry)
 
-        value: int | None = await self._refresh(self._nodes, query)
-        return value
 
-    async def families(self) -> list[Family]:
-        node = self.node
+def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, text, value=value)
+
+
+def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, text, value=value)
+
+
+class HubCollector(Collector):
+    """Reads the node's counters at scrape time."""
+
+    def __init__(self, metrics: HubMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        m = self.metrics
+        node = m.node
         stats = node.stats
         fanout = node.fanout
-        settings = node.settings
-        store_kind = settings.store.split("://", 1)[0]
-        out = [
-            Family("hub_build_info", "gauge", "Version of the hub; the value is always 1.").add(
-                1,
-                version=__version__,
-                python=platform.python_version(),
-                store=store_kind,
-                node=node.id,
-            ),
-            Family("hub_connections", "gauge", "Websocket connections open on this node.").add(
-                len(node.sessions)
-            ),
-            Family(
-                "hub_connections_closed_total", "counter", "Websocket sessions ended on this node."
-            ).add(self.closed_connections),
-            Family(
-                "hub_subscriptions", "gauge", "Live subscriptions (sub frames) on this node."
-            ).add(fanout.subscriber_count),
-            Family(
-                "hub_deltas_published_total",
-                "counter",
-                "User entries this node's fan-out flushed to its subscribers.",
-            ).add(fanout.deltas_published),
-            Family(
-                "hub_frames_delivered_total",
-                "counter",
-                "Delta frames handed to connection outboxes (coalesced, at most one per "
-                "subscriber, scope and tick).",
-            ).add(fanout.frames_sent),
-            Family(
-                "hub_outbox_overflows_total",
-                "counter",
-                "Times a slow connection's outbox overflowed (its deltas were dropped and a "
-                "fresh snapshot sent instead).",
-            ).add(self.outbox_overflows()),
-            Family(
-                "hub_store_up", "gauge", "1 when the last heartbeat reached the store, else 0."
-            ).add(1 if stats.store_ok else 0),
-            Family(
-                "hub_store_latency_seconds",
-                "gauge",
-                "Round trip of the last heartbeat to the store.",
-            ).add(stats.store_latency_s),
-            Family(
-                "hub_store_errors_total",
-                "counter",
-                "Heartbeats that found the store unreachable.",
-            ).add(stats.store_errors),
-            Family(
-                "hub_gaps_total",
-                "counter",
-                "Times the store feed lost messages and this node recovered by cursor.",
-            ).add(stats.gaps),
-            Family(
-                "hub_resyncs_total",
-                "counter",
-                "Times every subscriber of this node was sent a fresh snapshot.",
-            ).add(stats.resyncs),
-            Family(
-                "hub_restores_total",
-                "counter",
-                "Times the store had lost this node and it re-registered its connections.",
-            ).add(stats.restores),
-            Family(
-                "hub_reconciled_total",
-                "counter",
-                "Stored connections of this node that no socket backed, removed as ghosts.",
-            ).add(stats.reconciled),
-            Family("hub_draining", "gauge", "1 while the node drains for shutdown.").add(
-                1 if node.draining else 0
-            ),
-            Family(
-                "process_start_time_seconds",
-                "gauge",
-                "Start time of the process since the Unix epoch, in seconds.",
-            ).add(self.started),
-        ]
-        resident = _resident_bytes()
-        if resident is not None:
-            out.append(
-                Family(
-                    "process_resident_memory_bytes", "gauge", "Resident memory size in bytes."
-                ).add(resident)
-            )
-        out.extend(webhook_families(self.webhooks))
-        with contextlib.suppress(StoreUnavailable):
-            alive = await self.nodes_alive()
-            if alive is not None:
-                out.append(
-                    Family(
-                        "hub_nodes_alive",
-                        "gauge",
-                        "Hub nodes with a live heartbeat in the store (cluster-wide, "
-                        f"cached {self.ttl_s:g} s).",
-                    ).add(alive)
-                )
-        online = await self.online_users()
-        if online is not None:
-            family = Family(
+        build = GaugeMetricFamily(
+            "hub_build_info", "Version of the hub; the value is always 1.",
+            labels=["version", "python", "store", "node"],
+        )  # fmt: skip
+        build.add_metric(
+            [__version__, platform.python_version(), node.settings.store.split("://", 1)[0],
+             node.id], 1,
+        )  # fmt: skip
+        yield build
+        yield _gauge("hub_connections", "Websocket connections open on this node.",
+                     len(node.sessions))  # fmt: skip
+        yield _counter("hub_connections_closed_total", "Websocket sessions ended on this node.",
+                       m.closed_connections)  # fmt: skip
+        yield _gauge("hub_subscriptions", "Live subscriptions (sub frames) on this node.",
+                     fanout.subscriber_count)  # fmt: skip
+        yield _counter("hub_deltas_published_total",
+                       "User entries this node's fan-out flushed to its subscribers.",
+                       fanout.deltas_published)  # fmt: skip
+        yield _counter("hub_frames_delivered_total",
+                       "Delta frames handed to connection outboxes (coalesced, at most one per "
+                       "subscriber, scope and tick).", fanout.frames_sent)  # fmt: skip
+        yield _counter("hub_outbox_overflows_total",
+                       "Times a slow connection's outbox overflowed (its deltas were dropped "
+                       "and a fresh snapshot sent instead).", m.outbox_overflows())  # fmt: skip
+        yield _gauge("hub_store_up", "1 when the last heartbeat reached the store, else 0.",
+                     1 if stats.store_ok else 0)  # fmt: skip
+        yield _gauge("hub_store_latency_seconds", "Round trip of the last heartbeat to the store.",
+                     stats.store_latency_s)  # fmt: skip
+        yield _counter("hub_store_errors_total", "Heartbeats that found the store unreachable.",
+                       stats.store_errors)  # fmt: skip
+        yield _counter("hub_gaps_total",
+                       "Times the store feed lost messages and this node recovered by cursor.",
+                       stats.gaps)  # fmt: skip
+        yield _counter("hub_resyncs_total",
+                       "Times every subscriber of this node was sent a fresh snapshot.",
+                       stats.resyncs)  # fmt: skip
+        yield _counter("hub_restores_total",
+                       "Times the store had lost this node and it re-registered its connections.",
+                       stats.restores)  # fmt: skip
+        yield _counter("hub_reconciled_total",
+                       "Stored connections of this node that no socket backed, removed as ghosts.",
+                       stats.reconciled)  # fmt: skip
+        yield _gauge("hub_draining", "1 while the node drains for shutdown.",
+                     1 if node.draining else 0)  # fmt: skip
+        if m.alive is not None:
+            yield _gauge("hub_nodes_alive",
+                         "Hub nodes with a live heartbeat in the store (cluster-wide, cached "
+                         f"{m.ttl_s:g} s).", m.alive)  # fmt: skip
+        if m.online is not None:
+            online = GaugeMetricFamily(
                 "hub_online_users",
-                "gauge",
-                f"Users not offline, by status, across the cluster (cached {self.ttl_s:g} s).",
+                f"Users not offline, by status, across the cluster (cached {m.ttl_s:g} s).",
+                labels=["status"],
             )
-            for status, count in online.items():
-                family.add(count, status=status)
-            out.append(family)
-        return out
-
-    async def exposition(self) -> str:
-        return render(await self.families())
+            for status, count in m.online.items():
+                online.add_metric([status], count)
+            yield online
+        if m.webhooks is not None:
+            yield from webhook_families(m.webhooks)
 
 
 #: Per-endpoint webhook counters: (metric, DeliveryStats attribute, help).
@@ -305,26 +423,30 @@ WEBHOOK_COUNTERS = (
     ("hub_webhook_dead_letters_total", "dead_lettered", "Webhook deliveries dead-lettered."),
     ("hub_webhook_gaps_total", "gaps",
      "Times an endpoint's group fell out of the change stream (entries trimmed unsent)."),
-    ("hub_webhook_delivery_seconds_sum", "latency_s_sum",
-     "Seconds from change to 2xx, summed over delivered webhooks (divide by delivered)."),
-)
+)  # fmt: skip
 
 
-def webhook_families(webhooks: Any) -> list[Family]:
-    """The webhook counters of every endpoint (label ``endpoint``: its id, not its URL)."""
-    endpoints = getattr(webhooks, "endpoints", None) or []
-    out = []
+def webhook_families(webhooks: Webhooks) -> Iterable[Metric]:
+    """The webhook counters of every endpoint (label ``endpoint``: its id, never its URL)."""
+    endpoints = webhooks.endpoints
     for name, attr, text in WEBHOOK_COUNTERS:
-        family = Family(name, "counter", text)
+        family = CounterMetricFamily(name, text, labels=["endpoint"])
         for ep in endpoints:
-            family.add(getattr(ep.stats, attr), endpoint=ep.id)
-        out.append(family)
-    last = Family("hub_webhook_last_delivery_seconds", "gauge",
-                  "Seconds from change to 2xx of the endpoint's latest delivery.")  # fmt: skip
+            family.add_metric([ep.id], getattr(ep.stats, attr))
+        yield family
+    latency = SummaryMetricFamily(
+        "hub_webhook_delivery_seconds",
+        "Seconds from change to 2xx of delivered webhooks (count and sum).",
+        labels=["endpoint"],
+    )
+    last = GaugeMetricFamily("hub_webhook_last_delivery_seconds",
+                             "Seconds from change to 2xx of the endpoint's latest delivery.",
+                             labels=["endpoint"])  # fmt: skip
     for ep in endpoints:
-        last.add(ep.stats.last_latency_s, endpoint=ep.id)
-    out.append(last)
-    return out
+        latency.add_metric([ep.id], ep.stats.delivered, ep.stats.latency_s_sum)
+        last.add_metric([ep.id], ep.stats.last_latency_s)
+    yield latency
+    yield last
 
 
 def _overflows(session: object) -> int:

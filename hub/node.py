@@ -19,8 +19,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+from hub.auth import Claims
 from hub.config import Settings
 from hub.fanout import Fanout
 from hub.presence import Entry, infer_chosen
@@ -51,6 +52,47 @@ EXPIRY_SWEEP_S = 0.5
 DRAIN_CLOSE_S = 2.0
 
 
+class HelloGate(Protocol):
+    """The hello check: None to admit the token's user, else (close code, reason)."""
+
+    async def __call__(self, claims: Claims) -> tuple[int, str] | None: ...
+
+
+class RestGate(Protocol):
+    """The REST check: why a user token of ``user`` is refused, or None to let it pass."""
+
+    async def __call__(self, user: str) -> str | None: ...
+
+
+class Member(Protocol):
+    """A session as the rooms see it: only its user matters."""
+
+    user: str
+
+
+class RoomService(Protocol):
+    """The rooms as the websocket layer uses them (implemented by :class:`hub.rooms.Rooms`)."""
+
+    async def snapshot(self, room: str, since: int | None) -> tuple[list[Entry], bool, int]: ...
+
+    async def join(self, session: Member, room: str) -> None: ...
+
+    async def leave(self, session: Member, room: str) -> None: ...
+
+    async def add_member(self, room: str, user: str) -> bool: ...
+
+    async def remove_member(self, room: str, user: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Core:
+    """What the services built before the node need of it: settings, store and fan-out."""
+
+    settings: Settings
+    store: PresenceStore
+    fanout: Fanout
+
+
 class Session(Protocol):
     """A live connection as the node sees it (implemented by the websocket layer)."""
 
@@ -78,11 +120,24 @@ class NodeStats:
 class Node:
     """Wires the store feed, fan-out and live sessions of one hub process."""
 
-    def __init__(self, settings: Settings, store: PresenceStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: PresenceStore,
+        *,
+        fanout: Fanout | None = None,
+        gate: HelloGate | None = None,
+        rest_gate: RestGate | None = None,
+        rooms: RoomService | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.id = settings.node_id
-        self.fanout = Fanout(settings.tick_ms)
+        self.fanout = fanout or Fanout(settings.tick_ms)
+        #: The hello check, the REST check and the rooms (None: everyone admitted, no rooms).
+        self.gate = gate
+        self.rest_gate = rest_gate
+        self.rooms = rooms
         self.sessions: dict[str, Session] = {}
         # Connections whose store registration is in flight (not yet in ``sessions``).
         self.connecting: set[str] = set()
@@ -99,11 +154,6 @@ class Node:
         self._batch_hooks: list[Callable[[Batch], None]] = []
         self._close_hooks: list[Callable[[Session], Awaitable[None]]] = []
         self._pending_disconnects: list[tuple[str, str]] = []
-        # Set by the app when the registry is wired (hub.admin, hub.rooms): the hello check
-        # (None or (close code, reason)), the REST check (raises to refuse) and the rooms.
-        self.gate: Callable[[Any], Awaitable[tuple[int, str] | None]] | None = None
-        self.rest_gate: Callable[[Any], Awaitable[None]] | None = None
-        self.rooms: Any = None
 
     # -- lifecycle -----------------------------------------------------------------
 

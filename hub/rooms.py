@@ -29,7 +29,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from hub.node import Node
+from hub.node import Core, Node
 from hub.presence import Entry, Status, in_window
 from hub.protocol import ErrorCode, ProtocolError
 from hub.registry.base import (
@@ -84,7 +84,9 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
 class Rooms:
     """The room service of one node; ``node.rooms`` for the websocket layer."""
 
-    def __init__(self, node: Node, registry: Registry, limits: RoomLimits | None = None) -> None:
+    def __init__(
+        self, node: Node | Core, registry: Registry, limits: RoomLimits | None = None
+    ) -> None:
         self.node = node
         self.registry = registry
         settings = node.settings

@@ -109,3 +109,18 @@ def find_invalid(value: Any, path: str = "", depth: int = 0) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+#: The REST layer's name for the same error (a ValueError naming the field).
+BadText = InvalidText
+
+
+def check_text(value: str, field_name: str, max_len: int) -> str:
+    """``value`` when it is valid Unicode of at most ``max_len`` characters, else
+    :class:`InvalidText` naming ``field_name``."""
+    check_valid(value, field_name)
+    if len(value) > max_len:
+        raise InvalidText(
+            field_name, f"{field_name} must be at most {max_len} characters, got {len(value)}"
+        )
+    return value

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import subprocess
 import sys
@@ -14,11 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect as ws_connect
 
 from hub.client import connect
 from hub.logs import Redact, strip_query
-from hub.metrics import Family, parse, render
+from hub.metrics import parse
 from tests.support import eventually
 from tests.support.hubproc import HubProcess, hub_fixture, start_hub, user_token
 
@@ -46,22 +46,35 @@ async def scrape(url: str) -> tuple[str, dict[str, float]]:
 # -- the format, no socket ----------------------------------------------------------------------
 
 
-def test_render_escapes_labels_and_numbers() -> None:
-    """HELP and TYPE lines per family; label values escaped; integers without a dot."""
-    text = render([
-        Family("x_total", "counter", "Things.\nMore.").add(3),
-        Family("y", "gauge", "Y.").add(0.25, path='a"b\\c\nd').add(math.inf, path="inf"),
-    ])  # fmt: skip
-    assert text.splitlines() == [
-        "# HELP x_total Things. More.",
-        "# TYPE x_total counter",
-        "x_total 3",
-        "# HELP y Y.",
-        "# TYPE y gauge",
-        'y{path="a\\"b\\\\c\\nd"} 0.25',
-        'y{path="inf"} +Inf',
-    ]
-    assert parse(text)["x_total"] == 3
+async def test_exposition_parses_with_prometheus_and_has_histograms(hub: HubProcess) -> None:
+    """prometheus-client's own parser reads /metrics: store round trips by operation and
+    the feed delay are histograms, the process metrics are there."""
+    async with connect(hub.url, user_token("histo")) as client:
+        await client.set_status("busy")
+
+        async def seen() -> bool:
+            _, samples = await scrape(hub.url)
+            return samples.get("hub_feed_delay_seconds_count", 0) > 0
+
+        await eventually(seen)
+    text, samples = await scrape(hub.url)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["hub_store_seconds"].type == "histogram"
+    assert families["hub_feed_delay_seconds"].type == "histogram"
+    assert samples['hub_store_seconds_count{op="connect"}'] >= 1
+    assert samples['hub_store_seconds_count{op="heartbeat"}'] >= 1
+    assert 'hub_store_seconds_bucket{le="+Inf",op="connect"}' in samples
+    assert "process_resident_memory_bytes" in families
+
+
+async def test_scraping_does_not_read_a_snapshot_each_time(hub: HubProcess) -> None:
+    """Ten scrapes in a row read the store's snapshot of online users at most twice (its
+    count is cached for 5 s)."""
+    _, before = await scrape(hub.url)
+    for _ in range(10):
+        _, after = await scrape(hub.url)
+    key = 'hub_store_seconds_count{op="changes"}'
+    assert after.get(key, 0) - before.get(key, 0) <= 2
 
 
 # -- against a hub ------------------------------------------------------------------------------
@@ -72,7 +85,7 @@ async def test_metrics_follow_connections_subscriptions_and_statuses(hub: HubPro
     text, before = await scrape(hub.url)
     for family in FAMILIES:
         assert f"# TYPE {family} " in text, family
-    assert before['hub_store_up'] == 1 and before["hub_nodes_alive"] == 1
+    assert before["hub_store_up"] == 1 and before["hub_nodes_alive"] == 1
     assert 'store="memory"' in text
     async with connect(hub.url, user_token("m-alice")) as a, \
             connect(hub.url, user_token("m-bob")) as b:  # fmt: skip
@@ -139,11 +152,10 @@ def test_redact_filter() -> None:
     record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1,
                                '%s - "WebSocket %s" [accepted]',
                                ("127.0.0.1:5", "/ws?token=abc"), None)  # fmt: skip
-    record.token = "abc"
-    record.user = "alice"
+    record.__dict__.update(token="abc", user="alice")
     assert Redact().filter(record)
     assert record.getMessage() == '127.0.0.1:5 - "WebSocket /ws?[redacted]" [accepted]'
-    assert record.token == "[redacted]" and record.user == "alice"
+    assert record.__dict__["token"] == "[redacted]" and record.__dict__["user"] == "alice"
     assert strip_query("/ws") == "/ws"
 
 

@@ -53,10 +53,15 @@ class UserQuery:
     type: str | None = None
     activated: bool | None = None
     logged_in: bool | None = None
+    #: The roles of a user who has none, as the API asking shows them (Rocket.Chat: user).
+    default_roles: tuple[str, ...] = ()
+    #: The one role shown (the first, or the default) is one of these (CometChat's role).
+    first_role: frozenset[str] = frozenset()
 
     def filtered(self) -> bool:
         return bool(
-            self.exclude
+            self.first_role
+            or self.exclude
             or self.search
             or self.prefix
             or self.roles
@@ -77,7 +82,10 @@ class UserQuery:
             return False
         if self.type is not None and user.type != self.type:
             return False
-        if self.roles and not self.roles.intersection(user.roles):
+        roles = user.roles or self.default_roles
+        if self.roles and not self.roles.intersection(roles):
+            return False
+        if self.first_role and (roles[0] if roles else "") not in self.first_role:
             return False
         if self.tags and not self.tags.intersection(user.tags):
             return False

@@ -1,18 +1,46 @@
-"""Small helpers shared by the REST modules: JSON bodies, times, errors."""
+"""Small helpers shared by the REST modules: the errors each vendor app maps, times, replies.
+
+Handlers raise these; each vendor sub-app has one exception handler per class that shapes
+the answer as that vendor does (see ``hub.web.compat``)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+import msgspec
+from starlette.responses import Response
 
 
 class BadRequest(Exception):
-    """400: the message names the field that was wrong."""
+    """400: the message names the field that was wrong; ``error_type`` for Rocket.Chat."""
+
+    def __init__(self, message: str, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class NotFound(Exception):
+    """404: the user, room or path is unknown."""
+
+
+class NotServed(Exception):
+    """501: an endpoint of a vendor's API that is messaging, not presence."""
+
+
+class PayloadTooLarge(Exception):
+    """413: the body is over the limit (the message says the limit)."""
+
+
+def reply(model: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A msgspec model (or plain data) as a JSON response."""
+    return Response(
+        msgspec.json.encode(model),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 def iso_ms(ms: int) -> str:
@@ -42,21 +70,3 @@ def parse_iso(value: str) -> int | None:
 def etag(value: str) -> str:
     """A short stable tag for an avatar, in the spirit of Rocket.Chat's avatarETag."""
     return hashlib.sha1(value.encode()).hexdigest()[:17] if value else ""
-
-
-async def json_body(request: Request, *, allow_array: bool = False) -> Any:
-    """The request's JSON body (an object, or an array when allowed); BadRequest otherwise."""
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
-    if isinstance(body, dict) or (allow_array and isinstance(body, list)):
-        return body
-    raise BadRequest("body must be a JSON object" + (" or array" if allow_array else ""))
-
-
-def json_response(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status)

@@ -14,14 +14,13 @@ from starlette.routing import Route
 from hub.metrics import CONTENT_TYPE, HubMetrics
 
 
-async def metrics(request: Request) -> Response:
-    """Prometheus text exposition of this node's metrics."""
-    collector: HubMetrics = request.app.state.metrics
-    return Response(
-        await collector.exposition(),
-        media_type=CONTENT_TYPE,
-        headers={"Cache-Control": "no-store"},
-    )
+def routes(collector: HubMetrics) -> list[Route]:
+    async def metrics(request: Request) -> Response:
+        """Prometheus text exposition of this node's metrics."""
+        return Response(
+            await collector.exposition(),
+            media_type=CONTENT_TYPE,
+            headers={"Cache-Control": "no-store"},
+        )
 
-
-routes = [Route("/metrics", metrics, methods=["GET"])]
+    return [Route("/metrics", metrics, methods=["GET"])]

@@ -262,7 +262,7 @@ async def _hello(ws: WebSocket, node: Node) -> Claims | None:
         _refused(ws, p.CloseCode.NOT_AUTHENTICATED, str(exc)[:120])
         await ws.close(p.CloseCode.NOT_AUTHENTICATED, str(exc)[:120])
         return None
-    gate = getattr(node, "gate", None)
+    gate = node.gate
     if gate is not None:
         refusal = await gate(claims)
         if refusal is not None:

@@ -38,8 +38,15 @@ async def test_users_as_the_page_shows_them(
 ) -> None:
     """A page has data (uid, name, status, role, times), meta.pagination and a cursor."""
     stem = uid("cc")
-    await connect(hub, sockets, f"{stem}-a", name="Barry Allen", roles=["manager"],
-                  avatar="http://placehold.it/120x120", metadata={"email": "b@example.com"})
+    await connect(
+        hub,
+        sockets,
+        f"{stem}-a",
+        name="Barry Allen",
+        roles=["manager"],
+        avatar="http://placehold.it/120x120",
+        metadata={"email": "b@example.com"},
+    )
     await connect(hub, sockets, f"{stem}-b")  # fmt: skip
     await sockets[-1].close()
     await wait_offline(http, f"{stem}-b")

@@ -32,10 +32,15 @@ async def team(
     """Four users with a common stem: agents online/offline, a bot, one never logged in."""
     stem = uid("rc")
     names = [f"{stem}-agent1", f"{stem}-agent2", f"{stem}-bot", f"{stem}-guy"]
-    await connect(hub, sockets, names[0], name="Agent 1", roles=["user", "livechat-agent"],
-                  avatar="https://a/1.png")
-    second = await connect(hub, sockets, names[1], name="Agent 2",
-                           roles=["user", "livechat-agent"])
+    await connect(
+        hub,
+        sockets,
+        names[0],
+        name="Agent 1",
+        roles=["user", "livechat-agent"],
+        avatar="https://a/1.png",
+    )
+    second = await connect(hub, sockets, names[1], name="Agent 2", roles=["user", "livechat-agent"])
     await connect(hub, sockets, names[2], name=f"Rocket.Cat {stem}", roles=["bot"], type="bot")
     await second.close()
     await wait_offline(http, names[1])
@@ -83,8 +88,7 @@ async def test_filters(http: httpx.AsyncClient, team: tuple[str, list[str]]) -> 
     assert ids(await listing(http, caller, searchTerm=stem, status="active")) == names[:3]
 
 
-async def test_offset_count_and_sort(http: httpx.AsyncClient, team: tuple[str, list[str]]
-                                     ) -> None:
+async def test_offset_count_and_sort(http: httpx.AsyncClient, team: tuple[str, list[str]]) -> None:
     """offset/count page through the list; sort orders it (JSON, 1 or -1)."""
     stem, names = team
     caller = names[0]

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -217,7 +217,8 @@ def running_hubs(log_dir: Path, env: Mapping[str, str], count: int = 2
         hub.assert_no_tracebacks()
 
 
-def hub_fixture(env: Mapping[str, str] | None = None, *, scope: str = "module"
+def hub_fixture(env: Mapping[str, str] | None = None, *,
+                scope: Literal["session", "package", "module", "class", "function"] = "module"
                 ) -> Callable[..., Iterator[HubProcess]]:
     """A pytest fixture yielding one hub with ``env`` for the whole ``scope``."""
 

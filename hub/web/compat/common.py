@@ -1,55 +1,13 @@
-"""Helpers shared by the CometChat, Agora and iFlyChat modules: services, checks, params.
-
-Each vendor shapes its own errors; what they share is how a request is read (query lists
-in the three spellings clients use, strict booleans and integers whose errors name the
-parameter, a body that is a JSON object or, for iFlyChat's PHP clients, a form) and how a
-user token is checked against the registry (:func:`rest_gate`).
-"""
+"""What the vendor apps share in reading a request: query lists in the three spellings
+clients use, and strict booleans and integers whose errors name the parameter."""
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.datastructures import QueryParams
-from starlette.requests import Request
 
-from hub.admin import Admin
-from hub.web.caller import Caller, Unauthorized
 from hub.web.http import BadRequest
-
-#: Largest request body the compatibility APIs read (a batch of 100 usernames fits easily).
-MAX_BODY_BYTES = 256 * 1024
-
-
-def admin_of(request: Request) -> Admin:
-    """The node's admin service (registry, rooms, store)."""
-    admin: Admin = request.app.state.admin
-    return admin
-
-
-def rest_gate(admin: Admin) -> Callable[[Caller], Awaitable[None]]:
-    """``node.rest_gate``: refuse a user token whose user is deactivated (or unknown when
-    auto-registration is off); the admin key always passes."""
-
-    async def gate(caller: Caller) -> None:
-        if caller.admin or caller.user is None:
-            return
-        reason = await admin.refusal(caller.user)
-        if reason is not None:
-            raise Unauthorized(reason)
-
-    return gate
-
-
-async def check_caller(request: Request, caller: Caller) -> None:
-    """Run ``node.rest_gate`` for ``caller`` when the app set one."""
-    gate = getattr(request.app.state.node, "rest_gate", None)
-    if gate is not None:
-        await gate(caller)
 
 
 def now_ms() -> int:
@@ -91,38 +49,3 @@ def parse_int(
     if number < minimum or (maximum is not None and number > maximum):
         raise BadRequest(f"{name} must be {span}, got {number}")
     return number
-
-
-async def body_map(request: Request) -> dict[str, Any]:
-    """The body as a map: a JSON object, or a urlencoded form; {} when empty."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(f"body must be at most {MAX_BODY_BYTES} bytes")
-    if not raw.strip():
-        return {}
-    content_type = request.headers.get("content-type", "")
-    if "application/x-www-form-urlencoded" in content_type:
-        try:
-            return dict(parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=True))
-        except (UnicodeDecodeError, ValueError):
-            raise BadRequest("body is not a valid form") from None
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise BadRequest("body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    return body
-
-
-async def body_json(request: Request) -> Any:
-    """The body as any JSON value (an object or an array); BadRequest otherwise."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(f"body must be at most {MAX_BODY_BYTES} bytes")
-    if not raw.strip():
-        raise BadRequest("body is required: a JSON object or array")
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        raise BadRequest("body is not valid JSON") from None

@@ -27,220 +27,282 @@ enter a room is the chat's business, not presence's. iFlyChat's kick also keeps 
 out for 15 minutes; here a kicked user may reconnect at once (deactivate it to keep it out).
 A user is ``{user_id, user_role, user_name, user_status, user_avatar_url,
 user_profile_url}`` with ``user_status`` ``"1"`` online, ``"2"`` away, ``"3"`` busy.
-Errors are ``{success: false, error, code}`` with the HTTP status as ``code``.
+Errors are ``{success: false, error, code}`` with the HTTP status as ``code``, mapped once
+for the app (an unknown path or method under ``/api/1.1`` too). Names and ids must be valid
+Unicode text: a lone surrogate is a 400 naming the field, and nothing changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from hub.admin import Admin
 from hub.protocol import MAX_ROOM_LENGTH
 from hub.registry.base import Conflict, User
+from hub.schema import iflychat as m
 from hub.store.base import StoreUnavailable, UserView
+from hub.text import BadText, check_text
+from hub.web.body import read_json_or_form
 from hub.web.caller import Unauthorized, from_admin_key
-from hub.web.compat.common import admin_of, body_map, parse_int
-from hub.web.http import BadRequest
+from hub.web.compat.common import parse_int
+from hub.web.http import BadRequest, NotFound, NotServed, PayloadTooLarge, reply
+from hub.web.services import Services
+from hub.web.spec import Operation
 
+PREFIX = "/api/1.1"
+TAG = "iFlyChat"
 STATUS_CODES = {"online": "1", "away": "2", "busy": "3"}
 MAX_ROOM_NAME = 200
 ROOMS_LIMIT = 1000
+MAX_USER_ID = 256
+
+B = TypeVar("B", bound=m.IflyKeyBody | m.IflyRoomCreateBody | m.IflyRoomEditBody
+            | m.IflyRoomListBody | m.IflyKickBody)  # fmt: skip
 
 
-class NotFound(Exception):
-    """404: the room or the user is unknown."""
+def ifly_error(status: int, message: str) -> Response:
+    return reply(m.IflyError(error=message, code=status), status)
 
 
-class NotServed(Exception):
-    """501: messaging, not presence."""
-
-
-def ifly_error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"success": False, "error": message, "code": status}, status_code=status)
-
-
-Handler = Callable[[Request, Admin, dict[str, Any]], Awaitable[Response]]
-
-
-def ifly_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Read the body, check ``api_key``, map errors to iFlyChat-style JSON."""
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            body = await body_map(request)
-            key = body.get("api_key")
-            from_admin_key(
-                request.app.state.settings, key if isinstance(key, str) else None, "api_key"
-            )
-            return await handler(request, admin_of(request), body)
-        except Unauthorized as exc:
-            return ifly_error(401, f"{exc} (api_key must be the hub's admin key)")
-        except BadRequest as exc:
-            return ifly_error(400, str(exc))
-        except NotFound as exc:
-            return ifly_error(404, str(exc))
-        except NotServed as exc:
-            return ifly_error(501, str(exc))
-        except StoreUnavailable:
-            response = ifly_error(503, "presence store unreachable, retry later")
-            response.headers["Retry-After"] = "1"
-            return response
-
-    endpoint.__name__ = handler.__name__
-    endpoint.__doc__ = handler.__doc__
-    return endpoint
-
-
-def ifly_user(view: UserView, account: User | None) -> dict[str, Any]:
+def ifly_user(view: UserView, account: User | None) -> m.IflyUser:
     profile_url = account.metadata.get("profile_url") if account else None
-    return {
-        "user_id": view.id,
-        "user_role": account.roles[0] if account and account.roles else "user",
-        "user_name": view.name or view.username or view.id,
-        "user_status": STATUS_CODES.get(view.status, "1"),
-        "user_avatar_url": view.avatar or (account.avatar if account else ""),
-        "user_profile_url": profile_url if isinstance(profile_url, str) else "javascript:void(0)",
-    }
+    return m.IflyUser(
+        user_id=view.id,
+        user_role=account.roles[0] if account and account.roles else "user",
+        user_name=view.name or view.username or view.id,
+        user_status=STATUS_CODES.get(view.status, "1"),
+        user_avatar_url=view.avatar or (account.avatar if account else ""),
+        user_profile_url=profile_url if isinstance(profile_url, str) else "javascript:void(0)",
+    )
 
 
-async def _users(admin: Admin, views: list[UserView]) -> dict[str, Any]:
-    accounts = {u.id: u for u in await admin.registry.get_many([v.id for v in views])}
-    users = [ifly_user(v, accounts.get(v.id)) for v in views]
-    return {"users": users, "length": len(users)}
-
-
-def _text(body: dict[str, Any], name: str, limit: int, *, required: bool) -> str | None:
-    value = body.get(name)
+def _text(value: int | str | None, name: str, limit: int, *, required: bool) -> str | None:
     if value is None and not required:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int):
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"{name} is required: a non-empty string")
-    if len(value) > limit:
-        raise BadRequest(f"{name} must be at most {limit} characters")
-    return value
+    try:
+        return check_text(value, name, limit)
+    except BadText as exc:
+        raise BadRequest(str(exc)) from None
 
 
-def _room_id(request: Request) -> str:
-    room = str(request.path_params["room"])
-    if len(room) > MAX_ROOM_LENGTH:
-        raise BadRequest(f"room id must be at most {MAX_ROOM_LENGTH} characters")
-    return room
+def _opt(value: int | str | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _wire_id(room: str) -> int | str:
     return int(room) if room.isdigit() and len(room) < 16 else room
 
 
-@ifly_endpoint
-async def users_list(request: Request, admin: Admin, body: dict[str, Any]) -> Response:
-    """iFlyChat: every user who is online (not offline)."""
-    changes = await admin.node.store.changes(None)
-    views = sorted(changes.users, key=lambda v: (v.name or v.username or v.id).lower())
-    return JSONResponse(await _users(admin, views))
+class IFlyChat:
+    """The ``/api/1.1`` sub-app: iFlyChat's online users, rooms and kicks."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.admin = services.admin
+
+    async def _body(self, request: Request, model: type[B]) -> B:
+        """The body as ``model``, after its ``api_key`` is checked."""
+        body = await read_json_or_form(request, model)
+        from_admin_key(self.services.settings, body.api_key, "api_key")
+        return body
+
+    def _room(self, request: Request) -> str:
+        room = _text(str(request.path_params["room"]), "room id", MAX_ROOM_LENGTH,
+                     required=True)  # fmt: skip
+        assert room is not None
+        return room
+
+    async def _users(self, views: list[UserView]) -> m.IflyUsersAnswer:
+        accounts = {u.id: u for u in await self.admin.registry.get_many([v.id for v in views])}
+        users = [ifly_user(v, accounts.get(v.id)) for v in views]
+        return m.IflyUsersAnswer(users=users, length=len(users))
+
+    async def users_list(self, request: Request) -> Response:
+        """iFlyChat: every user who is online (not offline)."""
+        await self._body(request, m.IflyKeyBody)
+        views = await self.services.queries.online()
+        views.sort(key=lambda v: (v.name or v.username or v.id).lower())
+        return reply(await self._users(views))
+
+    async def room_create(self, request: Request) -> Response:
+        """iFlyChat: create a room; answers its id."""
+        body = await self._body(request, m.IflyRoomCreateBody)
+        name = _text(body.room_name, "room_name", MAX_ROOM_NAME, required=True)
+        room = _text(body.room_id, "room_id", MAX_ROOM_LENGTH, required=False)
+        assert name is not None
+        try:
+            made = await self.admin.rooms.create(room, name)
+        except Conflict:
+            raise BadRequest(f"room_id {room!r} already exists") from None
+        return reply(m.IflyRoomCreated(room_id=_wire_id(made.id)))
+
+    async def room_list(self, request: Request) -> Response:
+        """iFlyChat: every room (``offset``/``limit`` page through them)."""
+        body = await self._body(request, m.IflyRoomListBody)
+        offset = parse_int(_opt(body.offset), "offset", default=0, minimum=0)
+        limit = parse_int(
+            _opt(body.limit), "limit", default=ROOMS_LIMIT, minimum=1, maximum=ROOMS_LIMIT
+        )
+        rooms, total = await self.admin.rooms.list_rooms(offset, limit)
+        out = [
+            m.IflyRoom(room_id=_wire_id(r.id), room_name=r.name,
+                       member_count=await self.admin.registry.member_count(r.id))
+            for r in rooms
+        ]  # fmt: skip
+        return reply(m.IflyRoomsAnswer(rooms=out, length=len(out), total=total))
+
+    async def room_edit(self, request: Request) -> Response:
+        """iFlyChat: rename a room."""
+        body = await self._body(request, m.IflyRoomEditBody)
+        room = self._room(request)
+        name = _text(body.room_name, "room_name", MAX_ROOM_NAME, required=True)
+        assert name is not None
+        if await self.admin.rooms.edit(room, name) is None:
+            raise NotFound(f"room {room!r} not found")
+        return reply(m.IflySuccess())
+
+    async def room_delete(self, request: Request) -> Response:
+        """iFlyChat: delete a room; its members leave it."""
+        await self._body(request, m.IflyKeyBody)
+        room = self._room(request)
+        if not await self.admin.rooms.delete(room):
+            raise NotFound(f"room {room!r} not found")
+        return reply(m.IflySuccess())
+
+    async def room_users(self, request: Request) -> Response:
+        """iFlyChat: the members of a room who are online."""
+        await self._body(request, m.IflyKeyBody)
+        room = self._room(request)
+        if await self.admin.rooms.get(room) is None:
+            raise NotFound(f"room {room!r} not found")
+        views = await self.admin.rooms.online(room)
+        views.sort(key=lambda v: (v.name or v.username or v.id).lower())
+        return reply(await self._users(views))
+
+    async def user_kick(self, request: Request) -> Response:
+        """iFlyChat: kick a user from the chat (4004 on every socket, offline at once)."""
+        body = await self._body(request, m.IflyKickBody)
+        user = _text(str(request.path_params["user"]), "user id", MAX_USER_ID, required=True)
+        assert user is not None
+        room = _text(body.room_id, "room_id", MAX_ROOM_LENGTH, required=False)
+        store = self.services.node.store
+        known = await store.get(user) is not None or await self.admin.registry.get(user)
+        if not known:
+            raise NotFound(f"user {user!r} not found")
+        if room is not None:
+            await self.admin.rooms.remove_member(room, user)
+        await self.admin.disconnect(user, "kicked by an admin")
+        return reply(m.IflySuccess())
+
+    async def not_presence(self, request: Request) -> Response:
+        """Messaging endpoints of the seed's index: not served (501)."""
+        await self._body(request, m.IflyKeyBody)
+        raise NotServed("threads and messages are messaging, not presence: Presence Hub does "
+                        "not serve them")  # fmt: skip
+
+    def app(self) -> Starlette:
+        post = ["POST"]
+        routes = [
+            Route("/users/list", self.users_list, methods=post),
+            Route("/room/create", self.room_create, methods=post),
+            Route("/room/list", self.room_list, methods=post),
+            Route("/rooms/list", self.room_list, methods=post),
+            Route("/room/{room}/edit", self.room_edit, methods=post),
+            Route("/room/{room}/delete", self.room_delete, methods=post),
+            Route("/room/{room}/users", self.room_users, methods=post),
+            Route("/user/{user}/kick", self.user_kick, methods=post),
+            Route("/threads/get", self.not_presence, methods=post),
+            Route("/room/{room}/publish", self.not_presence, methods=post),
+            Route("/user/{user}/publish", self.not_presence, methods=post),
+        ]
+        return Starlette(routes=routes, exception_handlers=HANDLERS)
 
 
-@ifly_endpoint
-async def room_create(request: Request, admin: Admin, body: dict[str, Any]) -> Response:
-    """iFlyChat: create a room; answers its id."""
-    name = _text(body, "room_name", MAX_ROOM_NAME, required=True)
-    room = _text(body, "room_id", MAX_ROOM_LENGTH, required=False)
-    assert name is not None
-    try:
-        made = await admin.rooms.create(room, name)
-    except Conflict:
-        raise BadRequest(f"room_id {room!r} already exists") from None
-    return JSONResponse({"room_id": _wire_id(made.id)})
+def _status(code: int, prefix: str = "") -> Any:
+    async def handler(request: Request, exc: Exception) -> Response:
+        return ifly_error(code, f"{prefix}{exc}")
+
+    return handler
 
 
-@ifly_endpoint
-async def room_list(request: Request, admin: Admin, body: dict[str, Any]) -> Response:
-    """iFlyChat: every room (``offset``/``limit`` page through them)."""
-    offset = parse_int(_opt(body, "offset"), "offset", default=0, minimum=0)
-    limit = parse_int(
-        _opt(body, "limit"), "limit", default=ROOMS_LIMIT, minimum=1, maximum=ROOMS_LIMIT
-    )
-    rooms, total = await admin.rooms.list_rooms(offset, limit)
-    out = [
-        {"room_id": _wire_id(r.id), "room_name": r.name,
-         "member_count": await admin.registry.member_count(r.id)}
-        for r in rooms
-    ]  # fmt: skip
-    return JSONResponse({"rooms": out, "length": len(out), "total": total})
+async def _unauthorized(request: Request, exc: Exception) -> Response:
+    return ifly_error(401, f"{exc} (api_key must be the hub's admin key)")
 
 
-def _opt(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    return None if value is None else str(value)
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    response = ifly_error(503, "presence store unreachable, retry later")
+    response.headers["Retry-After"] = "1"
+    return response
 
 
-@ifly_endpoint
-async def room_edit(request: Request, admin: Admin, body: dict[str, Any]) -> Response:
-    """iFlyChat: rename a room."""
-    room = _room_id(request)
-    name = _text(body, "room_name", MAX_ROOM_NAME, required=True)
-    assert name is not None
-    if await admin.rooms.edit(room, name) is None:
-        raise NotFound(f"room {room!r} not found")
-    return JSONResponse({"success": True})
+async def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path} (use POST)"
+    else:
+        message = f"no such endpoint: {request.url.path}"
+    response = ifly_error(exc.status_code, message)
+    response.headers.update(exc.headers or {})
+    return response
 
 
-@ifly_endpoint
-async def room_delete(request: Request, admin: Admin, body: dict[str, Any]) -> Response:
-    """iFlyChat: delete a room; its members leave it."""
-    room = _room_id(request)
-    if not await admin.rooms.delete(room):
-        raise NotFound(f"room {room!r} not found")
-    return JSONResponse({"success": True})
+async def _crash(request: Request, exc: Exception) -> Response:
+    return ifly_error(500, "internal error (logged on the hub)")
 
 
-@ifly_endpoint
-async def room_users(request: Request, admin: Admin, body: dict[str, Any]) -> Response:
-    """iFlyChat: the members of a room who are online."""
-    room = _room_id(request)
-    if await admin.rooms.get(room) is None:
-        raise NotFound(f"room {room!r} not found")
-    views = await admin.rooms.online(room)
-    views.sort(key=lambda v: (v.name or v.username or v.id).lower())
-    return JSONResponse(await _users(admin, views))
+HANDLERS: dict[Any, Any] = {
+    Exception: _crash,
+    Unauthorized: _unauthorized,
+    BadRequest: _status(400),
+    NotFound: _status(404),
+    NotServed: _status(501),
+    PayloadTooLarge: _status(413),
+    StoreUnavailable: _unavailable,
+    HTTPException: _http,
+}
+
+_ERR: dict[int, Any] = {400: m.IflyError, 401: m.IflyError, 413: m.IflyError,
+                        503: m.IflyError}  # fmt: skip
 
 
-@ifly_endpoint
-async def user_kick(request: Request, admin: Admin, body: dict[str, Any]) -> Response:
-    """iFlyChat: kick a user from the chat (4004 on every socket, offline at once)."""
-    user = str(request.path_params["user"])
-    room = _text(body, "room_id", MAX_ROOM_LENGTH, required=False)
-    known = await admin.node.store.get(user) is not None or await admin.registry.get(user)
-    if not known:
-        raise NotFound(f"user {user!r} not found")
-    if room is not None:
-        await admin.rooms.remove_member(room, user)
-    await admin.disconnect(user, "kicked by an admin")
-    return JSONResponse({"success": True})
+def _op(path: str, op_id: str, summary: str, body: Any, answer: Any, *extra: int) -> Operation:
+    responses = {**({200: answer} if answer else {}), **_ERR,
+                 **dict.fromkeys(extra, m.IflyError)}  # fmt: skip
+    # The credential is the body's api_key: no security scheme can say so.
+    return Operation("post", f"{PREFIX}{path}", op_id, summary, TAG, responses, body=body,
+                     form=True)  # fmt: skip
 
 
-@ifly_endpoint
-async def not_presence(request: Request, admin: Admin, body: dict[str, Any]) -> Response:
-    """Messaging endpoints of the seed's index: not served (501)."""
-    raise NotServed("threads and messages are messaging, not presence: Presence Hub does not "
-                    "serve them")  # fmt: skip
-
-
-routes = [
-    Route("/api/1.1/users/list", users_list, methods=["POST"]),
-    Route("/api/1.1/room/create", room_create, methods=["POST"]),
-    Route("/api/1.1/room/list", room_list, methods=["POST"]),
-    Route("/api/1.1/room/{room}/edit", room_edit, methods=["POST"]),
-    Route("/api/1.1/room/{room}/delete", room_delete, methods=["POST"]),
-    Route("/api/1.1/room/{room}/users", room_users, methods=["POST"]),
-    Route("/api/1.1/user/{user}/kick", user_kick, methods=["POST"]),
-    Route("/api/1.1/threads/get", not_presence, methods=["POST"]),
-    Route("/api/1.1/room/{room}/publish", not_presence, methods=["POST"]),
-    Route("/api/1.1/user/{user}/publish", not_presence, methods=["POST"]),
-]
+OPERATIONS = [
+    _op("/users/list", "iflyUsersList", "Every user who is online", m.IflyKeyBody,
+        m.IflyUsersAnswer),
+    _op("/room/create", "iflyRoomCreate", "Create a room", m.IflyRoomCreateBody,
+        m.IflyRoomCreated),
+    _op("/room/list", "iflyRoomList", "Every room (paged)", m.IflyRoomListBody,
+        m.IflyRoomsAnswer),
+    _op("/rooms/list", "iflyRoomsList", "Every room (paged; the documentation's path)",
+        m.IflyRoomListBody, m.IflyRoomsAnswer),
+    _op("/room/{room}/edit", "iflyRoomEdit", "Rename a room", m.IflyRoomEditBody,
+        m.IflySuccess, 404),
+    _op("/room/{room}/delete", "iflyRoomDelete", "Delete a room (its members leave it)",
+        m.IflyKeyBody, m.IflySuccess, 404),
+    _op("/room/{room}/users", "iflyRoomUsers", "The members of a room who are online",
+        m.IflyKeyBody, m.IflyUsersAnswer, 404),
+    _op("/user/{user}/kick", "iflyUserKick", "Kick a user (sockets closed, offline at once)",
+        m.IflyKickBody, m.IflySuccess, 404),
+    _op("/threads/get", "iflyThreadsGet", "Thread history: messaging, not served",
+        m.IflyKeyBody, None, 501),
+    _op("/room/{room}/publish", "iflyRoomPublish", "Publish to a room: messaging, not served",
+        m.IflyKeyBody, None, 501),
+    _op("/user/{user}/publish", "iflyUserPublish", "Publish to a user: messaging, not served",
+        m.IflyKeyBody, None, 501),
+]  # fmt: skip
