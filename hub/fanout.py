@@ -18,6 +18,7 @@ so a client never sees a delta before the snapshot it belongs to.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from typing import Protocol
 
 from hub.presence import Entry
 from hub.protocol import ALL, Codec, Scope, delta
+
+log = logging.getLogger("hub.fanout")
 
 #: An outbox item telling the writer to resync its subscriptions with snapshots.
 RESYNC = object()
@@ -178,6 +181,10 @@ class Fanout:
         self._last_flush = 0.0
         self.frames_sent = 0
         self.deltas_published = 0
+        #: Entries left out of a frame because they could not be encoded (a lone surrogate
+        #: in a text, say): counted and logged, never a reason to stop the flush.
+        self.entries_dropped = 0
+        self.flush_errors = 0
 
     # -- subscriptions -------------------------------------------------------------
 
@@ -197,8 +204,9 @@ class Fanout:
         """Release the deltas held while the snapshot was being made."""
         held, sub.buffer = sub.buffer, None
         if held:
-            frame = codec.encode(delta(sub.scope, _latest(held), max(cursor, self._cursor)))
-            sub.sink.outbox.put(frame)
+            data = self._encode(codec, sub.scope, _latest(held), max(cursor, self._cursor))
+            if data is not None:
+                sub.sink.outbox.put(data)
 
     def unsubscribe(self, sink: Sink, scope: Scope) -> bool:
         if scope.kind == "all":
@@ -309,7 +317,13 @@ class Fanout:
             if wait > 0:
                 await asyncio.sleep(wait)
             self._last_flush = time.monotonic()
-            self.flush()
+            try:
+                self.flush()
+            except Exception:
+                # One bad tick must not end fan-out for the whole node: every subscriber
+                # would silently stop getting deltas. The next tick starts afresh.
+                self.flush_errors += 1
+                log.exception("fan-out flush failed; the next tick goes on")
 
     def flush(self) -> None:
         changes = self._pending
@@ -328,18 +342,45 @@ class Fanout:
         if self._by_room:
             self._flush_rooms(changes, room_changes, cursor)
 
+    def _encode(
+        self, codec: Codec, scope: Scope, entries: list[Entry], cursor: int
+    ) -> str | bytes | None:
+        """One delta frame, wire-ready; an entry that cannot be encoded is left out (and
+        logged and counted) so that it harms nobody else. None when nothing is left."""
+        try:
+            return _wire_ready(codec.encode(delta(scope, entries, cursor)))
+        except (ValueError, TypeError, OverflowError):
+            pass
+        good = []
+        for e in entries:
+            try:
+                _wire_ready(codec.encode(delta(scope, [e], cursor)))
+            except (ValueError, TypeError, OverflowError) as exc:
+                self.entries_dropped += 1
+                log.warning(
+                    "dropped an entry that cannot be encoded",
+                    extra={"event": "fanout.bad_entry", "user": repr(e.get("id"))[:80],
+                           "codec": codec.name, "error": type(exc).__name__},
+                )  # fmt: skip
+                continue
+            good.append(e)
+        if not good:
+            return None
+        return _wire_ready(codec.encode(delta(scope, good, cursor)))
+
     def _flush_all(self, entries: list[Entry], cursor: int) -> None:
-        encoded: dict[str, str | bytes] = {}
-        frame = delta(ALL, entries, cursor)
+        encoded: dict[str, str | bytes | None] = {}
         for sub in self._all.values():
             if sub.buffer is not None:
                 sub.hold(entries)
                 continue
             codec = sub.sink.codec
-            data = encoded.get(codec.name)
-            if data is None:
-                data = encoded[codec.name] = codec.encode(frame)
-            if sub.sink.outbox.put(data):
+            name = codec.name
+            if name in encoded:
+                data = encoded[name]
+            else:
+                data = encoded[name] = self._encode(codec, ALL, entries, cursor)
+            if data is not None and sub.sink.outbox.put(data):
                 self.frames_sent += 1
 
     def _flush_users(self, entries: list[Entry], cursor: int) -> None:
@@ -376,18 +417,27 @@ class Fanout:
         self._send_each(per_sub, cursor)
 
     def _send_each(self, per_sub: dict[Subscription, list[Entry]], cursor: int) -> None:
-        cache: dict[tuple[object, ...], str | bytes] = {}
+        cache: dict[tuple[object, ...], str | bytes | None] = {}
         for sub, es in per_sub.items():
             if sub.buffer is not None:
                 sub.hold(es)
                 continue
             codec = sub.sink.codec
             key = (codec.name, sub.scope.key(), *(id(e) for e in es))
-            data = cache.get(key)
-            if data is None:
-                data = cache[key] = codec.encode(delta(sub.scope, es, cursor))
-            if sub.sink.outbox.put(data):
+            if key in cache:
+                data = cache[key]
+            else:
+                data = cache[key] = self._encode(codec, sub.scope, es, cursor)
+            if data is not None and sub.sink.outbox.put(data):
                 self.frames_sent += 1
+
+
+def _wire_ready(data: str | bytes) -> str | bytes:
+    """``data`` itself, once it is known to survive the trip to the socket: a text frame
+    is UTF-8 on the wire, and a lone surrogate in a JSON string only fails there."""
+    if isinstance(data, str):
+        data.encode("utf-8")
+    return data
 
 
 def _latest(entries: list[Entry]) -> list[Entry]:
