@@ -11,6 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from hub.config import Settings
+from hub.engine import Engine, protocol_class
 from hub.node import Node
 
 log = logging.getLogger("hub.server")
@@ -49,8 +50,12 @@ class DrainingServer(uvicorn.Server):
 
 
 def run(app: Starlette, settings: Settings) -> None:
+    # /ws is served by the hub's own websocket engine (hub/engine.py): frame once, write
+    # once, no ASGI per message. Everything else is the Starlette app.
+    engine = Engine(app.state.node)
     config = uvicorn.Config(
         app,
+        ws=protocol_class(engine),
         host=settings.host,
         port=settings.port,
         ws_max_size=settings.max_frame_bytes,
