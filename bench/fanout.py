@@ -59,7 +59,13 @@ SECRET = "bench-secret-" + "x" * 24
 ADMIN_KEY = "bench-admin-key-" + "y" * 16
 DEFAULT_RATES = "50,100,200,400,800,1600,3200,6400,12800"
 #: Node peers: bench/node/<script> (``npm ci`` in bench/node installs ws and socket.io).
-NODE_SERVERS = {"node-ws": "ws_server.js", "node-sio": "sio_server.js"}
+NODE_SERVERS = {
+    "node-ws": "ws_server.js",
+    "node-sio": "sio_server.js",
+    "node-sio-redis": "sio_server.js",  # with @socket.io/redis-adapter on its own Redis
+}
+#: socket.io's Engine.IO v4 websocket path, and its framing of the same events.
+SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 SERVERS = ("plain", "hub", "hub-redis", *NODE_SERVERS)
 
 # -- a minimal websocket client (asyncio Protocol) --------------------------------------------
@@ -222,7 +228,7 @@ class Worker:
     # sink interface for WsClient
     def frame(self, client: WsClient, payload: bytes, now_ns: int) -> None:
         self.last_frame_ns = now_ns
-        if payload.startswith(b'{"op":"delta"'):
+        if payload.startswith((b'{"op":"delta"', b'42["delta"')):
             c = self.c
             c.frames += 1
             found = c.token.findall(payload)
@@ -234,7 +240,7 @@ class Worker:
                 for pub, seq, ts in found:
                     lat.append((now_ns - int(ts)) // 1000)
                     seen[pub] = seq
-        elif payload.startswith(b'{"op":"snapshot"'):
+        elif payload.startswith((b'{"op":"snapshot"', b'42["snapshot"')):
             self.c.snapshots += 1
 
     def lost(self, client: WsClient) -> None:
@@ -242,12 +248,24 @@ class Worker:
 
     async def open(self, user: str, *, subscribe: bool, since_cursor: bool = False) -> WsClient:
         loop = asyncio.get_running_loop()
+        sio = self.kind.startswith("node-sio")
+        path = SIO_PATH if sio else "/ws"
         _, client = await loop.create_connection(
-            lambda: WsClient(self.host, self.port, "/ws", self), self.host, self.port
+            lambda: WsClient(self.host, self.port, path, self), self.host, self.port
         )
         assert isinstance(client, WsClient)
         await asyncio.wait_for(client.opened, 10)
         cursor = None
+        if sio:
+            # Engine.IO sends its open packet ("0{...}"); "40" joins the default namespace.
+            joined = client.expect(b"40")
+            client.send(b"40")
+            await asyncio.wait_for(joined, 15)
+            if subscribe:
+                snap = client.expect(b'42["snapshot"')
+                client.send(b'42["sub"]')
+                await asyncio.wait_for(snap, 30)
+            return client
         if self.kind.startswith("hub"):
             from hub.auth import issue_token
 
@@ -302,6 +320,7 @@ class Worker:
         pubs = [(client, user, user.rsplit("-", 1)[1]) for client, user in self.pubs]
         npubs = len(pubs)
         hub = self.kind.startswith("hub")
+        sio = self.kind.startswith("node-sio")
         prefix = f"~{step}~"
         statuses = ("away", "busy")
         while True:
@@ -316,6 +335,8 @@ class Worker:
                 text = f"{prefix}{number}~{seq}~{time.time_ns()}"
                 if hub:
                     msg = f'{{"op":"status","status":"{status}","text":"{text}"}}'
+                elif sio:
+                    msg = f'42["status",{{"id":"{user}","status":"{status}","text":"{text}"}}]'
                 else:
                     msg = f'{{"op":"status","id":"{user}","status":"{status}","text":"{text}"}}'
                 client.send(msg.encode())
@@ -452,12 +473,15 @@ class Server:
             )
             if args.store:
                 env["HUB_STORE"] = args.store
-            if kind == "hub-redis":
+            if kind.endswith("-redis"):
                 # A redis-server of its own, on a free port, no persistence.
                 self.redis_port = free_port()
                 env["HUB_STORE"] = f"redis://127.0.0.1:{self.redis_port}/0"
         elif kind in NODE_SERVERS:
             self.cmd = ["node", str(HERE / "node" / NODE_SERVERS[kind]), "--port", str(self.port)]
+            if kind.endswith("-redis"):
+                self.redis_port = free_port()
+                self.cmd += ["--redis", f"redis://127.0.0.1:{self.redis_port}"]
         else:
             script = HERE / f"{kind}_server.py"  # plain_server.py, starlette_server.py
             self.cmd = [sys.executable, str(script), "--port", str(self.port)]
