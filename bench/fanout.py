@@ -66,7 +66,8 @@ NODE_SERVERS = {
 }
 #: socket.io's Engine.IO v4 websocket path, and its framing of the same events.
 SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
-SERVERS = ("plain", "hub", "hub-redis", *NODE_SERVERS)
+#: ``hub-redis-w2``: ``serve --workers 2`` on its own Redis (two nodes on one port).
+SERVERS = ("plain", "hub", "hub-redis", "hub-redis-w2", *NODE_SERVERS)
 
 # -- a minimal websocket client (asyncio Protocol) --------------------------------------------
 #
@@ -433,10 +434,19 @@ def free_port() -> int:
 
 
 def rss_kb(pid: int) -> int:
+    """VmRSS of ``pid`` plus that of its live children (``serve --workers N``)."""
+    total = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+            total = int(line.split()[1])
+            break
+    else:
+        raise RuntimeError(f"no VmRSS for pid {pid}")
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(OSError, RuntimeError):
+                total += rss_kb(int(child))
+    return total
 
 
 def machine_busy_s() -> float:
@@ -447,8 +457,14 @@ def machine_busy_s() -> float:
 
 
 def cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live children (``serve --workers N`` forks N)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                total += cpu_s(int(child))
+    return total
 
 
 class Server:
@@ -473,7 +489,9 @@ class Server:
             )
             if args.store:
                 env["HUB_STORE"] = args.store
-            if kind.endswith("-redis"):
+            if kind == "hub-redis-w2":
+                self.cmd += ["--workers", "2"]
+            if kind.endswith("-redis") or kind == "hub-redis-w2":
                 # A redis-server of its own, on a free port, no persistence.
                 self.redis_port = free_port()
                 env["HUB_STORE"] = f"redis://127.0.0.1:{self.redis_port}/0"
