@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
+from websockets.protocol import Protocol as WsProtocol
 from websockets.protocol import State as WsState
 from websockets.server import ServerProtocol
 
@@ -317,6 +318,12 @@ class Connection(asyncio.Protocol):
         uvicorn_log.info('%s - "WebSocket %s" %s', self.peer, request.path, outcome)
         if not accepted:
             return
+        if not ws.reader.buffer:
+            # ServerProtocol's parser is a generator whose frame keeps the handshake request
+            # (its headers: ~1.7 KB) alive for the connection's life; the frame parser it
+            # goes on to needs none of it. Nothing is buffered, so restarting it loses nothing.
+            ws.parser = WsProtocol.parse(ws)
+            next(ws.parser)
         name = response.headers.get("Sec-WebSocket-Protocol") or p.JSON
         self.dialect = HUB_DIALECTS.get(name, HUB_DIALECTS[p.JSON])
         self.codec = self.dialect.codec
