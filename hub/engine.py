@@ -207,6 +207,7 @@ class Connection(asyncio.Protocol):
         "resyncing",
         "session",
         "state",
+        "stopped",
         "transport",
         "user",
         "ws",
@@ -235,6 +236,9 @@ class Connection(asyncio.Protocol):
         self.paused = False
         self.read_paused = False
         self.closing = False
+        # The hub closed it (refusal, limits, drain, kick): pending frames are dropped. A
+        # close from the client, or a lost socket, still lets frames it sent take effect.
+        self.stopped = False
         self.lost = False
         self.dropped = False  # the store already removed this connection (kick, ban)
         self.registered = False
@@ -390,16 +394,23 @@ class Connection(asyncio.Protocol):
         """Carry out pending store frames in order; ends when none is left."""
         pending = self._pending
         try:
-            while pending and not self.lost:
+            while pending and not self.stopped:
                 action = pending.pop(0)
-                if isinstance(action, Send):
-                    self.outbox.put_control(action.data)
-                elif isinstance(action, Close):
-                    self._close(action.code, action.reason)
-                elif isinstance(action, Admit):
-                    await self._admit(action.claims)
-                elif isinstance(action, Run):
-                    await self._run(action.message)
+                try:
+                    if isinstance(action, Send):
+                        self.outbox.put_control(action.data)
+                    elif isinstance(action, Close):
+                        self._close(action.code, action.reason)
+                    elif isinstance(action, Admit):
+                        await self._admit(action.claims)
+                    elif isinstance(action, Run):
+                        await self._run(action.message)
+                except StoreUnavailable:  # the registry's check at hello, say
+                    self._close(1013, "presence store unreachable, retry later")
+                except Exception:
+                    # A bug must cost this connection only, and never leave it hanging.
+                    log.exception("websocket frame failed", extra={"conn": self.conn})
+                    self._close(1011, "internal error")
                 if self.read_paused and len(pending) < MAX_PENDING // 2 and not self.lost:
                     self.read_paused = False
                     if self.transport is not None:
@@ -493,7 +504,8 @@ class Connection(asyncio.Protocol):
             await store.set_status(self.user, status=msg.status, text=msg.text)
         elif isinstance(msg, p.Activity):
             self.state = msg.state
-            await store.activity(node.id, self.conn, self.user, msg.state)
+            if self.registered:  # never about a connection the store already let go
+                await store.activity(node.id, self.conn, self.user, msg.state)
         elif isinstance(msg, p.Sub):
             await self._subscribe(msg.scope, msg.since)
         elif isinstance(msg, p.Unsub):
@@ -540,6 +552,9 @@ class Connection(asyncio.Protocol):
         self._drain_outbox()
 
     async def _closed(self) -> None:
+        if not self.registered:
+            return
+        self.registered = False
         node = self._engine.node
         session = self.session
         scopes = list(session.scopes.values()) if session and session.scopes else []
@@ -550,9 +565,6 @@ class Connection(asyncio.Protocol):
                    "duration_s": round(time.monotonic() - self._started, 3),
                    "subscriptions": len(scopes), "overflows": self.outbox.overflows},
         )  # fmt: skip
-        if not self.registered:
-            return
-        self.registered = False
         node.remove(self)
         node.fanout.drop(self, scopes)
         await node.connection_closed(self)
@@ -609,6 +621,7 @@ class Connection(asyncio.Protocol):
                 self._close(action.code, action.reason)
 
     def _close(self, code: int, reason: str) -> None:
+        self.stopped = True
         if self.closing:
             return
         self.outbox.close()
@@ -627,7 +640,7 @@ class Connection(asyncio.Protocol):
             return
         if not self.alive:
             self.ws.fail(1011, "keepalive ping timeout")
-            self.closing = True
+            self.closing = self.stopped = True
             self._flush_ws()
             return
         self.alive = False

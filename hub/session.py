@@ -167,9 +167,9 @@ class Session:
             return self._close(p.CloseCode.RATE_LIMITED, "too many frames")
         if self.state is State.HELLO:
             return self._hello(data)
-        if self.state is State.ADMITTING:
-            # The client did not wait for ready: nothing but hello is allowed before it.
-            return [self._error(p.ErrorCode.NOT_AUTHENTICATED, "wait for ready", None)]
+        # While ADMITTING too: a client may send its sub right behind its hello; the
+        # transport carries the actions out after the Admit, in order (or drops them when
+        # the admission is refused).
         ref: Any = None
         try:
             msg = self.dialect.parse(data)

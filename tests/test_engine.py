@@ -70,6 +70,36 @@ async def test_frames_arrive_as_text_for_json_and_binary_for_msgpack(hub: HubPro
         assert got_p == got_t and got_p["op"] == "delta" and got_p["users"][0]["id"] == user
 
 
+async def test_frames_sent_right_behind_hello_are_answered_after_ready_in_order(hub: HubProcess):
+    """hello, sub and ping in one burst (no wait for ready): ready, snapshot, ack, pong."""
+    user = f"burst-{uuid.uuid4().hex[:6]}"
+    async with connect(hub.ws_url) as ws:
+        await ws.send(json.dumps({"op": "hello", "token": user_token(user)}))
+        await ws.send(json.dumps({"op": "sub", "users": [user], "ref": "s"}))
+        await ws.send(json.dumps({"op": "ping", "ref": "p"}))
+        ops = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(4)]
+    assert [f["op"] for f in ops] == ["ready", "snapshot", "ack", "pong"]
+    assert ops[2]["ref"] == "s" and ops[3]["ref"] == "p"
+
+
+async def test_a_status_sent_just_before_the_client_closes_still_takes_effect(hub: HubProcess):
+    """The client's close does not drop a frame it sent before it."""
+    user = f"last-{uuid.uuid4().hex[:6]}"
+    async with connect(hub.ws_url) as watcher:
+        await watcher.send(json.dumps({"op": "hello", "token": user_token(f"{user}-w")}))
+        await watcher.recv()
+        await watcher.send(json.dumps({"op": "sub", "users": [user]}))
+        await watcher.recv()
+        async with connect(hub.ws_url) as ws:
+            await ws.send(json.dumps({"op": "hello", "token": user_token(user)}))
+            await ws.recv()
+            await ws.send(json.dumps({"op": "status", "text": "last words"}))
+        while True:
+            frame = json.loads(await asyncio.wait_for(watcher.recv(), 10))
+            if any(u["text"] == "last words" for u in frame.get("users", [])):
+                break
+
+
 async def test_other_websocket_paths_are_refused_with_404(hub: HubProcess):
     """Only /ws speaks websocket; the refusal is an HTTP status, not a hang."""
     with pytest.raises(websockets.InvalidStatus) as info:

@@ -86,14 +86,16 @@ def test_no_hello_within_the_timeout_closes_4001():
     assert admitted.expired(200.0) == [], "past hello, the timer means nothing"
 
 
-def test_frames_before_ready_are_refused_and_a_refusal_closes():
-    """While the store registration runs, frames get not_authenticated; refused() closes."""
+def test_frames_behind_hello_wait_for_the_admission_and_a_refusal_closes():
+    """A sub sent right behind hello is a Run (the transport runs it after the Admit);
+    refused() closes and nothing is admitted after that."""
     s = Session(HUB_DIALECTS[p.JSON], LIMITS, 0.0)
     s.receive(hello(), 0.0)
-    [err] = sent(s.receive('{"op":"ping"}', 0.0))
-    assert err["code"] == "not_authenticated"
+    [run] = s.receive('{"op":"sub","all":true,"ref":1}', 0.0)
+    assert isinstance(run, Run) and isinstance(run.message, p.Sub)
     assert s.refused(4003, "account deactivated") == [Close(4003, "account deactivated")]
     assert s.admitted("n.1", USER, 1) == [], "too late: the session is closed"
+    assert s.receive('{"op":"ping"}', 0.1) == []
 
 
 # -- answers ----------------------------------------------------------------------------------
