@@ -69,6 +69,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from hub.pusher.apps import dev_apps
 
         settings = replace(settings, pusher_apps=dev_apps(settings.secret))
+    workers = getattr(args, "workers", 1) or 1
+    if workers > 1:
+        from hub.workers import run_workers
+
+        return run_workers(settings, workers, sys.argv[1:] if args.argv is None else args.argv)
     logs.setup(settings.log_format, settings.log_level)
     app = create_app(settings)
     node = app.state.node
@@ -96,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
     elif settings.cors_origins:
         print(f"Cross-origin requests allowed from: {', '.join(settings.cors_origins)}", flush=True)
-    server.run(app, settings)
+    server.run(app, settings, reuse_port=getattr(args, "reuse_port", False))
     return 0
 
 
@@ -141,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (HUB_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (PORT or HUB_PORT, default 8000)")
     serve.add_argument("--store", help="memory:// (default), redis://..., redis+cluster://...")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes on the one port, each its own node (needs a Redis store)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
     token = sub.add_parser("token", help="print a user token signed with HUB_SECRET")
@@ -180,6 +192,7 @@ def _extra_commands() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         result: int = args.func(args)
     except ConfigError as exc:

@@ -18,130 +18,19 @@ so a client never sees a delta before the snapshot it belongs to.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from hub.outbox import RESYNC, Outbox
 from hub.presence import Entry
 from hub.protocol import ALL, Codec, Scope, delta
 
-#: An outbox item telling the writer to resync its subscriptions with snapshots.
-RESYNC = object()
+__all__ = ["RESYNC", "Fanout", "Outbox", "Sink", "Subscription"]
 
-
-class Outbox:
-    """A bounded queue of encoded frames for one connection.
-
-    Every idle connection has one, so it is kept small: a list, not a deque (an empty deque
-    is 760 bytes), and no ``asyncio.Event`` (another deque): :meth:`get` parks on a future
-    made when it has to wait, and ``notify`` (when set) is called whenever an item arrives,
-    so a connection can run a writer only while there is something to write.
-    """
-
-    __slots__ = (
-        "_bytes",
-        "_items",
-        "_resync_pending",
-        "_waiter",
-        "closed",
-        "max_bytes",
-        "max_frames",
-        "notify",
-        "overflows",
-    )
-
-    def __init__(self, max_frames: int = 256, max_bytes: int = 4 * 1024 * 1024) -> None:
-        self.max_frames = max_frames
-        self.max_bytes = max_bytes
-        self._items: list[str | bytes | object] = []
-        self._bytes = 0
-        self._waiter: asyncio.Future[None] | None = None
-        self.notify: Callable[[], None] | None = None
-        self.overflows = 0
-        self._resync_pending = False
-        self.closed = False
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, frame: str | bytes) -> bool:
-        """Queue a frame; False (and a resync instead) when the outbox is full."""
-        if self.closed:
-            return False
-        if self._resync_pending:
-            return False
-        size = len(frame)
-        if len(self._items) >= self.max_frames or self._bytes + size > self.max_bytes:
-            self._overflow()
-            return False
-        self._items.append(frame)
-        self._bytes += size
-        self._wake()
-        return True
-
-    def put_control(self, frame: str | bytes) -> None:
-        """Queue a frame that must not be dropped by overflow (acks, errors, pongs).
-
-        These are answers to the client's own frames, so their number is bounded by the
-        client's rate limit, not by the change rate."""
-        if self.closed:
-            return
-        self._items.append(frame)
-        self._bytes += len(frame)
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-        if self.notify is not None:
-            self.notify()
-
-    def _overflow(self) -> None:
-        self.overflows += 1
-        kept = [i for i in self._items if i is RESYNC]
-        self._items.clear()
-        self._bytes = 0
-        self._resync_pending = True
-        self._items.extend(kept or [RESYNC])
-        self._wake()
-
-    def request_resync(self) -> None:
-        """Drop queued deltas and have the writer send fresh snapshots."""
-        self._overflow()
-        self.overflows -= 1
-
-    def pop(self) -> str | bytes | object | None:
-        """The next item without waiting, None when empty; :data:`RESYNC` means "send
-        snapshots now"."""
-        if not self._items:
-            return None
-        item = self._items.pop(0)  # at most max_frames items: cheaper than a deque here
-        if item is RESYNC:
-            self._resync_pending = False
-        else:
-            assert isinstance(item, str | bytes)
-            self._bytes -= len(item)
-        return item
-
-    async def get(self) -> str | bytes | object:
-        """The next item, waiting for one; :data:`RESYNC` means "send snapshots now"."""
-        while not self._items:
-            if self._waiter is None or self._waiter.done():
-                self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        return self.pop()
-
-    def close(self) -> None:
-        self.closed = True
-        self._items.clear()
-        self._bytes = 0
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+log = logging.getLogger("hub.fanout")
 
 
 class Sink(Protocol):
@@ -178,6 +67,10 @@ class Fanout:
         self._last_flush = 0.0
         self.frames_sent = 0
         self.deltas_published = 0
+        #: Entries left out of a frame because they could not be encoded (a lone surrogate
+        #: in a text, say): counted and logged, never a reason to stop the flush.
+        self.entries_dropped = 0
+        self.flush_errors = 0
 
     # -- subscriptions -------------------------------------------------------------
 
@@ -197,8 +90,9 @@ class Fanout:
         """Release the deltas held while the snapshot was being made."""
         held, sub.buffer = sub.buffer, None
         if held:
-            frame = codec.encode(delta(sub.scope, _latest(held), max(cursor, self._cursor)))
-            sub.sink.outbox.put(frame)
+            data = self._encode(codec, sub.scope, _latest(held), max(cursor, self._cursor))
+            if data is not None:
+                sub.sink.outbox.put(data)
 
     def unsubscribe(self, sink: Sink, scope: Scope) -> bool:
         if scope.kind == "all":
@@ -309,7 +203,13 @@ class Fanout:
             if wait > 0:
                 await asyncio.sleep(wait)
             self._last_flush = time.monotonic()
-            self.flush()
+            try:
+                self.flush()
+            except Exception:
+                # One bad tick must not end fan-out for the whole node: every subscriber
+                # would silently stop getting deltas. The next tick starts afresh.
+                self.flush_errors += 1
+                log.exception("fan-out flush failed; the next tick goes on")
 
     def flush(self) -> None:
         changes = self._pending
@@ -328,18 +228,45 @@ class Fanout:
         if self._by_room:
             self._flush_rooms(changes, room_changes, cursor)
 
+    def _encode(
+        self, codec: Codec, scope: Scope, entries: list[Entry], cursor: int
+    ) -> str | bytes | None:
+        """One delta frame, wire-ready; an entry that cannot be encoded is left out (and
+        logged and counted) so that it harms nobody else. None when nothing is left."""
+        try:
+            return _wire_ready(codec.encode(delta(scope, entries, cursor)))
+        except (ValueError, TypeError, OverflowError):
+            pass
+        good = []
+        for e in entries:
+            try:
+                _wire_ready(codec.encode(delta(scope, [e], cursor)))
+            except (ValueError, TypeError, OverflowError) as exc:
+                self.entries_dropped += 1
+                log.warning(
+                    "dropped an entry that cannot be encoded",
+                    extra={"event": "fanout.bad_entry", "user": repr(e.get("id"))[:80],
+                           "codec": codec.name, "error": type(exc).__name__},
+                )  # fmt: skip
+                continue
+            good.append(e)
+        if not good:
+            return None
+        return _wire_ready(codec.encode(delta(scope, good, cursor)))
+
     def _flush_all(self, entries: list[Entry], cursor: int) -> None:
-        encoded: dict[str, str | bytes] = {}
-        frame = delta(ALL, entries, cursor)
+        encoded: dict[str, str | bytes | None] = {}
         for sub in self._all.values():
             if sub.buffer is not None:
                 sub.hold(entries)
                 continue
             codec = sub.sink.codec
-            data = encoded.get(codec.name)
-            if data is None:
-                data = encoded[codec.name] = codec.encode(frame)
-            if sub.sink.outbox.put(data):
+            name = codec.name
+            if name in encoded:
+                data = encoded[name]
+            else:
+                data = encoded[name] = self._encode(codec, ALL, entries, cursor)
+            if data is not None and sub.sink.outbox.put(data):
                 self.frames_sent += 1
 
     def _flush_users(self, entries: list[Entry], cursor: int) -> None:
@@ -376,18 +303,27 @@ class Fanout:
         self._send_each(per_sub, cursor)
 
     def _send_each(self, per_sub: dict[Subscription, list[Entry]], cursor: int) -> None:
-        cache: dict[tuple[object, ...], str | bytes] = {}
+        cache: dict[tuple[object, ...], str | bytes | None] = {}
         for sub, es in per_sub.items():
             if sub.buffer is not None:
                 sub.hold(es)
                 continue
             codec = sub.sink.codec
             key = (codec.name, sub.scope.key(), *(id(e) for e in es))
-            data = cache.get(key)
-            if data is None:
-                data = cache[key] = codec.encode(delta(sub.scope, es, cursor))
-            if sub.sink.outbox.put(data):
+            if key in cache:
+                data = cache[key]
+            else:
+                data = cache[key] = self._encode(codec, sub.scope, es, cursor)
+            if data is not None and sub.sink.outbox.put(data):
                 self.frames_sent += 1
+
+
+def _wire_ready(data: str | bytes) -> str | bytes:
+    """``data`` itself, once it is known to survive the trip to the socket: a text frame
+    is UTF-8 on the wire, and a lone surrogate in a JSON string only fails there."""
+    if isinstance(data, str):
+        data.encode("utf-8")
+    return data
 
 
 def _latest(entries: list[Entry]) -> list[Entry]:

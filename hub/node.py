@@ -243,6 +243,11 @@ class Node:
         except StoreUnavailable:
             # Retried by the liveness loop, so an outage cannot leave a ghost behind.
             self._pending_disconnects.append((session.conn, session.user))
+        except (OSError, RuntimeError) as exc:
+            # The Redis client can fail outside StoreUnavailable while an outage closes its
+            # transport under it; that is the same outage, retried the same way.
+            log.warning("disconnect failed (%s); retried by the liveness loop", exc)
+            self._pending_disconnects.append((session.conn, session.user))
 
     async def _retry_disconnects(self) -> None:
         while self._pending_disconnects:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
 from starlette.applications import Starlette
 
 from hub.config import Settings
+from hub.engine import Engine, protocol_class
 from hub.node import Node
 
 log = logging.getLogger("hub.server")
@@ -48,9 +50,26 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def run(app: Starlette, settings: Settings) -> None:
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket others may bind too (SO_REUSEPORT): with ``serve --workers N``
+    every worker has its own, and the kernel spreads new connections across them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(app: Starlette, settings: Settings, reuse_port: bool = False) -> None:
+    # /ws is served by the hub's own websocket engine (hub/engine.py): frame once, write
+    # once, no ASGI per message. Everything else is the Starlette app.
+    engine = Engine(app.state.node)
     config = uvicorn.Config(
         app,
+        ws=protocol_class(engine),
         host=settings.host,
         port=settings.port,
         ws_max_size=settings.max_frame_bytes,
@@ -61,4 +80,5 @@ def run(app: Starlette, settings: Settings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    DrainingServer(config, app.state.node).run()
+    sockets = [reuse_port_socket(settings.host, settings.port)] if reuse_port else None
+    DrainingServer(config, app.state.node).run(sockets=sockets)

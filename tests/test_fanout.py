@@ -7,6 +7,7 @@ outbox), so these tests read exactly the frames a websocket writer would send.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from typing import Any
@@ -329,3 +330,52 @@ async def test_closed_outbox_refuses_everything(codec):
     assert not client.outbox.put(codec.encode({"op": "delta"}))
     client.outbox.put_control(codec.encode({"op": "ack", "ref": 1}))
     assert len(client.outbox) == 0
+
+
+# -- one bad entry harms nobody ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", [JSON_CODEC, MSGPACK_CODEC], ids=["json", "msgpack"])
+async def test_an_entry_that_cannot_be_encoded_is_dropped_and_fan_out_goes_on(codec):
+    """A lone surrogate in one entry's text is left out of the frame (counted); the other
+    entries of that tick arrive, the fan-out task lives on, later changes still arrive."""
+    fanout = Fanout(tick_ms=5)
+    client, other = Client(codec), Client(JSON_CODEC if codec is MSGPACK_CODEC else MSGPACK_CODEC)
+    live(fanout, client)
+    live(fanout, other)
+    live(fanout, client, Scope("users", users=("bad", "good")))
+    task = asyncio.create_task(fanout.run())
+    try:
+        fanout.feed([entry("bad", 1_000, text="\ud800"), entry("good", 1_001)], cursor=1)
+        for c in (client, other):
+            first = await asyncio.wait_for(c.outbox.get(), 5)
+            assert first is not RESYNC
+        assert fanout.entries_dropped >= 1
+        fanout.feed([entry("later", 2_000)], cursor=2)
+        seen: list[str] = []
+        deadline = asyncio.get_running_loop().time() + 5
+        while "later" not in seen and asyncio.get_running_loop().time() < deadline:
+            item = await asyncio.wait_for(client.outbox.get(), 5)
+            assert isinstance(item, str | bytes)
+            frame = (
+                msgpack.unpackb(item, raw=False) if isinstance(item, bytes) else json.loads(item)
+            )
+            seen += [u["id"] for u in frame["users"]]
+        assert "later" in seen and "bad" not in seen
+        assert not task.done(), "the fan-out task must survive a bad entry"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_the_good_entries_of_a_tick_with_a_bad_one_still_arrive():
+    """The flush that meets a bad entry sends every other entry of the tick."""
+    fanout = Fanout()
+    client = Client(MSGPACK_CODEC)
+    live(fanout, client)
+    fanout.feed([entry("bad", 1_000, text="x\udfffy"), entry("good", 1_001)], cursor=1)
+    fanout.flush()
+    frames = await client.drain()
+    assert [[u["id"] for u in f["users"]] for f in frames] == [["good"]]
+    assert fanout.entries_dropped == 1

@@ -1,4 +1,8 @@
-"""The websocket endpoint ``/ws``: one :class:`WsSession` per connection.
+"""The ASGI websocket endpoint ``/ws``, for the app served by another ASGI server.
+
+``presence-hub serve`` serves ``/ws`` with :mod:`hub.engine` (frame once, write once) and
+never reaches this module; it keeps the app whole under any ASGI server. The rules are the
+same: both drive the pure :class:`hub.session.Session`.
 
 A session authenticates with the first frame (``hello``, within ``HUB_HELLO_TIMEOUT_S``),
 registers its connection in the store, then reads frames until the socket closes. A
@@ -22,42 +26,26 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hub import protocol as p
-from hub.auth import AuthError, Claims, verify_token
+from hub.auth import Claims
+from hub.engine import snapshot as scope_snapshot
 from hub.fanout import RESYNC, Outbox
 from hub.node import Node
-from hub.presence import Entry, in_window
-from hub.store.base import LiveConnection, StoreUnavailable, UserView
+from hub.presence import Entry
+from hub.session import HUB_DIALECTS, Admit, Close, Limits, Run, Send, Session
+from hub.store.base import LiveConnection, StoreUnavailable
 
 log = logging.getLogger("hub.ws")
 _counter = itertools.count(1)
 
 
-class RateLimiter:
-    """A token bucket: ``rate`` frames a second, bursts up to twice that."""
-
-    __slots__ = ("capacity", "last", "rate", "tokens")
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.capacity = rate * 2
-        self.tokens = self.capacity
-        self.last = time.monotonic()
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
 class WsSession:
     """One authenticated websocket connection."""
 
-    def __init__(self, node: Node, websocket: WebSocket, codec: p.Codec, claims: Claims) -> None:
+    def __init__(
+        self, node: Node, websocket: WebSocket, codec: p.Codec, claims: Claims, session: Session
+    ) -> None:
         self.node = node
+        self.session = session
         self.websocket = websocket
         self.codec = codec
         self.claims = claims
@@ -67,11 +55,12 @@ class WsSession:
         self.outbox = Outbox(node.settings.outbox_frames)
         self.outbox.notify = self._kick
         self._writing: asyncio.Task[None] | None = None
-        self.scopes: dict[tuple[str, ...], p.Scope] = {}
-        self.rooms: set[str] = set()
         self.closing = False
         self.dropped = False  # the store already removed this connection (kick, ban)
-        self.limiter = RateLimiter(node.settings.rate_per_s)
+
+    @property
+    def scopes(self) -> dict[tuple[str, ...], p.Scope]:
+        return self.session.scopes or {}
 
     # -- node.Session --------------------------------------------------------------
 
@@ -136,40 +125,13 @@ class WsSession:
     # -- snapshots -----------------------------------------------------------------
 
     async def snapshot(self, scope: p.Scope, since: int | None) -> tuple[list[Entry], bool, int]:
-        """The state of ``scope``: users changed since ``since`` inside the window, else
-        every user of the scope who is not offline."""
-        store = self.node.store
-        if scope.kind == "all":
-            changes = await store.changes(since)
-            return [u.entry() for u in changes.users], changes.full, changes.cursor
-        if scope.kind == "room":
-            rooms = self.node_rooms()
-            result: tuple[list[Entry], bool, int] = await rooms.snapshot(scope.room, since)
-            return result
-        cursor = await store.now()
-        views: list[UserView] = await store.users(list(dict.fromkeys(scope.users)))
-        # A delta needs a cursor inside the window and from after the store's data began.
-        if in_window(since, cursor, store.window_ms) and since >= await store.epoch():
-            return [v.entry() for v in views if v.at >= since], False, cursor
-        return [v.entry() for v in views if v.status != "offline"], True, cursor
-
-    def node_rooms(self) -> Any:
-        rooms = self.node.rooms
-        if rooms is None:
-            raise p.ProtocolError(p.ErrorCode.BAD_FIELD, "rooms are not enabled on this hub")
-        return rooms
+        return await scope_snapshot(self.node, scope, since)
 
     # -- handling frames -----------------------------------------------------------
 
-    async def handle(self, msg: p.Message) -> None:
+    async def apply(self, msg: p.Message) -> None:
+        """Carry out a frame the session let through (:class:`hub.session.Run`)."""
         store = self.node.store
-        if isinstance(msg, p.Ping):
-            self.send({"op": "pong"} if msg.ref is None else {"op": "pong", "ref": msg.ref})
-            return
-        if isinstance(msg, p.Pong):
-            return
-        if isinstance(msg, p.Hello):
-            raise p.ProtocolError(p.ErrorCode.BAD_FRAME, "already authenticated", msg.ref)
         if isinstance(msg, p.SetStatus):
             hide = None if msg.last_seen is None else msg.last_seen == "nobody"
             try:
@@ -183,56 +145,53 @@ class WsSession:
         elif isinstance(msg, p.Sub):
             await self.subscribe(msg.scope, msg.since)
         elif isinstance(msg, p.Unsub):
-            if self.scopes.pop(msg.scope.key(), None) is None:
-                raise p.ProtocolError(
-                    p.ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {msg.scope.wire()}", msg.ref
-                )
             self.node.fanout.unsubscribe(self, msg.scope)
-        elif isinstance(msg, p.Join):
-            await self.node_rooms().join(self, msg.room)
-            self.rooms.add(msg.room)
-        elif isinstance(msg, p.Leave):
-            await self.node_rooms().leave(self, msg.room)
-            self.rooms.discard(msg.room)
-        if msg.ref is not None:
-            self.send(p.ack(msg.ref))
+        elif isinstance(msg, p.Join | p.Leave):
+            rooms = self.node.rooms
+            if rooms is None:
+                raise p.ProtocolError(p.ErrorCode.BAD_FIELD, "rooms are not enabled on this hub")
+            await (rooms.join if isinstance(msg, p.Join) else rooms.leave)(self, msg.room)
 
     async def subscribe(self, scope: p.Scope, since: int | None) -> None:
         fanout = self.node.fanout
-        key = scope.key()
-        if key in self.scopes:
-            fanout.unsubscribe(self, scope)
-        self.scopes[key] = scope
+        fanout.unsubscribe(self, scope)  # a second sub of a scope starts it afresh
         sub = fanout.subscribe(self, scope)
         try:
             users, full, cursor = await self.snapshot(scope, since)
         except BaseException:
             fanout.unsubscribe(self, scope)
-            self.scopes.pop(key, None)
             raise
         self.outbox.put_control(self.codec.encode(p.snapshot(scope, full, users, cursor)))
         fanout.go_live(sub, self.codec, cursor)
 
     async def reader(self) -> None:
         ws = self.websocket
-        limit = self.node.settings.max_frame_bytes
+        session = self.session
+        loop = asyncio.get_running_loop()
         while not self.closing:
             data = await _receive(ws)
-            if len(data) > limit:
-                await self.close(p.CloseCode.TOO_LARGE, f"frame larger than {limit} bytes")
-                return
-            if not self.limiter.allow():
-                await self.close(p.CloseCode.RATE_LIMITED, "too many frames")
-                return
-            ref: Any = None
-            try:
-                msg = p.parse(data)
-                ref = msg.ref
-                await self.handle(msg)
-            except p.ProtocolError as exc:
-                self.send(p.error(exc.code, exc.message, exc.ref if exc.ref is not None else ref))
-            except StoreUnavailable:
-                self.send(p.error(p.ErrorCode.UNAVAILABLE, "presence store unreachable", ref))
+            for action in session.receive(data, loop.time()):
+                if isinstance(action, Send):
+                    self.outbox.put_control(action.data)
+                elif isinstance(action, Close):
+                    await self.close(action.code, action.reason)
+                    return
+                elif isinstance(action, Run):
+                    await self.run(action.message)
+
+    async def run(self, msg: p.Message) -> None:
+        session = self.session
+        try:
+            await self.apply(msg)
+        except p.ProtocolError as exc:
+            answers = session.failed(msg, exc.code, exc.message)
+        except StoreUnavailable:
+            answers = session.failed(msg, p.ErrorCode.UNAVAILABLE, "presence store unreachable")
+        else:
+            answers = session.done(msg)
+        for action in answers:
+            if isinstance(action, Send):
+                self.outbox.put_control(action.data)
 
 
 async def _receive(ws: WebSocket) -> str | bytes:
@@ -245,28 +204,27 @@ async def _receive(ws: WebSocket) -> str | bytes:
     return bytes(message.get("bytes") or b"")
 
 
-async def _hello(ws: WebSocket, node: Node) -> Claims | None:
+async def _hello(ws: WebSocket, node: Node, session: Session) -> Claims | None:
     """Wait for ``hello`` and verify its token; close with 4001 (or 4003) otherwise."""
-    settings = node.settings
+    loop = asyncio.get_running_loop()
     try:
-        data = await asyncio.wait_for(_receive(ws), settings.hello_timeout_s)
-        msg = p.parse(data)
-        if not isinstance(msg, p.Hello):
-            raise AuthError("the first frame must be hello with a token")
-        claims = verify_token(settings.secret, msg.token)
+        data = await asyncio.wait_for(_receive(ws), max(0.0, session.deadline - loop.time()))
+        actions = session.receive(data, loop.time())
     except TimeoutError:
-        _refused(ws, p.CloseCode.NOT_AUTHENTICATED, "no hello within the time limit")
-        await ws.close(p.CloseCode.NOT_AUTHENTICATED, "no hello within the time limit")
+        actions = session.expired(session.deadline)
+    first = actions[0] if actions else None
+    if isinstance(first, Close):
+        _refused(ws, first.code, first.reason)
+        await ws.close(first.code, first.reason)
         return None
-    except (AuthError, p.ProtocolError) as exc:
-        _refused(ws, p.CloseCode.NOT_AUTHENTICATED, str(exc)[:120])
-        await ws.close(p.CloseCode.NOT_AUTHENTICATED, str(exc)[:120])
-        return None
+    assert isinstance(first, Admit)
+    claims = first.claims
     gate = node.gate
     if gate is not None:
         refusal = await gate(claims)
         if refusal is not None:
             _refused(ws, refusal[0], refusal[1], user=claims.user)
+            session.refused(refusal[0], refusal[1])
             await ws.close(refusal[0], refusal[1])
             return None
     return claims
@@ -306,13 +264,16 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if node.draining:
         await ws.close(p.CloseCode.RESTARTING, "node restarting")
         return
+    s = node.settings
+    limits = Limits(s.secret, s.max_frame_bytes, s.rate_per_s, s.hello_timeout_s, s.window_s)
+    rules = Session(HUB_DIALECTS[codec.name], limits, asyncio.get_running_loop().time())
     try:
-        claims = await _hello(ws, node)
+        claims = await _hello(ws, node, rules)
     except WebSocketDisconnect:
         return
     if claims is None:
         return
-    session = WsSession(node, ws, codec, claims)
+    session = WsSession(node, ws, codec, claims, rules)
     node.connecting.add(session.conn)
     try:
         user = await node.store.connect(node.id, session.conn, claims.profile(), "online")
@@ -343,7 +304,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
                "codec": codec.name, "peer": _peer(ws)},
     )  # fmt: skip
     expiry = _expire_later(session)
-    session.send(p.ready(session.conn, user.entry(), cursor, node.settings.window_s))
+    for action in rules.admitted(session.conn, user.entry(), cursor):
+        if isinstance(action, Send):
+            session.outbox.put_control(action.data)
     try:
         await session.reader()
     except WebSocketDisconnect as exc:
