@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 
 from hub.delivery.core import Backoff
 from hub.delivery.webhooks import endpoint_id
-from hub.metrics import parse
+from hub.metrics import parse, webhook_families
 from hub.pusher.apps import App, Webhook
 from hub.pusher.delivery import MIN_RETRY_S, retry_time
 from hub.pusher.webhooks import Webhooks
@@ -197,3 +197,18 @@ async def _frame(ws: Any, event: str) -> dict[str, Any]:
             frame: dict[str, Any] = json.loads(await ws.recv())
             if frame["event"] == event:
                 return frame
+
+
+def test_apps_posting_to_one_url_are_one_metrics_series():
+    url = "http://127.0.0.1:9/hook"
+    apps = [App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook(url),)),
+            App("2", "key-2", "secret-2-0123456789", webhooks=(Webhook(url),))]
+    hooks = Webhooks(apps)
+    first, second = hooks.endpoints
+    assert first.id == second.id == endpoint_id(url) and first.stats is second.stats
+    first.stats.delivered, first.stats.last_latency_s = 3, 0.25
+    families = {f.name: f for f in webhook_families(hooks)}
+    (sample,) = families["hub_webhook_delivered"].samples
+    assert sample.labels == {"endpoint": first.id} and sample.value == 3
+    (last,) = families["hub_webhook_last_delivery_seconds"].samples
+    assert last.value == 0.25
