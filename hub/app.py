@@ -94,7 +94,8 @@ def create_app(settings: Settings) -> Starlette:
     services = Services(settings, node, admin, queries)
     webhooks = Webhooks(settings, node)
     pusher = create_pusher(settings, node)
-    collector = HubMetrics(node, queries, instruments, webhooks=webhooks)
+    collector = HubMetrics(node, queries, instruments, webhooks=webhooks,
+                           pusher_webhooks=pusher.webhooks if pusher is not None else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -33,7 +33,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from hub import __version__
-from hub.delivery.webhooks import Webhooks
+from hub.delivery.core import DeliveryStats
 from hub.node import Node, Session
 from hub.store.base import (
     Batch,
@@ -274,6 +274,23 @@ class TimedStore:
             self._observe("publish_control", started)
 
 
+class WebhookEndpoint(Protocol):
+    """One webhook endpoint as the metrics see it: its id (never its URL) and counters."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def stats(self) -> DeliveryStats: ...
+
+
+class WebhookEndpoints(Protocol):
+    """A webhook producer's endpoints (``HUB_WEBHOOKS``'s, the Pusher apps')."""
+
+    @property
+    def endpoints(self) -> Sequence[WebhookEndpoint]: ...
+
+
 class HubMetrics:
     """The metrics of one node; :meth:`exposition` is what ``/metrics`` serves."""
 
@@ -284,10 +301,12 @@ class HubMetrics:
         instruments: Instruments | None = None,
         *,
         ttl_s: float = 5.0,
-        webhooks: Webhooks | None = None,
+        webhooks: WebhookEndpoints | None = None,
+        pusher_webhooks: WebhookEndpoints | None = None,
     ) -> None:
         self.node = node
         self.webhooks = webhooks
+        self.pusher_webhooks = pusher_webhooks
         self.queries = queries
         self.instruments = instruments or Instruments()
         self.ttl_s = ttl_s
@@ -411,13 +430,15 @@ class HubCollector(Collector):
             for status, count in m.online.items():
                 online.add_metric([status], count)
             yield online
-        if m.webhooks is not None:
-            yield from webhook_families(m.webhooks)
+        producers = [w for w in (m.webhooks, m.pusher_webhooks) if w is not None]
+        if producers:
+            yield from webhook_families(*producers)
 
 
 #: Per-endpoint webhook counters: (metric, DeliveryStats attribute, help).
 WEBHOOK_COUNTERS = (
-    ("hub_webhook_queued_total", "queued", "Change batches taken for delivery by this node."),
+    ("hub_webhook_queued_total", "queued",
+     "Change batches (Pusher endpoints: events) taken for delivery by this node."),
     ("hub_webhook_delivered_total", "delivered", "Webhook POSTs answered with a 2xx."),
     ("hub_webhook_retries_total", "retried", "Webhook attempts that failed and were retried."),
     ("hub_webhook_dead_letters_total", "dead_lettered", "Webhook deliveries dead-lettered."),
@@ -426,13 +447,20 @@ WEBHOOK_COUNTERS = (
 )  # fmt: skip
 
 
-def webhook_families(webhooks: Webhooks) -> Iterable[Metric]:
-    """The webhook counters of every endpoint (label ``endpoint``: its id, never its URL)."""
-    endpoints = webhooks.endpoints
+def webhook_families(*producers: WebhookEndpoints) -> Iterable[Metric]:
+    """The webhook counters of every endpoint of every producer (label ``endpoint``: its id,
+    never its URL). Endpoints with one id (one URL posted to by several producers or Pusher
+    apps) are one series: their counters summed, the latest delivery's latency."""
+    by_id: dict[str, list[DeliveryStats]] = {}
+    for producer in producers:
+        for ep in producer.endpoints:
+            group = by_id.setdefault(ep.id, [])
+            if all(stats is not ep.stats for stats in group):
+                group.append(ep.stats)
     for name, attr, text in WEBHOOK_COUNTERS:
         family = CounterMetricFamily(name, text, labels=["endpoint"])
-        for ep in endpoints:
-            family.add_metric([ep.id], getattr(ep.stats, attr))
+        for eid, group in by_id.items():
+            family.add_metric([eid], sum(getattr(stats, attr) for stats in group))
         yield family
     latency = SummaryMetricFamily(
         "hub_webhook_delivery_seconds",
@@ -442,9 +470,11 @@ def webhook_families(webhooks: Webhooks) -> Iterable[Metric]:
     last = GaugeMetricFamily("hub_webhook_last_delivery_seconds",
                              "Seconds from change to 2xx of the endpoint's latest delivery.",
                              labels=["endpoint"])  # fmt: skip
-    for ep in endpoints:
-        latency.add_metric([ep.id], ep.stats.delivered, ep.stats.latency_s_sum)
-        last.add_metric([ep.id], ep.stats.last_latency_s)
+    for eid, group in by_id.items():
+        latency.add_metric([eid], sum(s.delivered for s in group),
+                           sum(s.latency_s_sum for s in group))  # fmt: skip
+        latest = max(group, key=lambda s: s.last_delivered_at)
+        last.add_metric([eid], latest.last_latency_s)
     yield latency
     yield last
 

@@ -31,6 +31,8 @@ from typing import Any, Protocol
 import httpx
 
 log = logging.getLogger("hub.delivery")
+# httpx logs every request with its URL at INFO; a webhook URL may carry a token.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 TIMESTAMP_HEADER = "X-Hub-Timestamp"
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -110,6 +112,8 @@ class DeliveryStats:
     #: Seconds from a delivery's birth to its 2xx answer, summed over ``delivered``.
     latency_s_sum: float = 0.0
     last_latency_s: float = 0.0
+    #: Unix time of the latest 2xx (0: none yet).
+    last_delivered_at: float = 0.0
     gaps: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -191,8 +195,10 @@ class Deliverer:
                 return  # another process holds the endpoint now; it delivers this
             reason = await self._attempt(http, delivery)
             if reason is None:
-                latency = max(0.0, time.time() - delivery.born)
+                now = time.time()
+                latency = max(0.0, now - delivery.born)
                 self.stats.delivered += 1
+                self.stats.last_delivered_at = now
                 self.stats.latency_s_sum += latency
                 self.stats.last_latency_s = latency
                 await self.source.delivered(delivery)

@@ -1,7 +1,9 @@
 """Deliveries from an in-process queue: webhooks on ``memory://`` (one process, no Redis).
 
 The node hands every change batch to :meth:`QueueSource.put` (a synchronous batch hook);
-each endpoint has its own queue, which lives as long as the process (a restart loses what
+what a batch holds is the producer's (presence entries here, Pusher events in
+:mod:`hub.pusher.webhooks`): the queue only counts them and hands them to its encoder.
+Each endpoint has its own queue, which lives as long as the process (a restart loses what
 was not delivered yet: there is no durable store to keep it in). Each tick's batches go as
 one delivery. Delivery ids have the stream's shape, ``<ms>-<seq>``, strictly increasing.
 At most ``max_batches`` wait per endpoint; past that the oldest are dead-lettered.
@@ -14,9 +16,12 @@ import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from hub.delivery.core import Delivery, DeliveryStats
-from hub.presence import Entry
+
+#: What one queued item is (a presence entry, a Pusher event).
+T = TypeVar("T")
 
 #: Batches waiting per endpoint before the oldest are dead-lettered.
 MAX_BATCHES = 100_000
@@ -25,9 +30,9 @@ MAX_DEAD = 1_000
 
 
 @dataclass(frozen=True)
-class Queued:
+class Queued(Generic[T]):
     cursor: int
-    users: list[Entry]
+    users: list[T]
     born: float
 
 
@@ -39,12 +44,12 @@ class DeadLetter:
     at: float
 
 
-class QueueSource:
+class QueueSource(Generic[T]):
     """An endpoint's deliveries from batches put in this process, in order."""
 
     def __init__(
         self,
-        encode: Callable[[str, int, list[Entry]], bytes | None],
+        encode: Callable[[str, int, list[T]], bytes | None],
         *,
         tick_s: float = 0.05,
         max_batches: int = MAX_BATCHES,
@@ -57,12 +62,12 @@ class QueueSource:
         self.max_entries = max_entries
         self.stats = stats or DeliveryStats()
         self.dead_letters: collections.deque[DeadLetter] = collections.deque(maxlen=MAX_DEAD)
-        self._queue: collections.deque[Queued] = collections.deque()
+        self._queue: collections.deque[Queued[T]] = collections.deque()
         self._ready = asyncio.Event()
         self._current: Delivery | None = None
         self._last = (0, 0)
 
-    def put(self, cursor: int, users: list[Entry]) -> None:
+    def put(self, cursor: int, users: list[T]) -> None:
         self._queue.append(Queued(cursor, users, time.time()))
         self.stats.queued += 1
         if len(self._queue) > self.max_batches:
@@ -87,7 +92,7 @@ class QueueSource:
         return self._current
 
     def _take(self) -> Delivery | None:
-        taken: list[Queued] = []
+        taken: list[Queued[T]] = []
         entries = 0
         while self._queue and (not taken or entries + len(self._queue[0].users)
                                <= self.max_entries):

@@ -243,7 +243,7 @@ class Endpoint:
     config: WebhookEndpoint
     stats: DeliveryStats
     deliverer: Deliverer
-    source: StreamSource | QueueSource
+    source: StreamSource | QueueSource[Entry]
 
 
 class Webhooks:
@@ -272,7 +272,7 @@ class Webhooks:
             eid = endpoint_id(config.url)
             stats = DeliveryStats()
             encode = presence_encoder(config.events)
-            source: StreamSource | QueueSource
+            source: StreamSource | QueueSource[Entry]
             if self._redis is not None:
                 reader = GroupReader(self._redis, keys.streams, f"webhook:{eid}", node.id)
                 lease = Lease(self._redis, f"{settings.key_prefix}webhooks:lease:{eid}",
@@ -371,7 +371,7 @@ class Webhooks:
 class _Skipping:
     """A source wrapper that settles deliveries the endpoint's filter emptied (no POST)."""
 
-    def __init__(self, source: StreamSource | QueueSource) -> None:
+    def __init__(self, source: StreamSource | QueueSource[Entry]) -> None:
         self.inner = source
 
     def holding(self) -> bool:

@@ -1,118 +1,61 @@
-"""Webhook delivery: POST a body to a URL until it answers 2xx, with backoff.
+"""What is Pusher's in a Pusher webhook: its body, its signature headers, its batching.
 
-A small interface (:class:`Delivery`) so the hub's general webhook delivery can carry these
-later; :class:`RetryingDelivery` is the one used now: an in-memory queue, a few concurrent
-senders, retries with exponential backoff (1 s doubling, at most 60 s apart) for
-:data:`GIVE_UP_S` (6 minutes) after the first attempt. Nothing survives a restart.
+The POSTing, retrying, ordering and dead-lettering are the hub's general delivery
+(:mod:`hub.delivery.core`); this module only gives it Pusher's format:
+
+- the body ``{"time_ms": <ms when the batch was made>, "events": [...]}``
+  (:func:`pusher_encoder`);
+- the headers ``X-Pusher-Key`` (the app key) and ``X-Pusher-Signature`` (hex HMAC-SHA256 of
+  the body, keyed by the app secret) (:func:`pusher_signer`);
+- the batching: events wait at most :data:`BATCH_S`, at most :data:`BATCH_MAX` per POST;
+- the retry time: at least :data:`MIN_RETRY_S` (Pusher retries for at least 5 minutes).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
+import json
 import time
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
-import httpx
+from hub.delivery.core import Signer
+from hub.pusher.apps import App
+from hub.pusher.auth import sign
 
-log = logging.getLogger("hub.pusher.delivery")
-# httpx logs every request with its URL at INFO; a webhook URL may carry a token.
-logging.getLogger("httpx").setLevel(logging.WARNING)
+#: How long the first event of a batch waits for others, seconds.
+BATCH_S = 0.25
+#: Events per POST at most; a backlog goes as several POSTs, in order.
+BATCH_MAX = 100
+#: Pusher webhooks are retried for at least this long, whatever HUB_WEBHOOK_RETRY_S says.
+MIN_RETRY_S = 300.0
 
-GIVE_UP_S = 360.0
-FIRST_BACKOFF_S = 1.0
-MAX_BACKOFF_S = 60.0
-SENDERS = 4
-TIMEOUT_S = 10.0
-QUEUE_LIMIT = 10_000
-
-
-class Delivery(Protocol):
-    def submit(self, url: str, body: bytes, headers: dict[str, str]) -> None: ...
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
+#: One Pusher webhook event: ``{"name": "member_added", "channel": ..., ...}``.
+Event = dict[str, Any]
 
 
-@dataclass
-class _Job:
-    url: str
-    body: bytes
-    headers: dict[str, str]
-    first: float = field(default_factory=time.monotonic)
-    attempts: int = 0
+def body(events: list[Event], time_ms: int) -> bytes:
+    return json.dumps({"time_ms": time_ms, "events": events}, separators=(",", ":")).encode()
 
 
-class RetryingDelivery:
-    def __init__(self, give_up_s: float = GIVE_UP_S, first_backoff_s: float = FIRST_BACKOFF_S,
-                 max_backoff_s: float = MAX_BACKOFF_S) -> None:
-        self.give_up_s = give_up_s
-        self.first_backoff_s = first_backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._waiting: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
-        self.delivered = 0
-        self.failed = 0
+def pusher_encoder() -> Callable[[str, int, list[Event]], bytes | None]:
+    """The body of one batch: made once, so every retry sends the same bytes (and the same
+    ``time_ms``, the time the batch was made)."""
 
-    def submit(self, url: str, body: bytes, headers: dict[str, str]) -> None:
-        if self._queue.qsize() >= QUEUE_LIMIT:
-            self.failed += 1
-            log.warning("webhook queue full; dropped a batch for %s", _host(url))
-            return
-        self._queue.put_nowait(_Job(url, body, headers))
+    def encode(delivery_id: str, cursor: int, events: list[Event]) -> bytes | None:
+        return body(events, int(time.time() * 1000)) if events else None
 
-    async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=TIMEOUT_S)
-        self._tasks = [asyncio.create_task(self._sender(), name="pusher-webhooks")
-                       for _ in range(SENDERS)]
-
-    async def stop(self) -> None:
-        for task in [*self._tasks, *self._waiting]:
-            task.cancel()
-        for task in [*self._tasks, *self._waiting]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
-        if self._client is not None:
-            await self._client.aclose()
-
-    async def _sender(self) -> None:
-        while True:
-            job = await self._queue.get()
-            job.attempts += 1
-            if await self._post(job):
-                self.delivered += 1
-                continue
-            elapsed = time.monotonic() - job.first
-            if elapsed >= self.give_up_s:
-                self.failed += 1
-                log.warning("webhook to %s failed %d times; given up", _host(job.url),
-                            job.attempts)
-                continue
-            delay = min(self.max_backoff_s, self.first_backoff_s * 2 ** (job.attempts - 1))
-            task = asyncio.create_task(self._later(job, delay))
-            self._waiting.add(task)
-            task.add_done_callback(self._waiting.discard)
-
-    async def _later(self, job: _Job, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self._queue.put_nowait(job)
-
-    async def _post(self, job: _Job) -> bool:
-        assert self._client is not None
-        try:
-            response = await self._client.post(job.url, content=job.body, headers=job.headers)
-        except httpx.HTTPError as exc:
-            log.warning("webhook to %s: %s", _host(job.url), type(exc).__name__)
-            return False
-        return 200 <= response.status_code < 300
+    return encode
 
 
-def _host(url: str) -> str:
-    """Where a webhook goes, without its path or query (which may hold a token)."""
-    return httpx.URL(url).host
+def pusher_signer(app: App) -> Signer:
+    """``X-Pusher-Key`` and ``X-Pusher-Signature`` (no timestamp: Pusher's format has none)."""
+
+    def signer(data: bytes, timestamp: int) -> Mapping[str, str]:
+        return {"X-Pusher-Key": app.key, "X-Pusher-Signature": sign(app.secret, data.decode())}
+
+    return signer
+
+
+def retry_time(configured_s: float) -> float:
+    """``HUB_WEBHOOK_RETRY_S``, but never under Pusher's 5 minutes."""
+    return max(MIN_RETRY_S, configured_s)

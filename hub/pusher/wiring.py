@@ -5,10 +5,11 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from hub.config import Settings
+from hub.delivery.core import Backoff
 from hub.node import Node
 from hub.pusher import apps as apps_mod
 from hub.pusher.channels import open_channels
-from hub.pusher.delivery import RetryingDelivery
+from hub.pusher.delivery import retry_time
 from hub.pusher.service import PusherService
 from hub.pusher.webhooks import Webhooks
 
@@ -18,7 +19,12 @@ def create_service(settings: Settings, node: Node) -> PusherService | None:
     if not len(apps):
         return None
     channels, bus = open_channels(settings)
-    return PusherService(settings, node, apps, channels, bus, Webhooks(RetryingDelivery()))
+    webhooks = Webhooks(
+        list(apps), retry_s=retry_time(settings.webhook_retry_s),
+        backoff=Backoff(settings.webhook_backoff_min_s, settings.webhook_backoff_max_s),
+        timeout_s=settings.webhook_timeout_s,
+    )  # fmt: skip
+    return PusherService(settings, node, apps, channels, bus, webhooks)
 
 
 def routes() -> list[BaseRoute]:

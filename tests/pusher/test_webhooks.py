@@ -1,5 +1,6 @@
 """Webhook batching, signing (checked with PyPI's SDK) and delivery with retries, against a
-real HTTP receiver."""
+real HTTP receiver: Pusher's format on the hub's general delivery (hub.delivery.core), its
+counters on /metrics with the HUB_WEBHOOKS endpoints'."""
 
 from __future__ import annotations
 
@@ -11,12 +12,18 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
+from websockets.asyncio.client import connect
 
+from hub.delivery.core import Backoff
+from hub.delivery.webhooks import endpoint_id
+from hub.metrics import parse, webhook_families
 from hub.pusher.apps import App, Webhook
-from hub.pusher.delivery import RetryingDelivery
+from hub.pusher.delivery import MIN_RETRY_S, retry_time
 from hub.pusher.webhooks import Webhooks
-from tests.pusher.support import APP_ID, APP_KEY, APP_SECRET, sdk
+from tests.pusher.support import APP_ID, APP_KEY, APP_SECRET, apps_file, sdk
+from tests.support.hubproc import start_hub
 
 
 class Receiver(ThreadingHTTPServer):
@@ -71,37 +78,137 @@ async def _until(check: Any, timeout: float = 10.0) -> None:
 async def test_events_are_batched_signed_and_retried_until_accepted(receiver):
     app = App(APP_ID, APP_KEY, APP_SECRET, webhooks=(
         Webhook(receiver.url, frozenset({"member_added", "member_removed"})),))
-    delivery = RetryingDelivery(first_backoff_s=0.1)
-    hooks = Webhooks(delivery)
+    hooks = Webhooks([app], backoff=Backoff(0.2, 0.4))
+    (endpoint,) = hooks.endpoints
     await hooks.start()
     try:
         hooks.add(app, {"name": "member_added", "channel": "presence-a", "user_id": "1"})
         hooks.add(app, {"name": "channel_occupied", "channel": "presence-a"})  # not asked for
         hooks.add(app, {"name": "member_removed", "channel": "presence-a", "user_id": "1"})
-        await _until(lambda: delivery.delivered == 1)
+        await _until(lambda: endpoint.stats.delivered == 1)
     finally:
         await hooks.stop()
     assert len(receiver.attempts) == 3
+    assert endpoint.stats.retried == 2 and endpoint.stats.queued == 2
+    assert endpoint.id == endpoint_id(receiver.url)
     times = [t for t, _, _ in receiver.attempts]
-    assert times[2] - times[1] >= times[1] - times[0] >= 0.1  # backoff, doubling
+    # The shared backoff: attempt n waits U(min/2, min(max, min * 2^n)), so at least 0.1 s.
+    assert times[1] - times[0] >= 0.1 and times[2] - times[1] >= 0.1
     bodies = {body for _, body, _ in receiver.attempts}
     assert len(bodies) == 1, "every retry sends the same batch"
     _, body, headers = receiver.attempts[-1]
     checked = sdk(0).validate_webhook(headers["X-Pusher-Key"], headers["X-Pusher-Signature"],
                                       body.decode())
     assert checked is not None, "PyPI's SDK accepts the signature"
+    assert headers["X-Pusher-Key"] == APP_KEY
     assert [e["name"] for e in json.loads(body)["events"]] == ["member_added", "member_removed"]
     assert abs(json.loads(body)["time_ms"] - time.time() * 1000) < 60_000
 
 
+async def test_a_backlog_goes_in_order_in_batches_of_at_most_100(receiver):
+    app = App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook(receiver.url),))
+    hooks = Webhooks([app], backoff=Backoff(0.05, 0.1))
+    await hooks.start()
+    try:
+        for i in range(250):
+            hooks.add(app, {"name": "member_added", "channel": "presence-a", "user_id": str(i)})
+        await _until(lambda: sum(len(json.loads(b)["events"]) for _, b, _ in receiver.attempts)
+                     >= 250)
+    finally:
+        await hooks.stop()
+    batches = [json.loads(b)["events"] for _, b, _ in receiver.attempts]
+    assert all(len(batch) <= 100 for batch in batches)
+    assert [e["user_id"] for batch in batches for e in batch] == [str(i) for i in range(250)]
+
+
 @pytest.mark.parametrize("receiver", [10**6], indirect=True)
 async def test_delivery_gives_up_after_its_deadline(receiver):
-    delivery = RetryingDelivery(give_up_s=0.5, first_backoff_s=0.05)
-    await delivery.start()
+    app = App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook(receiver.url),))
+    hooks = Webhooks([app], retry_s=0.5, backoff=Backoff(0.05, 0.1))
+    (endpoint,) = hooks.endpoints
+    await hooks.start()
     try:
-        delivery.submit(receiver.url, b"{}", {"Content-Type": "application/json"})
-        await _until(lambda: delivery.failed == 1)
+        hooks.add(app, {"name": "channel_occupied", "channel": "a"})
+        await _until(lambda: endpoint.stats.dead_lettered == 1)
     finally:
-        await delivery.stop()
-    assert delivery.delivered == 0
-    assert 3 <= len(receiver.attempts) <= 10
+        await hooks.stop()
+    assert endpoint.stats.delivered == 0
+    assert 3 <= len(receiver.attempts) <= 20
+    (dead,) = endpoint.source.dead_letters
+    assert json.loads(dead.body)["events"] == [{"name": "channel_occupied", "channel": "a"}]
+    assert dead.reason == "HTTP 500"
+
+
+def test_pusher_webhooks_are_retried_for_at_least_five_minutes():
+    assert MIN_RETRY_S == 300
+    assert retry_time(1.0) == 300 and retry_time(3600.0) == 3600
+
+
+@pytest.mark.parametrize("receiver", [2], indirect=True)
+async def test_a_hubs_pusher_webhooks_are_counted_in_metrics(receiver, tmp_path):
+    """A real hub: a subscription's channel_occupied reaches a receiver that fails twice,
+    retried with HUB_WEBHOOK_BACKOFF_*; /metrics counts it under the endpoint id (no URL)."""
+    secret_url = receiver.url + "?token=webhook-token-123"
+    hub = start_hub(tmp_path, {
+        "HUB_PUSHER_APPS_FILE": str(apps_file(tmp_path / "apps.json", secret_url)),
+        "HUB_WEBHOOK_BACKOFF_MIN_S": "0.2", "HUB_WEBHOOK_BACKOFF_MAX_S": "0.4",
+    })  # fmt: skip
+    eid = endpoint_id(secret_url)
+    try:
+        async with connect(f"ws://127.0.0.1:{hub.port}/app/{APP_KEY}?protocol=7") as ws:
+            await _frame(ws, "pusher:connection_established")
+            await ws.send(json.dumps({"event": "pusher:subscribe",
+                                      "data": {"channel": "my-channel"}}))
+            await _frame(ws, "pusher_internal:subscription_succeeded")
+            await _until(lambda: len(receiver.attempts) >= 3)
+
+            async def counted() -> tuple[str, dict[str, float]]:
+                async with httpx.AsyncClient(timeout=10) as http:
+                    text = (await http.get(f"{hub.url}/metrics")).text
+                return text, parse(text)
+
+            async with asyncio.timeout(10):
+                while True:
+                    text, samples = await counted()
+                    if samples.get(f'hub_webhook_delivered_total{{endpoint="{eid}"}}') == 1:
+                        break
+                    await asyncio.sleep(0.05)
+    finally:
+        hub.stop()
+    hub.assert_no_tracebacks()
+    assert samples[f'hub_webhook_retries_total{{endpoint="{eid}"}}'] == 2
+    assert samples[f'hub_webhook_queued_total{{endpoint="{eid}"}}'] == 1
+    assert samples[f'hub_webhook_dead_letters_total{{endpoint="{eid}"}}'] == 0
+    assert samples[f'hub_webhook_delivery_seconds_count{{endpoint="{eid}"}}'] == 1
+    assert samples[f'hub_webhook_delivery_seconds_sum{{endpoint="{eid}"}}'] > 0
+    assert "webhook-token-123" not in text and receiver.url not in text
+    assert "webhook-token-123" not in hub.log(), "the URL's token never reaches the log"
+    times = [t for t, _, _ in receiver.attempts]
+    assert times[1] - times[0] >= 0.1 and times[2] - times[1] >= 0.1  # HUB_WEBHOOK_BACKOFF_MIN_S
+    _, body, headers = receiver.attempts[-1]
+    assert sdk(0).validate_webhook(headers["X-Pusher-Key"], headers["X-Pusher-Signature"],
+                                   body.decode()) is not None
+    assert json.loads(body)["events"] == [{"name": "channel_occupied", "channel": "my-channel"}]
+
+
+async def _frame(ws: Any, event: str) -> dict[str, Any]:
+    async with asyncio.timeout(10):
+        while True:
+            frame: dict[str, Any] = json.loads(await ws.recv())
+            if frame["event"] == event:
+                return frame
+
+
+def test_apps_posting_to_one_url_are_one_metrics_series():
+    url = "http://127.0.0.1:9/hook"
+    apps = [App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook(url),)),
+            App("2", "key-2", "secret-2-0123456789", webhooks=(Webhook(url),))]
+    hooks = Webhooks(apps)
+    first, second = hooks.endpoints
+    assert first.id == second.id == endpoint_id(url) and first.stats is second.stats
+    first.stats.delivered, first.stats.last_latency_s = 3, 0.25
+    families = {f.name: f for f in webhook_families(hooks)}
+    (sample,) = families["hub_webhook_delivered"].samples
+    assert sample.labels == {"endpoint": first.id} and sample.value == 3
+    (last,) = families["hub_webhook_last_delivery_seconds"].samples
+    assert last.value == 0.25
