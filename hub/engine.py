@@ -54,7 +54,7 @@ from hub.session import (
     Send,
     Session,
 )
-from hub.store.base import LiveConnection, StoreUnavailable, UserView
+from hub.store.base import LiveConnection, PresenceStore, StoreUnavailable, UserView
 
 log = logging.getLogger("hub.ws")
 uvicorn_log = logging.getLogger("uvicorn.error")
@@ -550,12 +550,7 @@ class Connection(asyncio.Protocol):
         node = self._engine.node
         store = node.store
         if isinstance(msg, p.SetStatus):
-            hide = None if msg.last_seen is None else msg.last_seen == "nobody"
-            try:
-                await store.set_status(self.user, status=msg.status, text=msg.text,
-                                       until=msg.until, hide_last_seen=hide)  # fmt: skip
-            except ValueError as exc:  # an until in the past or too far ahead
-                raise p.ProtocolError(p.ErrorCode.BAD_FIELD, str(exc), msg.ref) from None
+            await set_status(store, self.user, msg)
         elif isinstance(msg, p.Activity):
             self.state = msg.state
             if self.registered:  # never about a connection the store already let go
@@ -725,6 +720,16 @@ class Connection(asyncio.Protocol):
 def _select_subprotocol(protocol: ServerProtocol, offered: Any) -> Any:
     codec = p.codec_for(list(offered))
     return codec.name if codec.name in offered else None
+
+
+async def set_status(store: PresenceStore, user: str, msg: p.SetStatus) -> None:
+    """Carry out a ``status`` frame: chosen status, text, expiry and last-seen privacy."""
+    hide = None if msg.last_seen is None else msg.last_seen == "nobody"
+    try:
+        await store.set_status(user, status=msg.status, text=msg.text, until=msg.until,
+                               hide_last_seen=hide)  # fmt: skip
+    except ValueError as exc:  # an until in the past or too far ahead (on the store clock)
+        raise p.ProtocolError(p.ErrorCode.BAD_FIELD, str(exc), msg.ref) from None
 
 
 def _rooms(node: Node) -> Any:

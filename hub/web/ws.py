@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hub import protocol as p
 from hub.auth import Claims
+from hub.engine import set_status as apply_status
 from hub.engine import snapshot as scope_snapshot
 from hub.fanout import RESYNC, Outbox
 from hub.node import Node
@@ -133,12 +134,7 @@ class WsSession:
         """Carry out a frame the session let through (:class:`hub.session.Run`)."""
         store = self.node.store
         if isinstance(msg, p.SetStatus):
-            hide = None if msg.last_seen is None else msg.last_seen == "nobody"
-            try:
-                await store.set_status(self.user, status=msg.status, text=msg.text,
-                                       until=msg.until, hide_last_seen=hide)  # fmt: skip
-            except ValueError as exc:  # an until in the past or too far ahead
-                raise p.ProtocolError(p.ErrorCode.BAD_FIELD, str(exc), msg.ref) from None
+            await apply_status(store, self.user, msg)
         elif isinstance(msg, p.Activity):
             self.state = msg.state
             await store.activity(self.node.id, self.conn, self.user, msg.state)
