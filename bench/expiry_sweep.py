@@ -52,8 +52,10 @@ async def measure(url: str, buckets: int, sweeps: int, users: int) -> None:
             for _ in range(sweeps):
                 await sweep()
             cpu, wall = await redis_cpu(client) - before, time.perf_counter() - started
-            print(f"{buckets:>2} buckets, idle sweep, {name:<31} "
-                  f"{cpu / sweeps * 1e6:7.0f} us Redis CPU  {wall / sweeps * 1e3:6.2f} ms wall")
+            print(
+                f"{buckets:>2} buckets, idle sweep, {name:<31} "
+                f"{cpu / sweeps * 1e6:7.0f} us Redis CPU  {wall / sweeps * 1e3:6.2f} ms wall"
+            )
         for i in range(users):
             await store.connect("n1", f"c{i}", Profile(f"u{i}"), "online")
         until = await store.now() + 2_000 + users * 2  # set them all before it passes
@@ -65,8 +67,10 @@ async def measure(url: str, buckets: int, sweeps: int, users: int) -> None:
         await store.expire_statuses()
         cpu, wall = await redis_cpu(client) - before, time.perf_counter() - started
         left = sum([int(await client.zcard(b.expiries)) for b in store.keys.buckets])
-        print(f"{buckets:>2} buckets, {users} due expiries: {cpu / users * 1e6:.1f} us Redis CPU "
-              f"each, {wall * 1e3:.0f} ms wall, {left} left")
+        print(
+            f"{buckets:>2} buckets, {users} due expiries: {cpu / users * 1e6:.1f} us Redis CPU "
+            f"each, {wall * 1e3:.0f} ms wall, {left} left"
+        )
     finally:
         await store.close()
         await client.aclose()

@@ -45,8 +45,10 @@ def summary(name: str, values: list[float], expected: int) -> str:
     if not values:
         return f"  {name:9} nothing received"
     q = statistics.quantiles(values, n=100) if len(values) > 1 else values * 99
-    return (f"  {name:9} {len(values):6d}/{expected} changes  p50 {q[49]:7.1f} ms  "
-            f"p95 {q[94]:7.1f} ms  p99 {q[98]:7.1f} ms  max {max(values):7.1f} ms")
+    return (
+        f"  {name:9} {len(values):6d}/{expected} changes  p50 {q[49]:7.1f} ms  "
+        f"p95 {q[94]:7.1f} ms  p99 {q[98]:7.1f} ms  max {max(values):7.1f} ms"
+    )
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -97,8 +99,9 @@ async def main(args: argparse.Namespace) -> None:
             delay = started + n / args.rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await store.set_status(users[n % len(users)],
-                                   status="busy" if (n // len(users)) % 2 == 0 else "online")
+            await store.set_status(
+                users[n % len(users)], status="busy" if (n // len(users)) % 2 == 0 else "online"
+            )
         deadline = time.monotonic() + 30
 
         def hooked() -> int:
@@ -122,8 +125,10 @@ async def main(args: argparse.Namespace) -> None:
         hub.stop()
         await receiver.close()
         server.cleanup()
-    print(f"{total} status changes at {args.rate:g}/s over {args.seconds:g} s, one hub on one "
-          f"redis-server, followers in one process")
+    print(
+        f"{total} status changes at {args.rate:g}/s over {args.seconds:g} s, one hub on one "
+        f"redis-server, followers in one process"
+    )
     for name, values in latencies.items():
         # pub/sub and the stream also saw the connects before the timed part: drop them.
         print(summary(name, values[-total:], total))

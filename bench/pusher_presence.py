@@ -52,26 +52,41 @@ async def fill(url: str, channel: str, members: int) -> None:
     await state.start()
     try:
         for start in range(0, members, 200):
-            await asyncio.gather(*(
-                state.subscribe(APP_ID, channel, f"9.{n}", "filler", f"user-{n}",
-                                json.dumps({"name": f"User number {n}"}), 10**9)
-                for n in range(start, min(members, start + 200))
-            ))
+            await asyncio.gather(
+                *(
+                    state.subscribe(
+                        APP_ID,
+                        channel,
+                        f"9.{n}",
+                        "filler",
+                        f"user-{n}",
+                        json.dumps({"name": f"User number {n}"}),
+                        10**9,
+                    )
+                    for n in range(start, min(members, start + 200))
+                )
+            )
     finally:
         await state.close()
 
 
 async def subscribe_once(port: int, channel: str, user: str) -> tuple[float, int, int]:
-    async with connect(f"ws://127.0.0.1:{port}/app/{KEY}?protocol=7",
-                       max_size=64 * 1024 * 1024) as ws:
+    async with connect(
+        f"ws://127.0.0.1:{port}/app/{KEY}?protocol=7", max_size=64 * 1024 * 1024
+    ) as ws:
         hello = json.loads(await ws.recv())
         socket_id = json.loads(hello["data"])["socket_id"]
         data = json.dumps({"user_id": user, "user_info": {"name": user}})
         auth = channel_auth(KEY, SECRET, socket_id, channel, data)
         started = time.perf_counter()
-        await ws.send(json.dumps({"event": "pusher:subscribe",
-                                  "data": {"channel": channel, "auth": auth,
-                                           "channel_data": data}}))
+        await ws.send(
+            json.dumps(
+                {
+                    "event": "pusher:subscribe",
+                    "data": {"channel": channel, "auth": auth, "channel_data": data},
+                }
+            )
+        )
         while True:
             raw = await ws.recv()
             frame = json.loads(raw)
@@ -81,8 +96,9 @@ async def subscribe_once(port: int, channel: str, user: str) -> tuple[float, int
                 return took, len(raw.encode() if isinstance(raw, str) else raw), count
 
 
-async def measure(port: int, pid: int, url: str, channel: str, members: int,
-                  repeat: int) -> dict[str, float]:
+async def measure(
+    port: int, pid: int, url: str, channel: str, members: int, repeat: int
+) -> dict[str, float]:
     await fill(url, channel, members)
     before = rss_kb(pid)
     # One probe user: each probe is a new tab of it, so the count stays members + 1.
@@ -111,28 +127,40 @@ async def run(args: argparse.Namespace) -> None:
         server = start_server()
         hub = None
         try:
-            hub = start_hub(Path(folder), {
-                "HUB_STORE": server.url, "HUB_KEY_PREFIX": PREFIX,
-                "HUB_CHANNEL": f"{PREFIX}presence", "HUB_LOG_LEVEL": "warning",
-                "HUB_PUSHER_APPS": f"{APP_ID}:{KEY}:{SECRET}",
-            })
+            hub = start_hub(
+                Path(folder),
+                {
+                    "HUB_STORE": server.url,
+                    "HUB_KEY_PREFIX": PREFIX,
+                    "HUB_CHANNEL": f"{PREFIX}presence",
+                    "HUB_LOG_LEVEL": "warning",
+                    "HUB_PUSHER_APPS": f"{APP_ID}:{KEY}:{SECRET}",
+                },
+            )
             rows = [
                 await measure(hub.port, hub.pid, server.url, "presence-small", 9, args.repeat),
-                await measure(hub.port, hub.pid, server.url, "presence-big", args.members - 1,
-                              args.repeat),
+                await measure(
+                    hub.port, hub.pid, server.url, "presence-big", args.members - 1, args.repeat
+                ),
             ]
         finally:
             if hub is not None:
                 hub.stop()
             server.stop()
-    print(f"{'members':>8} {'median ms':>10} {'max ms':>8} {'frame bytes':>12} "
-          f"{'hub RSS +KB':>12} {'redis KB':>9}")
+    print(
+        f"{'members':>8} {'median ms':>10} {'max ms':>8} {'frame bytes':>12} "
+        f"{'hub RSS +KB':>12} {'redis KB':>9}"
+    )
     for r in rows:
-        print(f"{r['members']:>8} {r['median_ms']:>10.1f} {r['max_ms']:>8.1f} "
-              f"{r['frame_bytes']:>12} {r['rss_delta_kb']:>12} {r['redis_kb']:>9.0f}")
+        print(
+            f"{r['members']:>8} {r['median_ms']:>10.1f} {r['max_ms']:>8.1f} "
+            f"{r['frame_bytes']:>12} {r['rss_delta_kb']:>12} {r['redis_kb']:>9.0f}"
+        )
     small, big = rows
-    print(f"ratio big/small: time x{big['median_ms'] / small['median_ms']:.0f}, "
-          f"frame x{big['frame_bytes'] / small['frame_bytes']:.0f}")
+    print(
+        f"ratio big/small: time x{big['median_ms'] / small['median_ms']:.0f}, "
+        f"frame x{big['frame_bytes'] / small['frame_bytes']:.0f}"
+    )
 
 
 def main() -> None:

@@ -101,17 +101,23 @@ async def main(args: argparse.Namespace) -> None:
         for server in servers.values():
             server.cleanup()
     med = {name: statistics.median(v) for name, v in rates.items()}
-    print(f"set_status, {args.ops} ops x {args.rounds} rounds, {args.users} users, "
-          f"{args.concurrency} in flight, one redis-server per variant")
+    print(
+        f"set_status, {args.ops} ops x {args.rounds} rounds, {args.users} users, "
+        f"{args.concurrency} in flight, one redis-server per variant"
+    )
     for name in usec:
         print(f"  {name:9} redis-side {usec[name]:6.2f} us per script call")
     print(f"  stream / baseline redis-side time per call: {usec['stream'] / usec['baseline']:.3f}")
     for name, values in rates.items():
-        print(f"  {name:9} median {med[name]:9.0f} ops/s  (rounds: "
-              f"{', '.join(f'{v:.0f}' for v in values)})")
+        print(
+            f"  {name:9} median {med[name]:9.0f} ops/s  (rounds: "
+            f"{', '.join(f'{v:.0f}' for v in values)})"
+        )
     print(f"  stream / baseline throughput: {med['stream'] / med['baseline']:.3f}")
-    print(f"  stream: {length} entries, {usage} bytes, {usage / max(1, length):.0f} B/entry "
-          f"(baseline store has a stream: {bool(baseline_len)})")
+    print(
+        f"  stream: {length} entries, {usage} bytes, {usage / max(1, length):.0f} B/entry "
+        f"(baseline store has a stream: {bool(baseline_len)})"
+    )
 
 
 if __name__ == "__main__":

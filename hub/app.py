@@ -94,8 +94,13 @@ def create_app(settings: Settings) -> Starlette:
     services = Services(settings, node, admin, queries)
     webhooks = Webhooks(settings, node)
     pusher = create_pusher(settings, node)
-    collector = HubMetrics(node, queries, instruments, webhooks=webhooks,
-                           pusher_webhooks=pusher.webhooks if pusher is not None else None)
+    collector = HubMetrics(
+        node,
+        queries,
+        instruments,
+        webhooks=webhooks,
+        pusher_webhooks=pusher.webhooks if pusher is not None else None,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -126,8 +131,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/", index, methods=["GET"]),
         *vendor_mounts(services, hub_api),
     ]
-    app = HubApp(routes=routes, lifespan=lifespan, middleware=cors(settings),
-                 exception_handlers=api.HANDLERS)
+    app = HubApp(
+        routes=routes, lifespan=lifespan, middleware=cors(settings), exception_handlers=api.HANDLERS
+    )
     app.state.node = node
     app.state.settings = settings
     app.state.admin = admin

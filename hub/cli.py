@@ -62,9 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hub.app import create_app
 
     settings = with_dev_keys(_settings(args))
-    dev_pusher = settings.generated_keys and not (
-        settings.pusher_apps or settings.pusher_apps_file
-    )
+    dev_pusher = settings.generated_keys and not (settings.pusher_apps or settings.pusher_apps_file)
     if dev_pusher:
         from hub.pusher.apps import dev_apps
 

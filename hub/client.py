@@ -706,9 +706,7 @@ class Client:
             future.add_done_callback(functools.partial(self._restored, frame=frame))
             await ws.send(self._encode(frame))
 
-    def _restored(
-        self, future: asyncio.Future[dict[str, Any]], *, frame: dict[str, Any]
-    ) -> None:
+    def _restored(self, future: asyncio.Future[dict[str, Any]], *, frame: dict[str, Any]) -> None:
         self._pending.pop(frame["ref"], None)
         if future.cancelled():
             return

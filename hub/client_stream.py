@@ -173,8 +173,11 @@ class StreamConsumer:
     async def _gap(self) -> StreamBatch:
         self.gaps += 1
         if self.api_url is None:
-            log.warning("change stream gap: entries were trimmed before %s read them "
-                        "(no api_url for a snapshot)", self.group)
+            log.warning(
+                "change stream gap: entries were trimmed before %s read them "
+                "(no api_url for a snapshot)",
+                self.group,
+            )
             return StreamBatch(id="", cursor=0, users=[], gap=True)
         users, at = await self._snapshot()
         entries = [e for e in (_rest_entry(u, at) for u in users) if e is not None]

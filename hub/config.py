@@ -99,8 +99,10 @@ def parse_webhooks(raw: str) -> tuple[WebhookEndpoint, ...]:
             )
         url, secret = fields[0].strip(), fields[1].strip()
         if not url.startswith(("http://", "https://")) or not url.split("://", 1)[1]:
-            raise ConfigError(f"HUB_WEBHOOKS entry {n}: the URL must start with http:// or "
-                              f"https://, got {url.split('?')[0]!r}")
+            raise ConfigError(
+                f"HUB_WEBHOOKS entry {n}: the URL must start with http:// or "
+                f"https://, got {url.split('?')[0]!r}"
+            )
         if not secret:
             raise ConfigError(f"HUB_WEBHOOKS entry {n}: the secret must not be empty")
         events: frozenset[str] | None = None

@@ -507,9 +507,7 @@ class Connection(asyncio.Protocol):
                 extra={"event": "ws.refused", "code": 1013, "user": claims.user,
                        "peer": self.peer},
             )  # fmt: skip
-            self.outbox.put_control(
-                self.dialect.error(p.ErrorCode.UNAVAILABLE, "store down", None)
-            )
+            self.outbox.put_control(self.dialect.error(p.ErrorCode.UNAVAILABLE, "store down", None))
             self._do(session.refused(1013, "presence store unreachable, retry later"))
             if self.registered and self.lost:
                 await self._closed()
@@ -754,4 +752,3 @@ async def snapshot(node: Node, scope: p.Scope, since: int | None) -> tuple[list[
     if in_window(since, cursor, store.window_ms) and since >= await store.epoch():
         return [v.entry() for v in views if v.at >= since], False, cursor
     return [v.entry() for v in views if v.status != "offline"], True, cursor
-

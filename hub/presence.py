@@ -104,9 +104,7 @@ def in_window(cursor: int | None, now: int, window_ms: int) -> TypeGuard[int]:
 def check_status(value: Any, *, field_name: str = "status") -> str:
     """Validate a chosen status; the error names the field and the accepted values."""
     if not isinstance(value, str) or value not in CHOSEN_STATUSES:
-        raise ValueError(
-            f"{field_name} must be one of online, away, busy, offline; got {value!r}"
-        )
+        raise ValueError(f"{field_name} must be one of online, away, busy, offline; got {value!r}")
     return value
 
 

@@ -178,7 +178,11 @@ def decode(data: str | bytes) -> Any:
             return json.loads(data)
         return msgpack.unpackb(data, raw=False, strict_map_key=True)
     except (
-        ValueError, RecursionError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError
+        ValueError,
+        RecursionError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
     ) as exc:
         # RecursionError: deeply nested JSON; left uncaught it would end the session.
         kind = "JSON" if isinstance(data, str) else "msgpack"
@@ -228,7 +232,7 @@ def _ident(value: Any, name: str, ref: Any, limit: int = MAX_ID_LENGTH) -> str:
 def parse_scope(frame: dict[str, Any], ref: Any) -> Scope:
     given = [k for k in ("all", "users", "room") if k in frame]
     if len(given) != 1:
-        raise _field_error("give exactly one of all: true, users: [...], room: \"...\"", ref)
+        raise _field_error('give exactly one of all: true, users: [...], room: "..."', ref)
     if given[0] == "all":
         if frame["all"] is not True:
             raise _field_error(f"all must be true, got {frame['all']!r}", ref)

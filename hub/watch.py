@@ -193,9 +193,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="all",
         help="all (default), users:a,b or room:name",
     )
-    parser.add_argument(
-        "--once", action="store_true", help="print who is online now and exit"
-    )
+    parser.add_argument("--once", action="store_true", help="print who is online now and exit")
     parser.add_argument(
         "--codec", choices=("json", "msgpack"), default="json", help="websocket subprotocol"
     )

@@ -346,7 +346,10 @@ async def test_sdk_example_runs_against_a_live_hub(hub: HubProcess) -> None:
                 assert raw, f"the example ended early: {lines}"
                 lines.append(raw.decode())
             assert next(line for line in lines if other in line).split()[:3] == [
-                "now", other, "online"]
+                "now",
+                other,
+                "online",
+            ]
             mine = next(line for line in lines if me in line)
             assert "watching presence" in mine
             await o.set_status("away", "coffee")
@@ -412,10 +415,15 @@ def channel(key_prefix: str) -> str:
 
 
 @pytest.fixture
-def redis_hub(redis_url: str, key_prefix: str, channel: str, tmp_path: Path
-              ) -> Iterator[HubProcess]:
-    env = {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix, "HUB_CHANNEL": channel,
-           "HUB_OFFLINE_GRACE_S": "0.2"}
+def redis_hub(
+    redis_url: str, key_prefix: str, channel: str, tmp_path: Path
+) -> Iterator[HubProcess]:
+    env = {
+        "HUB_STORE": redis_url,
+        "HUB_KEY_PREFIX": key_prefix,
+        "HUB_CHANNEL": channel,
+        "HUB_OFFLINE_GRACE_S": "0.2",
+    }
     process = start_hub(tmp_path, env)
     try:
         yield process

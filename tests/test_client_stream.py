@@ -58,8 +58,9 @@ async def _pending(redis_url: str, key: str, group: str) -> int:
         await r.aclose()
 
 
-async def test_batches_in_order_with_ids_and_ack(redis_url: str, key_prefix: str,
-                                                 store: RedisStore) -> None:
+async def test_batches_in_order_with_ids_and_ack(
+    redis_url: str, key_prefix: str, store: RedisStore
+) -> None:
     c = StreamConsumer(redis_url, "svc", "w1", key_prefix=key_prefix, block_ms=200)
     async with c:
         await c.start()  # the group starts at "$": what happens from now on
@@ -261,9 +262,11 @@ async def test_real_retention_trims_a_slow_group_and_the_gap_is_reported(
                 n += 1
                 if n % 50 == 0:
                     info = await r.xinfo_stream(key)
-                    if tuple(map(int, info["first-entry"][0].split(b"-"))) > tuple(
-                        map(int, first.id.split("-"))
-                    ) and info["entries-added"] - 1 > info["length"]:
+                    if (
+                        tuple(map(int, info["first-entry"][0].split(b"-")))
+                        > tuple(map(int, first.id.split("-")))
+                        and info["entries-added"] - 1 > info["length"]
+                    ):
                         break
                 assert loop.time() < deadline, "the stream was never trimmed"
             (gap,) = await _take(it, 1)

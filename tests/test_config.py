@@ -96,15 +96,30 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "hub", *args], capture_output=True, text=True, env=full_env,
-        timeout=60, check=False,
+        [sys.executable, "-m", "hub", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
     )
 
 
 def test_token_command_signs_with_hub_secret(tmp_path):
     """``presence-hub token`` prints a token verifiable with HUB_SECRET, carrying the claims."""
-    result = _cli("token", "u42", "--name", "Ann", "--username", "ann", "--ttl", "60",
-                  HUB_SECRET=SECRET, HUB_ADMIN_KEY="k" * 32, XDG_STATE_HOME=str(tmp_path))
+    result = _cli(
+        "token",
+        "u42",
+        "--name",
+        "Ann",
+        "--username",
+        "ann",
+        "--ttl",
+        "60",
+        HUB_SECRET=SECRET,
+        HUB_ADMIN_KEY="k" * 32,
+        XDG_STATE_HOME=str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     claims = verify_token(SECRET, result.stdout.strip())
     assert (claims.user, claims.name, claims.username) == ("u42", "Ann", "ann")

@@ -23,8 +23,9 @@ from hub.protocol import ALL, JSON_CODEC, MSGPACK_CODEC, Codec, Scope
 class Client:
     """A subscriber as fan-out sees it: a codec and an outbox."""
 
-    def __init__(self, codec: Codec = JSON_CODEC, max_frames: int = 256,
-                 max_bytes: int = 4 * 1024 * 1024) -> None:
+    def __init__(
+        self, codec: Codec = JSON_CODEC, max_frames: int = 256, max_bytes: int = 4 * 1024 * 1024
+    ) -> None:
         self.codec = codec
         self.outbox = Outbox(max_frames, max_bytes)
 
@@ -44,8 +45,14 @@ class Client:
 
 
 def entry(uid: str, at: int, status: str = "online", text: str = "") -> Entry:
-    return {"id": uid, "username": uid, "name": uid.upper(), "status": status, "text": text,
-            "at": at}
+    return {
+        "id": uid,
+        "username": uid,
+        "name": uid.upper(),
+        "status": status,
+        "text": text,
+        "at": at,
+    }
 
 
 def live(fanout: Fanout, client: Client, scope: Scope = ALL, cursor: int = 0) -> None:
@@ -81,8 +88,10 @@ async def test_coalescing_keeps_the_entry_with_the_larger_at_not_the_last_fed():
     fanout = Fanout()
     client = Client()
     live(fanout, client)
-    history = [entry("u1", at, status) for at, status in
-               [(10, "online"), (30, "busy"), (20, "away"), (25, "offline")]]
+    history = [
+        entry("u1", at, status)
+        for at, status in [(10, "online"), (30, "busy"), (20, "away"), (25, "offline")]
+    ]
     history += [entry("u2", 7, "away"), entry("u2", 5, "online")]
     rnd = random.Random(7)
     rnd.shuffle(history)
@@ -232,8 +241,9 @@ async def test_new_subscription_buffers_until_go_live():
     fanout.feed([entry("u1", 12, "busy"), entry("u2", 11)], cursor=12)
     fanout.flush()
     assert len(client.outbox) == 0, "nothing may precede the snapshot"
-    snapshot = JSON_CODEC.encode({"op": "snapshot", "scope": {"all": True}, "full": True,
-                                  "users": [], "cursor": 9})
+    snapshot = JSON_CODEC.encode(
+        {"op": "snapshot", "scope": {"all": True}, "full": True, "users": [], "cursor": 9}
+    )
     client.outbox.put_control(snapshot)
     fanout.go_live(sub, client.codec, cursor=9)
     frames = await client.drain()

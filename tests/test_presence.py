@@ -274,12 +274,14 @@ def test_merge_is_order_independent(incoming, rnd):
 @given(st.lists(entries, max_size=20))
 def test_merge_is_idempotent_and_leaves_its_input_alone(incoming):
     """Merging the same entries twice changes nothing, and the given map is not mutated."""
-    base: dict[str, Entry] = {"z": {"id": "z", "username": "z", "name": "z",
-                                    "status": "away", "text": "", "at": 3}}
+    base: dict[str, Entry] = {
+        "z": {"id": "z", "username": "z", "name": "z", "status": "away", "text": "", "at": 3}
+    }
     once = merge(base, incoming)
     assert merge(once, incoming) == once
-    assert base == {"z": {"id": "z", "username": "z", "name": "z",
-                          "status": "away", "text": "", "at": 3}}
+    assert base == {
+        "z": {"id": "z", "username": "z", "name": "z", "status": "away", "text": "", "at": 3}
+    }
     assert once["z"] == base["z"]
 
 
@@ -299,8 +301,14 @@ def test_new_connection_is_online_and_stamped_with_now():
     """A user's first connection makes it online at exactly ``now``."""
     user = UserPresence(id="u1")
     assert user.connect("c1", "online", 5_000, username="ann", name="Ann")
-    assert user.entry() == {"id": "u1", "username": "ann", "name": "Ann", "status": "online",
-                            "text": "", "at": 5_000}
+    assert user.entry() == {
+        "id": "u1",
+        "username": "ann",
+        "name": "Ann",
+        "status": "online",
+        "text": "",
+        "at": 5_000,
+    }
 
 
 def test_all_connections_away_makes_the_user_away():

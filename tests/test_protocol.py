@@ -118,8 +118,15 @@ def test_non_map_is_a_bad_frame(encode, value):
 
 
 @pytest.mark.parametrize("encode", CODECS)
-@pytest.mark.parametrize("frame", [{"op": "dance", "ref": "r1"}, {"ref": "r1"},
-                                   {"op": 5, "ref": "r1"}, {"op": "HELLO", "ref": "r1"}])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"op": "dance", "ref": "r1"},
+        {"ref": "r1"},
+        {"op": 5, "ref": "r1"},
+        {"op": "HELLO", "ref": "r1"},
+    ],
+)
 def test_unknown_op_names_it_and_keeps_the_ref(encode, frame):
     """An unknown or missing op is unknown_op, with the op in the message and the ref kept."""
     err = refused(encode(frame))
@@ -258,8 +265,12 @@ def test_server_frame_shapes():
     assert SERVER_FRAMES[3]["scope"] == {"users": ["a", "b"]}
     assert set(SERVER_FRAMES[4]) == {"op", "scope", "users", "cursor"}
     assert SERVER_FRAMES[5] == {"op": "ack", "ref": "r1"}
-    assert SERVER_FRAMES[7] == {"op": "error", "code": "bad_field",
-                                "message": "status must be one of ...", "ref": "r2"}
+    assert SERVER_FRAMES[7] == {
+        "op": "error",
+        "code": "bad_field",
+        "message": "status must be one of ...",
+        "ref": "r2",
+    }
     assert "ref" not in SERVER_FRAMES[8]
 
 
@@ -352,6 +363,8 @@ def test_bad_until_or_last_seen_is_refused_naming_the_field(encode, frame, needl
     assert err.code == p.ErrorCode.BAD_FIELD
     assert needle in err.message
     assert err.ref == 9
+
+
 # -- invalid Unicode and out-of-range numbers ---------------------------------------------
 
 SURROGATE = "\ud800"

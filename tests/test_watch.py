@@ -74,8 +74,10 @@ ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 def test_lines_are_cut_at_words_to_the_terminal_width() -> None:
     """A line longer than the terminal is cut at a word with an ellipsis, colours kept and
     closed; the terminal never has to wrap (which split words mid-way)."""
-    line = ("21:04:05  alice (Alice)  \x1b[32monline\x1b[0m -> \x1b[31mbusy\x1b[0m  "
-            '"in a meeting about the roadmap"')
+    line = (
+        "21:04:05  alice (Alice)  \x1b[32monline\x1b[0m -> \x1b[31mbusy\x1b[0m  "
+        '"in a meeting about the roadmap"'
+    )
     for width in (30, 45, 60):
         cut = fit(line, width)
         plain = ESCAPES.sub("", cut)
@@ -109,8 +111,9 @@ def test_the_screen_marks_a_stale_table() -> None:
     """While disconnected the screen says STALE since when; live again, the mark goes."""
     out = io.StringIO()
     view = View(out, {"all": True}, "http://hub", tty=True, colour=False, feed=5)
-    view.snapshot({"alice": {"id": "alice", "name": "Alice", "status": "online", "text": "",
-                             "at": 0}})  # type: ignore[dict-item]
+    view.snapshot(
+        {"alice": {"id": "alice", "name": "Alice", "status": "online", "text": "", "at": 0}}
+    )  # type: ignore[dict-item]
     view.tick(True)
     assert "STALE" not in out.getvalue()
     view.tick(False)
@@ -150,7 +153,6 @@ async def test_pipe_marks_the_list_stale_while_the_hub_is_down(tmp_path: Path) -
         process.kill()
         await process.wait()
         own.stop()
-
 
 
 async def test_once_prints_who_is_online_and_exits(hub: HubProcess, tmp_path: Path) -> None:

@@ -58,8 +58,14 @@ def hub_signer(secret: str) -> Signer:
     return sign
 
 
-def verify(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance_s: float = 300.0,
-           now: float | None = None) -> bool:
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance_s: float = 300.0,
+    now: float | None = None,
+) -> bool:
     """What a receiver checks: the signature matches and the timestamp is recent."""
     try:
         timestamp = int(headers[TIMESTAMP_HEADER])
@@ -207,8 +213,13 @@ class Deliverer:
             if time.time() + wait > deadline:
                 remaining = deadline - time.time()
                 if remaining <= 0:
-                    log.warning("webhook %s: delivery %s dead-lettered after %d attempts: %s",
-                                self.name, delivery.id, delivery.attempts, reason)
+                    log.warning(
+                        "webhook %s: delivery %s dead-lettered after %d attempts: %s",
+                        self.name,
+                        delivery.id,
+                        delivery.attempts,
+                        reason,
+                    )
                     self.stats.dead_lettered += 1
                     await self.source.dead(delivery, reason)
                     return

@@ -94,8 +94,9 @@ class QueueSource(Generic[T]):
     def _take(self) -> Delivery | None:
         taken: list[Queued[T]] = []
         entries = 0
-        while self._queue and (not taken or entries + len(self._queue[0].users)
-                               <= self.max_entries):
+        while self._queue and (
+            not taken or entries + len(self._queue[0].users) <= self.max_entries
+        ):
             item = self._queue.popleft()
             taken.append(item)
             entries += len(item.users)

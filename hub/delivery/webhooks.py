@@ -198,9 +198,12 @@ class StreamSource:
 
     def _lost(self, count: int | None) -> None:
         self.stats.gaps += 1
-        log.warning("webhook group %s fell out of the change stream: %s entries were trimmed "
-                    "before delivery (raise HUB_WINDOW_S to keep a longer backlog)",
-                    self.reader.group, "some" if count is None else count)
+        log.warning(
+            "webhook group %s fell out of the change stream: %s entries were trimmed "
+            "before delivery (raise HUB_WINDOW_S to keep a longer backlog)",
+            self.reader.group,
+            "some" if count is None else count,
+        )
 
     def _deliver(self, entries: list[StreamEntry]) -> Delivery | None:
         self.stats.queued += len(entries)
@@ -227,8 +230,12 @@ class StreamSource:
         assert isinstance(delivery.token, _Taken)
         await self.redis.xadd(
             self.dead_key,
-            {"id": delivery.id, "reason": reason, "body": delivery.body,
-             "at": str(int(time.time() * 1000))},
+            {
+                "id": delivery.id,
+                "reason": reason,
+                "body": delivery.body,
+                "at": str(int(time.time() * 1000)),
+            },
             maxlen=DEAD_MAXLEN,
             approximate=True,
         )
@@ -265,8 +272,9 @@ class Webhooks:
         tick_s = settings.tick_ms / 1000
         if self.durable:
             cluster = store_url.startswith("redis+cluster://")
-            keys = Keys(settings.key_prefix, settings.buckets or (16 if cluster else 1),
-                        cluster=cluster)
+            keys = Keys(
+                settings.key_prefix, settings.buckets or (16 if cluster else 1), cluster=cluster
+            )
             self._redis = stream_client(store_url, block_s=BLOCK_MS / 1000)
         for config in settings.webhooks:
             eid = endpoint_id(config.url)
@@ -275,20 +283,33 @@ class Webhooks:
             source: StreamSource | QueueSource[Entry]
             if self._redis is not None:
                 reader = GroupReader(self._redis, keys.streams, f"webhook:{eid}", node.id)
-                lease = Lease(self._redis, f"{settings.key_prefix}webhooks:lease:{eid}",
-                              node.id, settings.node_ttl_ms)
+                lease = Lease(
+                    self._redis,
+                    f"{settings.key_prefix}webhooks:lease:{eid}",
+                    node.id,
+                    settings.node_ttl_ms,
+                )
                 self._leases.append(lease)
                 source = StreamSource(
-                    self._redis, reader, lease, f"{settings.key_prefix}webhooks:dead:{eid}",
-                    encode, tick_s=tick_s, stats=stats,
+                    self._redis,
+                    reader,
+                    lease,
+                    f"{settings.key_prefix}webhooks:dead:{eid}",
+                    encode,
+                    tick_s=tick_s,
+                    stats=stats,
                 )
             else:
-                source = QueueSource(encode, tick_s=tick_s, max_entries=MAX_ENTRIES,
-                                     stats=stats)
+                source = QueueSource(encode, tick_s=tick_s, max_entries=MAX_ENTRIES, stats=stats)
             deliverer = Deliverer(
-                eid, config.url, hub_signer(config.secret), _Skipping(source),
-                retry_s=settings.webhook_retry_s, backoff=backoff,
-                timeout_s=settings.webhook_timeout_s, stats=stats,
+                eid,
+                config.url,
+                hub_signer(config.secret),
+                _Skipping(source),
+                retry_s=settings.webhook_retry_s,
+                backoff=backoff,
+                timeout_s=settings.webhook_timeout_s,
+                stats=stats,
             )
             self.endpoints.append(Endpoint(eid, config, stats, deliverer, source))
 

@@ -111,8 +111,7 @@ def _app(item: Any, n: int, name: str) -> App:
         raise ConfigError(f"{where}: webhooks must be a list")
     webhooks = tuple(_webhook(h, f"{where} webhook #{i + 1}") for i, h in enumerate(hooks))
     return _check(
-        App(str(item["id"]), str(item["key"]), str(item["secret"]), client_events, limit,
-            webhooks),
+        App(str(item["id"]), str(item["key"]), str(item["secret"]), client_events, limit, webhooks),
         where,
     )
 

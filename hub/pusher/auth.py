@@ -24,8 +24,9 @@ def sign(secret: str, message: str) -> str:
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-def channel_auth(key: str, secret: str, socket_id: str, channel: str,
-                 channel_data: str | None = None) -> str:
+def channel_auth(
+    key: str, secret: str, socket_id: str, channel: str, channel_data: str | None = None
+) -> str:
     """What an auth endpoint returns as ``auth`` for this socket and channel."""
     message = f"{socket_id}:{channel}"
     if channel_data is not None:
@@ -33,8 +34,14 @@ def channel_auth(key: str, secret: str, socket_id: str, channel: str,
     return f"{key}:{sign(secret, message)}"
 
 
-def check_channel_auth(key: str, secret: str, socket_id: str, channel: str, auth: object,
-                       channel_data: str | None = None) -> None:
+def check_channel_auth(
+    key: str,
+    secret: str,
+    socket_id: str,
+    channel: str,
+    auth: object,
+    channel_data: str | None = None,
+) -> None:
     if not isinstance(auth, str) or ":" not in auth:
         raise SignatureError("auth must be a string key:signature")
     given_key, _, _ = auth.partition(":")
@@ -47,8 +54,10 @@ def check_channel_auth(key: str, secret: str, socket_id: str, channel: str, auth
 
 def string_to_sign(method: str, path: str, params: Mapping[str, str]) -> str:
     query = "&".join(
-        f"{k}={v}" for k, v in sorted((k.lower(), v) for k, v in params.items()
-                                      if k.lower() != "auth_signature")
+        f"{k}={v}"
+        for k, v in sorted(
+            (k.lower(), v) for k, v in params.items() if k.lower() != "auth_signature"
+        )
     )
     return f"{method.upper()}\n{path}\n{query}"
 
@@ -61,8 +70,15 @@ def body_md5(body: bytes) -> str:
     return hashlib.md5(body, usedforsecurity=False).hexdigest()
 
 
-def check_request(key: str, secret: str, method: str, path: str, params: Mapping[str, str],
-                  body: bytes, now_s: float) -> None:
+def check_request(
+    key: str,
+    secret: str,
+    method: str,
+    path: str,
+    params: Mapping[str, str],
+    body: bytes,
+    now_s: float,
+) -> None:
     """Verify an HTTP API request; :class:`SignatureError` naming what failed."""
     if params.get("auth_key") != key:
         raise SignatureError("auth_key is missing or not this app's key")

@@ -60,8 +60,16 @@ class ChannelState(Protocol):
 
     async def close(self) -> None: ...
 
-    async def subscribe(self, app: str, channel: str, socket: str, node: str, user_id: str,
-                        user_info: str, limit: int) -> Joined: ...
+    async def subscribe(
+        self,
+        app: str,
+        channel: str,
+        socket: str,
+        node: str,
+        user_id: str,
+        user_info: str,
+        limit: int,
+    ) -> Joined: ...
 
     async def unsubscribe(self, app: str, channel: str, socket: str) -> Left: ...
 
@@ -120,8 +128,16 @@ class MemoryChannels:
     async def close(self) -> None:
         return None
 
-    async def subscribe(self, app: str, channel: str, socket: str, node: str, user_id: str,
-                        user_info: str, limit: int) -> Joined:
+    async def subscribe(
+        self,
+        app: str,
+        channel: str,
+        socket: str,
+        node: str,
+        user_id: str,
+        user_info: str,
+        limit: int,
+    ) -> Joined:
         key = (app, channel)
         subs = self.subs.setdefault(key, {})
         if socket in subs:
@@ -243,8 +259,7 @@ class RedisChannels:
 
     def _channel_keys(self, app: str, channel: str, node_key: str) -> list[str]:
         t = self._tag(app)
-        return [f"{t}:s:{channel}", f"{t}:m:{channel}", f"{t}:i:{channel}", f"{t}:occ",
-                node_key]
+        return [f"{t}:s:{channel}", f"{t}:m:{channel}", f"{t}:i:{channel}", f"{t}:occ", node_key]
 
     async def start(self) -> None:
         from redis.asyncio.cluster import RedisCluster
@@ -260,8 +275,16 @@ class RedisChannels:
     async def close(self) -> None:
         await self._redis.aclose()
 
-    async def subscribe(self, app: str, channel: str, socket: str, node: str, user_id: str,
-                        user_info: str, limit: int) -> Joined:
+    async def subscribe(
+        self,
+        app: str,
+        channel: str,
+        socket: str,
+        node: str,
+        user_id: str,
+        user_info: str,
+        limit: int,
+    ) -> Joined:
         from hub.store.redis import unavailable
 
         keys = self._channel_keys(app, channel, f"{self._tag(app)}:n:{node}")
@@ -323,8 +346,9 @@ class RedisChannels:
         from hub.store.redis import unavailable
 
         with unavailable():
-            return bool(await self._heartbeat(keys=[f"{self._tag(app)}:nodes"],
-                                              args=[node, ttl_ms]))
+            return bool(
+                await self._heartbeat(keys=[f"{self._tag(app)}:nodes"], args=[node, ttl_ms])
+            )
 
     async def expired_nodes(self, app: str) -> list[str]:
         from hub.store.redis import unavailable
@@ -396,5 +420,7 @@ class RedisBus:
 def open_channels(settings: Settings) -> tuple[ChannelState, Bus]:
     if settings.store.startswith("memory://"):
         return MemoryChannels(), MemoryBus()
-    return (RedisChannels(settings.store, settings.key_prefix),
-            RedisBus(settings.store, f"{settings.channel}:pusher"))
+    return (
+        RedisChannels(settings.store, settings.key_prefix),
+        RedisBus(settings.store, f"{settings.channel}:pusher"),
+    )

@@ -49,8 +49,9 @@ async def _authorized(request: Request) -> tuple[PusherService, App, bytes]:
     body = await request.body()
     params = dict(request.query_params)
     try:
-        check_request(app.key, app.secret, request.method, request.url.path, params, body,
-                      time.time())
+        check_request(
+            app.key, app.secret, request.method, request.url.path, params, body, time.time()
+        )
     except SignatureError as exc:
         raise ApiError(401, f"authentication failed: {exc}") from None
     return service, app, body
@@ -119,8 +120,7 @@ async def events(request: Request, service: PusherService, app: App, body: bytes
     return JSONResponse({})
 
 
-async def batch_events(request: Request, service: PusherService, app: App,
-                       body: bytes) -> Response:
+async def batch_events(request: Request, service: PusherService, app: App, body: bytes) -> Response:
     batch = _json_body(body).get("batch")
     if not isinstance(batch, list) or not batch:
         raise ApiError(400, "batch must be a non-empty list of events")
@@ -206,7 +206,8 @@ routes = [
     Route("/apps/{app_id}/channels", _handler(channels), methods=["GET"]),
     Route("/apps/{app_id}/channels/{channel}", _handler(channel), methods=["GET"]),
     Route("/apps/{app_id}/channels/{channel}/users", _handler(users), methods=["GET"]),
-    Route("/apps/{app_id}/users/{user}/terminate_connections", _handler(terminate),
-          methods=["POST"]),
+    Route(
+        "/apps/{app_id}/users/{user}/terminate_connections", _handler(terminate), methods=["POST"]
+    ),
     Route("/users/{user}/terminate_connections", _handler(terminate), methods=["POST"]),
 ]

@@ -89,8 +89,15 @@ def room_of(channel: str) -> str:
 
 
 class PusherService:
-    def __init__(self, settings: Settings, node: Node, apps: Apps, channels: ChannelState,
-                 bus: Bus, webhooks: Webhooks) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        node: Node,
+        apps: Apps,
+        channels: ChannelState,
+        bus: Bus,
+        webhooks: Webhooks,
+    ) -> None:
         self.settings = settings
         self.node = node
         self.apps = apps
@@ -195,17 +202,23 @@ class PusherService:
             socket.session.refused(channel)
             if member is not None:
                 await self._end_hub(socket, member.user_id)
-            socket.transport.send(p.subscription_error(channel, "service unavailable", 503,
-                                                       "ServiceUnavailable"))
+            socket.transport.send(
+                p.subscription_error(channel, "service unavailable", 503, "ServiceUnavailable")
+            )
             return
         if joined.status < 0:
             self._unlocal(socket, channel)
             socket.session.refused(channel)
             if member is not None:
                 await self._end_hub(socket, member.user_id)
-            socket.transport.send(p.subscription_error(
-                channel, f"the channel has reached its limit of {app.member_limit} members",
-                4100, "LimitReached"))
+            socket.transport.send(
+                p.subscription_error(
+                    channel,
+                    f"the channel has reached its limit of {app.member_limit} members",
+                    4100,
+                    "LimitReached",
+                )
+            )
             return
         if socket.closed:
             # The socket closed meanwhile: its cleanup did not see this subscription.
@@ -231,11 +244,16 @@ class PusherService:
         if joined.occupied:
             self.webhooks.add(app, {"name": "channel_occupied", "channel": channel})
         if joined.added and member is not None:
-            await self._publish(app, channel, p.member_added(channel, member.user_id,
-                                                             member.user_info),
-                                exclude=socket.id, added=member.user_id)
-            self.webhooks.add(app, {"name": "member_added", "channel": channel,
-                                    "user_id": member.user_id})
+            await self._publish(
+                app,
+                channel,
+                p.member_added(channel, member.user_id, member.user_info),
+                exclude=socket.id,
+                added=member.user_id,
+            )
+            self.webhooks.add(
+                app, {"name": "member_added", "channel": channel, "user_id": member.user_id}
+            )
             await self._sync_room(app, channel, member.user_id)
 
     async def unsubscribe(self, socket: Socket, channel: str) -> None:
@@ -260,10 +278,12 @@ class PusherService:
         if not left.removed:
             return
         if left.member_removed:
-            await self._publish(app, channel, p.member_removed(channel, left.user_id),
-                                removed=left.user_id)
-            self.webhooks.add(app, {"name": "member_removed", "channel": channel,
-                                    "user_id": left.user_id})
+            await self._publish(
+                app, channel, p.member_removed(channel, left.user_id), removed=left.user_id
+            )
+            self.webhooks.add(
+                app, {"name": "member_removed", "channel": channel, "user_id": left.user_id}
+            )
             await self._sync_room(app, channel, left.user_id)
         if left.vacated:
             self.webhooks.add(app, {"name": "channel_vacated", "channel": channel})
@@ -327,20 +347,26 @@ class PusherService:
 
     # -- events ------------------------------------------------------------------------
 
-    async def client_event(self, socket: Socket, channel: str, event: str, data: Any,
-                           user_id: str | None) -> None:
+    async def client_event(
+        self, socket: Socket, channel: str, event: str, data: Any, user_id: str | None
+    ) -> None:
         extra = {"user_id": user_id} if user_id is not None else {}
         frame = p.encode(event, data, channel, **extra)
         await self._publish(socket.app, channel, frame, exclude=socket.id)
-        hook: dict[str, Any] = {"name": "client_event", "channel": channel, "event": event,
-                                "data": data if isinstance(data, str) else p.dumps(data),
-                                "socket_id": socket.id}
+        hook: dict[str, Any] = {
+            "name": "client_event",
+            "channel": channel,
+            "event": event,
+            "data": data if isinstance(data, str) else p.dumps(data),
+            "socket_id": socket.id,
+        }
         if user_id is not None:
             hook["user_id"] = user_id
         self.webhooks.add(socket.app, hook)
 
-    async def trigger(self, app: App, channels: list[str], event: str, data: str,
-                      exclude: str | None) -> None:
+    async def trigger(
+        self, app: App, channels: list[str], event: str, data: str, exclude: str | None
+    ) -> None:
         """An event from the HTTP API, to every subscriber on every node."""
         for channel in channels:
             await self._publish(app, channel, p.encode(event, data, channel), exclude=exclude)
@@ -348,8 +374,16 @@ class PusherService:
     async def terminate(self, app: App, user: str) -> None:
         await self.bus.publish({"k": "t", "a": app.id, "u": user})
 
-    async def _publish(self, app: App, channel: str, frame: str, *, exclude: str | None = None,
-                       added: str | None = None, removed: str | None = None) -> None:
+    async def _publish(
+        self,
+        app: App,
+        channel: str,
+        frame: str,
+        *,
+        exclude: str | None = None,
+        added: str | None = None,
+        removed: str | None = None,
+    ) -> None:
         message: dict[str, Any] = {"k": "e", "a": app.id, "c": channel, "f": frame}
         if exclude:
             message["x"] = exclude
@@ -400,8 +434,7 @@ class PusherService:
     async def _terminate_local(self, app_id: str, user: str) -> None:
         targets = [s for s in self.sockets.values() if s.app.id == app_id and user in s.hub]
         await asyncio.gather(
-            *(s.transport.close(p.Close.UNAUTHORIZED, "terminated by the app")
-              for s in targets),
+            *(s.transport.close(p.Close.UNAUTHORIZED, "terminated by the app") for s in targets),
             return_exceptions=True,
         )
 
@@ -469,8 +502,12 @@ class PusherService:
                 )
                 restored += 1
                 if joined.added and member is not None:
-                    await self._publish(app, channel, p.member_added(
-                        channel, member.user_id, member.user_info), added=member.user_id)
+                    await self._publish(
+                        app,
+                        channel,
+                        p.member_added(channel, member.user_id, member.user_info),
+                        added=member.user_id,
+                    )
                     await self._sync_room(app, channel, member.user_id)
         if restored:
             log.warning("pusher subscriptions had been reaped; restored %d", restored)

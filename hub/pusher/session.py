@@ -150,7 +150,11 @@ class PusherSession:
                 if kind == "presence":
                     member = p.parse_channel_data(channel_data)
                 check_channel_auth(
-                    self.app.key, self.app.secret, self.socket_id, channel, data.get("auth"),
+                    self.app.key,
+                    self.app.secret,
+                    self.socket_id,
+                    channel,
+                    data.get("auth"),
                     channel_data if isinstance(channel_data, str) else None,
                 )
             except p.FrameError as exc:
@@ -181,8 +185,13 @@ class PusherSession:
         if len(p.dumps(frame.data).encode()) > p.MAX_EVENT_DATA:
             return [Send(p.error(f"event data must be at most {p.MAX_EVENT_DATA} bytes"))]
         if not self.bucket.allow(self.last_seen):
-            return [Send(p.error("client event rejected: rate limit exceeded",
-                                 p.ErrorCode.CLIENT_EVENT_REJECTED))]
+            return [
+                Send(
+                    p.error(
+                        "client event rejected: rate limit exceeded",
+                        p.ErrorCode.CLIENT_EVENT_REJECTED,
+                    )
+                )
+            ]
         member = self.channels[channel]
-        return [ClientEvent(channel, frame.event, frame.data,
-                            member.user_id if member else None)]
+        return [ClientEvent(channel, frame.event, frame.data, member.user_id if member else None)]

@@ -94,8 +94,11 @@ async def endpoint(websocket: WebSocket) -> None:
     except ValueError:
         version = -1
     if version not in p.PROTOCOLS:
-        await _refuse(websocket, p.Close.UNSUPPORTED_PROTOCOL,
-                      f"Unsupported protocol version {raw[:16]!r} (5 to 7 are served)")
+        await _refuse(
+            websocket,
+            p.Close.UNSUPPORTED_PROTOCOL,
+            f"Unsupported protocol version {raw[:16]!r} (5 to 7 are served)",
+        )
         return
     if service.node.draining:
         await _refuse(websocket, p.Close.GENERIC_RECONNECT, "node restarting")
@@ -116,8 +119,9 @@ async def endpoint(websocket: WebSocket) -> None:
         await service.closed(socket)
 
 
-async def _read(service: PusherService, socket: Socket, websocket: WebSocket,
-                max_bytes: int) -> None:
+async def _read(
+    service: PusherService, socket: Socket, websocket: WebSocket, max_bytes: int
+) -> None:
     session = socket.session
     transport = socket.transport
     assert isinstance(transport, WsTransport)
@@ -151,7 +155,8 @@ async def _run(service: PusherService, socket: Socket, action: s.Action) -> None
     elif isinstance(action, s.Unsubscribe):
         await service.unsubscribe(socket, action.channel)
     elif isinstance(action, s.ClientEvent):
-        await service.client_event(socket, action.channel, action.event, action.data,
-                                   action.user_id)
+        await service.client_event(
+            socket, action.channel, action.event, action.data, action.user_id
+        )
     elif isinstance(action, s.Close):
         await socket.transport.close(action.code, action.reason)

@@ -35,8 +35,10 @@ class RcSetStatusBody(Struct):
     message: Annotated[str | None, Meta(description="Status text, at most 120 characters.")] = None
     expiresAt: Annotated[
         str | None,
-        Meta(description="ISO 8601 time (at most a year ahead) when the status and message "
-             "clear: the status returns to automatic (online)."),
+        Meta(
+            description="ISO 8601 time (at most a year ahead) when the status and message "
+            "clear: the status returns to automatic (online)."
+        ),
     ] = None
     lastSeen: Annotated[
         Literal["everyone", "nobody"] | None,

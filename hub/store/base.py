@@ -158,9 +158,7 @@ class PresenceStore(Protocol):
     async def expire_statuses(self) -> None:
         """Apply every status expiry that is due (any node may call; each applies once)."""
 
-    async def set_profile(
-        self, profile: Profile, *, create: bool = True
-    ) -> UserView | None:
+    async def set_profile(self, profile: Profile, *, create: bool = True) -> UserView | None:
         """Create or update a user's username, name, avatar and utcOffset."""
 
     async def drop_user(self, user: str) -> None:

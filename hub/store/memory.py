@@ -347,4 +347,3 @@ class MemoryStore:
 
     def events(self) -> AsyncIterator[Event]:
         return self._feed.events()
-

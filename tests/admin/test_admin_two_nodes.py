@@ -38,8 +38,9 @@ def name(label: str) -> str:
     pytest.param("redis_url", id="redis"),
     pytest.param("cluster_url", id="redis-cluster", marks=pytest.mark.cluster),
 ])  # fmt: skip
-def nodes(request: pytest.FixtureRequest, key_prefix: str, tmp_path: Path
-          ) -> Iterator[tuple[HubProcess, ...]]:
+def nodes(
+    request: pytest.FixtureRequest, key_prefix: str, tmp_path: Path
+) -> Iterator[tuple[HubProcess, ...]]:
     """Two hubs on one Redis (or one Redis Cluster) with a 30 s offline grace."""
     redis_url: str = request.getfixturevalue(request.param)
     env = {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix,
@@ -165,9 +166,7 @@ async def test_a_normal_close_still_waits_for_the_grace(
     assert status.json()["data"] == {user: "online"}
 
 
-async def test_deactivating_an_unknown_user_is_a_404(
-    nodes: tuple[HubProcess, HubProcess]
-) -> None:
+async def test_deactivating_an_unknown_user_is_a_404(nodes: tuple[HubProcess, HubProcess]) -> None:
     """Nothing happens to a user nobody registered: Agora answers 404."""
     one, _ = nodes
     async with httpx.AsyncClient(base_url=one.url) as http:

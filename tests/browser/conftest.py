@@ -98,10 +98,17 @@ def open_page(browser: Browser, hub: HubProcess) -> Iterator[OpenPage]:
     contexts = []
     errors: list[str] = []
 
-    def _open(name: str | None, query: str = "", *, width: int = 1280, height: int = 860,
-              color_scheme: Literal["light", "dark"] = "light") -> Page:
-        context = browser.new_context(viewport={"width": width, "height": height},
-                                      color_scheme=color_scheme)
+    def _open(
+        name: str | None,
+        query: str = "",
+        *,
+        width: int = 1280,
+        height: int = 860,
+        color_scheme: Literal["light", "dark"] = "light",
+    ) -> Page:
+        context = browser.new_context(
+            viewport={"width": width, "height": height}, color_scheme=color_scheme
+        )
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(f"{name}: {exc}"))
@@ -169,7 +176,5 @@ def axe_violations(page: Page, impacts: tuple[str, ...] = ("serious", "critical"
 
 def assert_no_horizontal_overflow(page: Page) -> None:
     """The page is no wider than its viewport (nothing sticks out sideways)."""
-    widths = page.evaluate(
-        "() => [document.documentElement.scrollWidth, window.innerWidth]"
-    )
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], f"page is {widths[0]} px wide in a {widths[1]} px viewport"

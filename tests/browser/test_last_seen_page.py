@@ -60,7 +60,7 @@ def test_offline_people_show_when_they_were_last_seen(open_page: OpenPage) -> No
 
 
 def test_clear_after_sends_until_and_everyone_sees_it(open_page: OpenPage) -> None:
-    """"Clear after: 30 minutes" then Busy sends until ≈ now + 30 min in the status frame;
+    """ "Clear after: 30 minutes" then Busy sends until ≈ now + 30 min in the status frame;
     Bob sees "Clears at …", Ann sees Bob busy "until …"."""
     ann = open_page("Ann Lee")
     bob = open_page("Bob Stone")

@@ -86,8 +86,9 @@ def pages(browser: Browser) -> Iterator[Any]:
     assert not errors, f"script errors: {errors}"
 
 
-def connect_page(page: Page, hub: HubProcess, user: str, name: str, timeout_ms: int = 10_000
-                 ) -> dict[str, str]:
+def connect_page(
+    page: Page, hub: HubProcess, user: str, name: str, timeout_ms: int = 10_000
+) -> dict[str, str]:
     result: dict[str, str] = page.evaluate(
         CONNECT, {"hub": hub.url, "user": user, "name": name, "timeoutMs": timeout_ms}
     )
@@ -129,28 +130,39 @@ def test_cors_on_rest_and_static_for_a_development_hub(hub: HubProcess, site: st
 def test_cors_origins_setting(tmp_path: Path) -> None:
     """With real keys only the HUB_CORS_ORIGINS origins get CORS headers; none without it."""
     allowed = "https://app.example"
-    configured = HubProcess(log_path=tmp_path / "a.log",
-                            env={"HUB_CORS_ORIGINS": f"{allowed}, https://admin.example"})
+    configured = HubProcess(
+        log_path=tmp_path / "a.log", env={"HUB_CORS_ORIGINS": f"{allowed}, https://admin.example"}
+    )
     plain = HubProcess(log_path=tmp_path / "b.log")
     for process in (configured, plain):
         process.start()
     try:
-        preflight = {"Access-Control-Request-Method": "POST",
-                     "Access-Control-Request-Headers": "authorization,content-type"}
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        }
         with httpx.Client(timeout=10) as client:
-            ok = client.options(f"{configured.url}/api/v1/users.setStatus",
-                                headers={"Origin": allowed, **preflight})
+            ok = client.options(
+                f"{configured.url}/api/v1/users.setStatus", headers={"Origin": allowed, **preflight}
+            )
             assert ok.status_code == 200
             assert ok.headers["access-control-allow-origin"] == allowed
-            other = client.get(f"{configured.url}/static/hub.js",
-                               headers={"Origin": "https://evil.example"})
+            other = client.get(
+                f"{configured.url}/static/hub.js", headers={"Origin": "https://evil.example"}
+            )
             assert "access-control-allow-origin" not in other.headers
-            assert client.get(f"{configured.url}/static/hub.js", headers={"Origin": allowed}
-                              ).headers["access-control-allow-origin"] == allowed
+            assert (
+                client.get(f"{configured.url}/static/hub.js", headers={"Origin": allowed}).headers[
+                    "access-control-allow-origin"
+                ]
+                == allowed
+            )
             none = client.get(f"{plain.url}/static/hub.js", headers={"Origin": allowed})
             assert "access-control-allow-origin" not in none.headers
-        assert "Cross-origin requests allowed from: https://app.example, https://admin.example" \
+        assert (
+            "Cross-origin requests allowed from: https://app.example, https://admin.example"
             in configured.log()
+        )
     finally:
         for process in (configured, plain):
             process.stop()
@@ -206,8 +218,9 @@ def test_subscription_api_from_another_origin(hub: HubProcess, site: str, pages:
     assert ann.evaluate("[sub.closed, h.scopes().length]") == [True, 0]
 
 
-def test_timeouts_while_the_hub_is_down_then_recovery(hub: HubProcess, site: str,
-                                                      pages: Any) -> None:
+def test_timeouts_while_the_hub_is_down_then_recovery(
+    hub: HubProcess, site: str, pages: Any
+) -> None:
     """While the hub is unreachable, subscribe() and setStatus() reject with a typed timeout
     within requestTimeoutMs; after a restart the client is live again within 12 s and the
     subscription syncs."""

@@ -95,8 +95,9 @@ def test_focus_heading_and_keyboard_status(open_page: OpenPage) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_axe_finds_no_serious_violations(open_page: OpenPage, scheme: str,
-                                         screenshots: Path) -> None:
+def test_axe_finds_no_serious_violations(
+    open_page: OpenPage, scheme: str, screenshots: Path
+) -> None:
     """axe-core on the signed-in page with people in every status, a room and the feed."""
     ann = open_page("Ann Lee", color_scheme=scheme)
     bob = open_page("Bob Stone")
@@ -117,8 +118,9 @@ def test_axe_finds_no_serious_violations(open_page: OpenPage, scheme: str,
     assert not violations, "\n".join(violations)
 
 
-def test_no_horizontal_overflow_with_long_names(open_page: OpenPage, browser: Browser,
-                                                hub: HubProcess, screenshots: Path) -> None:
+def test_no_horizontal_overflow_with_long_names(
+    open_page: OpenPage, browser: Browser, hub: HubProcess, screenshots: Path
+) -> None:
     """A long name and a long room name fit at 1280 px and at 390 px (and /docs at 390 px)."""
     other = open_page(LONG_NAME)
     other.get_by_label("Status text").fill("Working on " + "a-very-long-unbroken-word" * 4)

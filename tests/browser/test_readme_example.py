@@ -38,8 +38,9 @@ def example_files() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def token_server(command: list[str], cwd: Path, env: dict[str, str], port: int,
-                 log: Path) -> Iterator[str]:
+def token_server(
+    command: list[str], cwd: Path, env: dict[str, str], port: int, log: Path
+) -> Iterator[str]:
     """Run the example's server until it answers GET / (deadline 20 s)."""
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env},
@@ -76,14 +77,14 @@ def member(page: Page, user: str) -> Locator:
 
 
 @pytest.mark.parametrize("server", ["server.py", "server.mjs"])
-def test_the_readme_example_runs_as_written(browser: Browser, tmp_path: Path,
-                                            server: str) -> None:
+def test_the_readme_example_runs_as_written(browser: Browser, tmp_path: Path, server: str) -> None:
     for name, body in example_files().items():
         (tmp_path / name).write_text(body)
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    hub = HubProcess(log_path=tmp_path / "hub.log",
-                     env={"HUB_CORS_ORIGINS": origin, "HUB_OFFLINE_GRACE_S": "1"})
+    hub = HubProcess(
+        log_path=tmp_path / "hub.log", env={"HUB_CORS_ORIGINS": origin, "HUB_OFFLINE_GRACE_S": "1"}
+    )
     hub.start()
     command = [sys.executable, server] if server.endswith(".py") else ["node", server]
     env = {"HUB_SECRET": TEST_SECRET, "HUB_URL": hub.url, "PORT": str(port)}

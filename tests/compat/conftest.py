@@ -57,8 +57,9 @@ def _store_env(request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[HubProcess]:
+def hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HubProcess]:
     """One hub for the module, on the memory store or on Redis."""
     yield from _run(tmp_path_factory.mktemp("hub"), _store_env(request))
 
@@ -84,9 +85,7 @@ async def sockets() -> AsyncIterator[list[WsClient]]:
         await client.close()
 
 
-async def connect(
-    hub: HubProcess, sockets: list[WsClient], user: str, **claims: Any
-) -> WsClient:
+async def connect(hub: HubProcess, sockets: list[WsClient], user: str, **claims: Any) -> WsClient:
     """Connect ``user`` (registered from its token's claims on first connect)."""
     client = await connect_user(hub.ws_url, user_token(user, **claims))
     sockets.append(client)
@@ -95,6 +94,7 @@ async def connect(
 
 async def wait_offline(http: httpx.AsyncClient, user: str) -> None:
     """Poll until the hub reports ``user`` offline (its socket's close was handled)."""
+
     async def offline() -> bool:
         response = await http.get(f"/o/a/users/{user}/status", headers=ADMIN_HEADERS)
         return bool(response.json().get("data") == {user: "offline"})

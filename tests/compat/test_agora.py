@@ -175,8 +175,16 @@ async def test_list_users_with_limit_and_cursor(fresh_hub: HubProcess) -> None:
         assert default["count"] == 5 and "cursor" not in default, "the default limit is 10"
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=ten", "cursor=%21%21",
-                                   "cursor=" + base64.urlsafe_b64encode(b"x").decode()])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=101",
+        "limit=ten",
+        "cursor=%21%21",
+        "cursor=" + base64.urlsafe_b64encode(b"x").decode(),
+    ],
+)
 async def test_list_refuses_bad_limit_and_cursor(http: httpx.AsyncClient, query: str) -> None:
     """`limit` outside 1-100 or a cursor this hub did not give is a 400 naming it."""
     response = await http.get(f"{BASE}?{query}", headers=ADMIN_HEADERS)

@@ -232,7 +232,8 @@ async def test_kill_9_of_the_delivering_node_loses_nothing(
         assert all(receiver.valid(req) for req in receiver.requests)
         survivor = next(hub for name, hub in nodes.items() if name != holder)
         assert (await _metrics(survivor))[
-            f'hub_webhook_delivered_total{{endpoint="{endpoint_id(receiver.url)}"}}'] >= 1
+            f'hub_webhook_delivered_total{{endpoint="{endpoint_id(receiver.url)}"}}'
+        ] >= 1
     finally:
         await receiver.close()
         await gen.close()
@@ -251,9 +252,11 @@ async def test_permanently_failing_url_dead_letters_after_the_retry_time(
         await receiver.wait(lambda: len(receiver.requests) >= 3, 20)
         r = Redis.from_url(redis_url)
         try:
+
             async def dead() -> list[tuple[bytes, dict[bytes, bytes]]]:
                 found: list[tuple[bytes, dict[bytes, bytes]]] = await r.xrange(
-                    f"{key_prefix}webhooks:dead:{eid}")
+                    f"{key_prefix}webhooks:dead:{eid}"
+                )
                 return found
 
             (entry,) = await eventually(dead, timeout=20)

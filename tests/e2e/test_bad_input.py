@@ -109,8 +109,9 @@ async def test_bad_frames_get_error_frames_and_everyone_keeps_being_served(hub: 
         for data, code, ref in BAD_FRAMES:
             mark = bad.mark()
             await bad.send_raw(data)
-            error = await bad.wait_for(lambda f: f["op"] == "error", after=mark,
-                                       what=f"the error for {data!r:.40}")
+            error = await bad.wait_for(
+                lambda f: f["op"] == "error", after=mark, what=f"the error for {data!r:.40}"
+            )
             assert (error["code"], error.get("ref")) == (code, ref), data
             assert error["message"]
         assert not bad.closed
@@ -120,7 +121,9 @@ async def test_bad_frames_get_error_frames_and_everyone_keeps_being_served(hub: 
         # The bad status frames changed nothing: the watcher heard nothing about bad.
         assert list(watcher.entries(bad_id, after=start)) == []
         assert await bad.request({"op": "status", "status": "away", "ref": "ok"}) == {
-            "op": "ack", "ref": "ok"}
+            "op": "ack",
+            "ref": "ok",
+        }
         await watcher.wait_status(bad_id, "away", after=start)
     finally:
         for client in (bad, watcher, newcomer):
@@ -154,8 +157,7 @@ async def test_oversized_frame_closes_1009(hub: HubProcess):
         assert await big.wait_closed() == 1009
         mark = other.mark()
         await other.send({"op": "ping", "ref": "alive"})
-        await other.wait_for(lambda f: f == {"op": "pong", "ref": "alive"}, after=mark,
-                             what="pong")
+        await other.wait_for(lambda f: f == {"op": "pong", "ref": "alive"}, after=mark, what="pong")
     finally:
         await other.close()
         await big.close()
@@ -229,8 +231,9 @@ async def test_a_huge_ref_on_a_msgpack_session_is_bad_field_and_the_socket_stays
         assert "ref" not in error
         mark = client.mark()
         await client.send({"op": "ping", "ref": 2**63 - 1})
-        await client.wait_for(lambda f: f == {"op": "pong", "ref": 2**63 - 1}, after=mark,
-                              what="pong")
+        await client.wait_for(
+            lambda f: f == {"op": "pong", "ref": 2**63 - 1}, after=mark, what="pong"
+        )
         assert not client.closed
     finally:
         await client.close()

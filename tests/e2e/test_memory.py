@@ -33,7 +33,8 @@ async def test_subscriber_sees_a_new_user_online_via_delta(hub: HubProcess):
     try:
         frame = await a.wait_for(
             lambda f: f["op"] == "delta" and any(u["id"] == b_id for u in f["users"]),
-            after=start, what="a delta with B",
+            after=start,
+            what="a delta with B",
         )
         entry = next(u for u in frame["users"] if u["id"] == b_id)
         assert set(entry) == ENTRY_KEYS
@@ -56,8 +57,9 @@ async def test_status_change_is_acked_then_seen_by_subscribers(hub: HubProcess):
     try:
         online = await a.wait_status(b_id, "online")
         start = a.mark()
-        ack = await b.request({"op": "status", "status": "busy", "text": "in a call",
-                               "ref": "set-1"})
+        ack = await b.request(
+            {"op": "status", "status": "busy", "text": "in a call", "ref": "set-1"}
+        )
         assert ack == {"op": "ack", "ref": "set-1"}
         busy = await a.wait_status(b_id, "busy", after=start)
         assert busy["text"] == "in a call" and busy["at"] > online["at"]
@@ -246,10 +248,14 @@ async def test_cursor_exactly_one_window_old_is_inside(hub: HubProcess):
             guesses = list(range(base - 5, base + 35))
             start = client.mark()
             for g in guesses:
-                await client.send({"op": "sub", "all": True, "since": g - window_ms,
-                                   "ref": f"g{g}"})
-            await client.wait_for(lambda f, last=guesses[-1]: f.get("ref") == f"g{last}",
-                                  after=start, what="the last answer")
+                await client.send(
+                    {"op": "sub", "all": True, "since": g - window_ms, "ref": f"g{g}"}
+                )
+            await client.wait_for(
+                lambda f, last=guesses[-1]: f.get("ref") == f"g{last}",
+                after=start,
+                what="the last answer",
+            )
             # Each sub is answered by its snapshot, then (maybe a held delta, then) its ack.
             pairs = []
             snapshot = None

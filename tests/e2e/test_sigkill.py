@@ -29,11 +29,16 @@ def uid(label: str) -> str:
 
 
 @pytest.fixture
-def nodes(redis_url: str, key_prefix: str, tmp_path: Path
-          ) -> Iterator[tuple[HubProcess, HubProcess]]:
-    env = {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix,
-           "HUB_CHANNEL": f"{key_prefix}presence", "HUB_NODE_TTL_S": str(NODE_TTL_S),
-           "HUB_OFFLINE_GRACE_S": str(GRACE_S)}
+def nodes(
+    redis_url: str, key_prefix: str, tmp_path: Path
+) -> Iterator[tuple[HubProcess, HubProcess]]:
+    env = {
+        "HUB_STORE": redis_url,
+        "HUB_KEY_PREFIX": key_prefix,
+        "HUB_CHANNEL": f"{key_prefix}presence",
+        "HUB_NODE_TTL_S": str(NODE_TTL_S),
+        "HUB_OFFLINE_GRACE_S": str(GRACE_S),
+    }
     first = start_hub(tmp_path, env, name="node1")
     try:
         second = start_hub(tmp_path, env, name="node2")
@@ -81,8 +86,7 @@ async def test_killed_node_users_go_offline_on_the_survivor(nodes):
                 assert not set(victims) & set(listed), sorted(set(victims) & set(listed))
                 return listed
 
-            listed = await eventually(snapshot_without_victims, timeout=DEADLINE_S,
-                                      interval=0.05)
+            listed = await eventually(snapshot_without_victims, timeout=DEADLINE_S, interval=0.05)
         reaped_in = time.monotonic() - killed_at
         assert listed[both]["status"] == "online"
         for user in victims:

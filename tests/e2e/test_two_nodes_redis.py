@@ -31,11 +31,16 @@ def channel(key_prefix: str) -> str:
 
 
 @pytest.fixture
-def nodes(redis_url: str, key_prefix: str, channel: str, tmp_path: Path
-          ) -> Iterator[tuple[HubProcess, ...]]:
+def nodes(
+    redis_url: str, key_prefix: str, channel: str, tmp_path: Path
+) -> Iterator[tuple[HubProcess, ...]]:
     """Two hubs on one Redis, with this test's own key prefix and channel."""
-    env = {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix, "HUB_CHANNEL": channel,
-           "HUB_OFFLINE_GRACE_S": "0"}
+    env = {
+        "HUB_STORE": redis_url,
+        "HUB_KEY_PREFIX": key_prefix,
+        "HUB_CHANNEL": channel,
+        "HUB_OFFLINE_GRACE_S": "0",
+    }
     with running_hubs(tmp_path, env) as hubs:
         yield hubs
 
@@ -55,8 +60,9 @@ async def feed(redis_url: str, channel: str) -> AsyncIterator[PubSub]:
         await redis.aclose()
 
 
-async def published(pubsub: PubSub, predicate: Any, timeout: float = TIMEOUT_S
-                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+async def published(
+    pubsub: PubSub, predicate: Any, timeout: float = TIMEOUT_S
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The first channel message with an entry matching ``predicate``: (message, entry)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -84,8 +90,14 @@ async def test_user_on_node1_is_seen_on_node2_and_on_the_redis_channel(nodes, fe
         seen = await watcher.wait_status(user, "online")
         message, entry = await published(feed, lambda e: e["id"] == user)
         assert set(message) == {"v", "cursor", "users"} and message["v"] == 1
-        assert entry == {"id": user, "username": user, "name": "Una", "status": "online",
-                         "text": "", "at": seen["at"]}
+        assert entry == {
+            "id": user,
+            "username": user,
+            "name": "Una",
+            "status": "online",
+            "text": "",
+            "at": seen["at"],
+        }
         assert message["cursor"] >= entry["at"]
 
         start = watcher.mark()
@@ -110,13 +122,15 @@ async def test_both_nodes_answer_rest_with_the_shared_presence(nodes):
     c2 = await connect_user(node2.ws_url, user_token(on2))
     try:
         await c2.subscribe({"users": [on1, on2]})
-        await c2.wait_for(lambda f: c2.state.status(on1) == "online" and
-                          c2.state.status(on2) == "online", what="both users online")
+        await c2.wait_for(
+            lambda f: c2.state.status(on1) == "online" and c2.state.status(on2) == "online",
+            what="both users online",
+        )
         for node in nodes:
-            async with httpx.AsyncClient(base_url=node.url, trust_env=False,
-                                         timeout=10) as http:
-                response = await http.get("/api/v1/users.presence",
-                                          params={"ids": f"{on1},{on2}"}, headers=ADMIN_HEADERS)
+            async with httpx.AsyncClient(base_url=node.url, trust_env=False, timeout=10) as http:
+                response = await http.get(
+                    "/api/v1/users.presence", params={"ids": f"{on1},{on2}"}, headers=ADMIN_HEADERS
+                )
             assert response.status_code == 200
             assert sorted(u["_id"] for u in response.json()["users"]) == sorted([on1, on2])
     finally:

@@ -62,8 +62,12 @@ class Driver:
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
             [node_binary(), str(JS_DIR / "driver.mjs")],
-            cwd=JS_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            text=True, bufsize=1,
+            cwd=JS_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            bufsize=1,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -86,8 +90,9 @@ class Driver:
         self.process.stdin.write(json.dumps(cmd) + "\n")
         self.process.stdin.flush()
 
-    def wait(self, match: Callable[[Event], bool], timeout: float = WAIT_S,
-             after: int = 0) -> Event:
+    def wait(
+        self, match: Callable[[Event], bool], timeout: float = WAIT_S, after: int = 0
+    ) -> Event:
         """The first event (from index ``after``) that matches, waiting up to ``timeout``."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -99,8 +104,9 @@ class Driver:
                         return event
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"no matching event within {timeout} s; got "
-                                         f"{self.events[after:][-20:]}")
+                    raise AssertionError(
+                        f"no matching event within {timeout} s; got {self.events[after:][-20:]}"
+                    )
                 self._cond.wait(left)
 
     def mark(self) -> int:
@@ -128,8 +134,8 @@ class Driver:
 
 
 def ev(id_: str, kind: str, **fields: Any) -> Callable[[Event], bool]:
-    return lambda e: e.get("id") == id_ and e.get("ev") == kind and all(
-        e.get(k) == v for k, v in fields.items()
+    return lambda e: (
+        e.get("id") == id_ and e.get("ev") == kind and all(e.get(k) == v for k, v in fields.items())
     )
 
 
@@ -209,13 +215,31 @@ def helper(hub_port: int) -> Iterator[Helper]:
 
 
 def apps_file(path: Path, webhook_url: str) -> Path:
-    path.write_text(json.dumps([{
-        "id": APP_ID, "key": APP_KEY, "secret": APP_SECRET, "client_events": True,
-        "member_limit": 10_000,
-        "webhooks": [{"url": webhook_url, "event_types": [
-            "channel_occupied", "channel_vacated", "member_added", "member_removed",
-            "client_event"]}],
-    }]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "id": APP_ID,
+                    "key": APP_KEY,
+                    "secret": APP_SECRET,
+                    "client_events": True,
+                    "member_limit": 10_000,
+                    "webhooks": [
+                        {
+                            "url": webhook_url,
+                            "event_types": [
+                                "channel_occupied",
+                                "channel_vacated",
+                                "member_added",
+                                "member_removed",
+                                "client_event",
+                            ],
+                        }
+                    ],
+                }
+            ]
+        )
+    )
     return path
 
 
@@ -230,14 +254,20 @@ def wait_until(check: Callable[[], bool], timeout: float = WAIT_S, what: str = "
 os.environ.setdefault("NODE_NO_WARNINGS", "1")
 
 
-async def room_entry(client: Any, room: str, user: str, *, after: int = 0,
-                     **want: Any) -> dict[str, Any]:
+async def room_entry(
+    client: Any, room: str, user: str, *, after: int = 0, **want: Any
+) -> dict[str, Any]:
     """Wait for a ``/ws`` room-scope entry about ``user`` with the fields in ``want``."""
 
     def matches(frame: dict[str, Any]) -> bool:
-        return (frame.get("op") in ("snapshot", "delta") and frame.get("scope") == {"room": room}
-                and any(u["id"] == user and all(u.get(k) == v for k, v in want.items())
-                        for u in frame["users"]))
+        return (
+            frame.get("op") in ("snapshot", "delta")
+            and frame.get("scope") == {"room": room}
+            and any(
+                u["id"] == user and all(u.get(k) == v for k, v in want.items())
+                for u in frame["users"]
+            )
+        )
 
     frame = await client.wait_for(matches, after=after, what=f"{user} {want} in {room}")
     entry: dict[str, Any] = next(u for u in frame["users"] if u["id"] == user)

@@ -39,8 +39,9 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def nodes(redis_server: Any, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[tuple[HubProcess, ...]]:
+def nodes(
+    redis_server: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[HubProcess, ...]]:
     prefix = f"t{uuid.uuid4().hex[:10]}:"
     env = {
         "HUB_STORE": redis_server.url,
@@ -67,19 +68,21 @@ def driver(tmp_path: Path) -> Iterator[Driver]:
         d.close()
 
 
-def node_sdk(port: int, *calls: dict[str, Any], secret: str = APP_SECRET
-             ) -> list[dict[str, Any]]:
-    spec = {"port": port, "appId": APP_ID, "key": APP_KEY, "secret": secret,
-            "calls": list(calls)}
-    done = subprocess.run([node_binary(), str(JS_DIR / "server_sdk.mjs"), json.dumps(spec)],
-                          cwd=JS_DIR, capture_output=True, text=True, timeout=60, check=True)
+def node_sdk(port: int, *calls: dict[str, Any], secret: str = APP_SECRET) -> list[dict[str, Any]]:
+    spec = {"port": port, "appId": APP_ID, "key": APP_KEY, "secret": secret, "calls": list(calls)}
+    done = subprocess.run(
+        [node_binary(), str(JS_DIR / "server_sdk.mjs"), json.dumps(spec)],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-def _client(driver: Driver, kind: str, id_: str, node: HubProcess, auth: Helper,
-            user: str) -> str:
-    driver.send(op=kind, id=id_, key=APP_KEY, port=node.port, auth=f"{auth.url}/auth",
-                user=user)
+def _client(driver: Driver, kind: str, id_: str, node: HubProcess, auth: Helper, user: str) -> str:
+    driver.send(op=kind, id=id_, key=APP_KEY, port=node.port, auth=f"{auth.url}/auth", user=user)
     return str(driver.wait(ev(id_, "connected"))["socket_id"])
 
 
@@ -95,8 +98,7 @@ def test_events_from_both_sdks_reach_subscribers_on_every_node(nodes, driver, au
             driver.wait(ev(who, "subscribed", channel=channel))
 
     # The Node SDK on node2, one event on two channels: both clients get it on both.
-    results = node_sdk(node2.port, {"fn": "trigger", "args": [[public, private], "news",
-                                                              {"n": 1}]})
+    results = node_sdk(node2.port, {"fn": "trigger", "args": [[public, private], "news", {"n": 1}]})
     assert results[0]["status"] == 200, results
     for who in ("a", "b"):
         for channel in (public, private):
@@ -112,12 +114,17 @@ def test_events_from_both_sdks_reach_subscribers_on_every_node(nodes, driver, au
     assert not driver.seen(ev("a", "event", event="excluded"), after=mark)
 
     # Batches, from both SDKs.
-    batch = [{"channel": public, "name": "b1", "data": "one"},
-             {"channel": private, "name": "b2", "data": "two"}]
+    batch = [
+        {"channel": public, "name": "b1", "data": "one"},
+        {"channel": private, "name": "b2", "data": "two"},
+    ]
     assert node_sdk(node1.port, {"fn": "triggerBatch", "args": [batch]})[0]["status"] == 200
     sdk(node2.port).trigger_batch([{"channel": public, "name": "b3", "data": "three"}])
-    for name, channel, data in (("b1", public, "one"), ("b2", private, "two"),
-                                ("b3", public, "three")):
+    for name, channel, data in (
+        ("b1", public, "one"),
+        ("b2", private, "two"),
+        ("b3", public, "three"),
+    ):
         assert driver.wait(ev("b", "event", event=name, channel=channel))["data"] == data
 
     # Channel queries, on the node the clients are not on.
@@ -126,7 +133,9 @@ def test_events_from_both_sdks_reach_subscribers_on_every_node(nodes, driver, au
     assert set(sdk(node1.port).channels_info(prefix_filter="private-")["channels"]) >= {private}
     assert public not in sdk(node1.port).channels_info(prefix_filter="private-")["channels"]
     assert sdk(node1.port).channel_info(public, ["subscription_count"]) == {
-        "occupied": True, "subscription_count": 2}
+        "occupied": True,
+        "subscription_count": 2,
+    }
     result = node_sdk(node2.port, {"fn": "get", "args": [{"path": f"/channels/{public}"}]})
     assert result[0]["body"] == {"occupied": True}
     assert sdk(node2.port).channel_info(f"empty-{tag}") == {"occupied": False}
@@ -142,7 +151,8 @@ def test_presence_queries_and_terminate(nodes, driver, auth):
         driver.send(op="subscribe", id=who, channel=channel)
         driver.wait(ev(who, "here"))
     assert sdk(node2.port).channels_info("presence-", ["user_count"])["channels"][channel] == {
-        "user_count": 2}
+        "user_count": 2
+    }
     assert sdk(node1.port).channel_info(channel, ["user_count"])["user_count"] == 2
     got = node_sdk(node1.port, {"fn": "get", "args": [{"path": f"/channels/{channel}/users"}]})
     assert sorted(u["id"] for u in got[0]["body"]["users"]) == [f"x-{tag}", f"y-{tag}"]
@@ -171,15 +181,20 @@ def test_wrong_or_stale_signatures_get_401_and_change_nothing(nodes, driver, aut
     wrong = sdk(node1.port, "not-the-secret")
     with pytest.raises(pusher.errors.PusherBadAuth):
         wrong.trigger(channel, "forged", {})
-    js = node_sdk(node1.port, {"fn": "trigger", "args": [channel, "forged", {}]},
-                  secret="not-the-secret")
+    js = node_sdk(
+        node1.port, {"fn": "trigger", "args": [channel, "forged", {}]}, secret="not-the-secret"
+    )
     assert js[0]["status"] == 401
 
     # A correctly signed request whose timestamp is 601 s old.
     body = json.dumps({"name": "stale", "channels": [channel], "data": "{}"}).encode()
     path = f"/apps/{APP_ID}/events"
-    params = {"auth_key": APP_KEY, "auth_timestamp": str(int(time.time()) - 601),
-              "auth_version": "1.0", "body_md5": body_md5(body)}
+    params = {
+        "auth_key": APP_KEY,
+        "auth_timestamp": str(int(time.time()) - 601),
+        "auth_version": "1.0",
+        "body_md5": body_md5(body),
+    }
     params["auth_signature"] = sign_request(APP_SECRET, "POST", path, params)
     stale = httpx.post(f"{node1.url}{path}", params=params, content=body, timeout=10)
     assert stale.status_code == 401
@@ -236,9 +251,15 @@ def test_pysher_speaks_protocol_6_to_the_same_channels(nodes, driver, auth):
     driver.wait(ev("a", "here"))
 
     connected, got = threading.Event(), queue.Queue[str]()
-    client = pysher.Pusher(APP_KEY, secure=False, custom_host="127.0.0.1", port=node2.port,
-                           secret=APP_SECRET, log_level=logging.WARNING,
-                           user_data={"user_id": f"py-{tag}", "user_info": {"name": "Py"}})
+    client = pysher.Pusher(
+        APP_KEY,
+        secure=False,
+        custom_host="127.0.0.1",
+        port=node2.port,
+        secret=APP_SECRET,
+        log_level=logging.WARNING,
+        user_data={"user_id": f"py-{tag}", "user_info": {"name": "Py"}},
+    )
     client.connection.bind("pusher:connection_established", lambda *_: connected.set())
     client.connect()
     try:

@@ -34,9 +34,15 @@ def prefix() -> str:
 
 @pytest.fixture
 def hub(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[HubProcess]:
-    process = start_hub(tmp_path, {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": prefix,
-                                   "HUB_CHANNEL": f"{prefix}presence",
-                                   "HUB_PUSHER_APPS": APPS_ENV})
+    process = start_hub(
+        tmp_path,
+        {
+            "HUB_STORE": redis_url,
+            "HUB_KEY_PREFIX": prefix,
+            "HUB_CHANNEL": f"{prefix}presence",
+            "HUB_PUSHER_APPS": APPS_ENV,
+        },
+    )
     try:
         yield process
     finally:
@@ -47,13 +53,24 @@ def hub(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[HubProcess]:
 async def _subscribe(ws: ClientConnection, channel: str, user: str) -> dict[str, Any]:
     socket_id = json.loads(json.loads(await ws.recv())["data"])["socket_id"]
     data = json.dumps({"user_id": user, "user_info": {"name": user}})
-    await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
-        "channel": channel, "channel_data": data,
-        "auth": channel_auth(APP_KEY, APP_SECRET, socket_id, channel, data)}}))
+    await ws.send(
+        json.dumps(
+            {
+                "event": "pusher:subscribe",
+                "data": {
+                    "channel": channel,
+                    "channel_data": data,
+                    "auth": channel_auth(APP_KEY, APP_SECRET, socket_id, channel, data),
+                },
+            }
+        )
+    )
     while True:
         frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 30))
-        if frame["event"] in ("pusher_internal:subscription_succeeded",
-                              "pusher:subscription_error"):
+        if frame["event"] in (
+            "pusher_internal:subscription_succeeded",
+            "pusher:subscription_error",
+        ):
             return frame
 
 
@@ -64,16 +81,25 @@ async def test_ten_thousand_members(hub, redis_url, prefix):
     await state.start()
     try:
         for start in range(0, 9_999, 500):
-            await asyncio.gather(*(
-                state.subscribe(APP_ID, channel, f"9.{n}", "filler", f"fan-{n}",
-                                json.dumps({"n": n}), DEFAULT_MEMBER_LIMIT)
-                for n in range(start, min(9_999, start + 500))))
+            await asyncio.gather(
+                *(
+                    state.subscribe(
+                        APP_ID,
+                        channel,
+                        f"9.{n}",
+                        "filler",
+                        f"fan-{n}",
+                        json.dumps({"n": n}),
+                        DEFAULT_MEMBER_LIMIT,
+                    )
+                    for n in range(start, min(9_999, start + 500))
+                )
+            )
     finally:
         await state.close()
     url = f"ws://127.0.0.1:{hub.port}/app/{APP_KEY}?protocol=7"
     async with contextlib.AsyncExitStack() as stack:
-        sockets = [await stack.enter_async_context(connect(url, max_size=2**24))
-                   for _ in range(3)]
+        sockets = [await stack.enter_async_context(connect(url, max_size=2**24)) for _ in range(3)]
         ok = await _subscribe(sockets[0], channel, "last-fan")
         assert ok["event"] == "pusher_internal:subscription_succeeded"
         presence = json.loads(ok["data"])["presence"]

@@ -17,22 +17,25 @@ from hub.pusher.channels import Bus, ChannelState, Joined, Left, open_channels
 BACKENDS = [
     pytest.param("memory", id="memory"),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
-    pytest.param("redis-cluster", id="redis-cluster",
-                 marks=[pytest.mark.redis, pytest.mark.cluster]),
+    pytest.param(
+        "redis-cluster", id="redis-cluster", marks=[pytest.mark.redis, pytest.mark.cluster]
+    ),
 ]
 
 
 @pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest, key_prefix: str
-                  ) -> AsyncIterator[tuple[ChannelState, Bus]]:
+async def backend(
+    request: pytest.FixtureRequest, key_prefix: str
+) -> AsyncIterator[tuple[ChannelState, Bus]]:
     name: str = request.param
     url = "memory://"
     if name == "redis":
         url = request.getfixturevalue("redis_server").url
     elif name == "redis-cluster":
         url = request.getfixturevalue("redis_cluster").url
-    state, bus = open_channels(Settings(store=url, key_prefix=key_prefix,
-                                        channel=f"{key_prefix}presence"))
+    state, bus = open_channels(
+        Settings(store=url, key_prefix=key_prefix, channel=f"{key_prefix}presence")
+    )
     await state.start()
     await bus.start()
     try:

@@ -21,9 +21,17 @@ async def test_serve_prints_a_ready_development_app(tmp_path):
         assert f'new Pusher("{key}"' in log and f"wsPort: {hub.port}" in log
         async with connect(f"ws://127.0.0.1:{hub.port}/app/{key}?protocol=7") as ws:
             socket_id = json.loads(json.loads(await ws.recv())["data"])["socket_id"]
-            await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
-                "channel": "private-dev", "auth": channel_auth(key, secret, socket_id,
-                                                               "private-dev")}}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "event": "pusher:subscribe",
+                        "data": {
+                            "channel": "private-dev",
+                            "auth": channel_auth(key, secret, socket_id, "private-dev"),
+                        },
+                    }
+                )
+            )
             ok = json.loads(await ws.recv())
             assert ok["event"] == "pusher_internal:subscription_succeeded"
     finally:

@@ -25,10 +25,19 @@ TIMEOUT_S = 10.0
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     folder = tmp_path_factory.mktemp("pusher")
     apps = folder / "apps.json"
-    apps.write_text(json.dumps([
-        {"id": APP_ID, "key": APP_KEY, "secret": APP_SECRET, "member_limit": 2},
-        {"id": "77", "key": "quiet-key", "secret": "quiet-secret-0123", "client_events": False},
-    ]))
+    apps.write_text(
+        json.dumps(
+            [
+                {"id": APP_ID, "key": APP_KEY, "secret": APP_SECRET, "member_limit": 2},
+                {
+                    "id": "77",
+                    "key": "quiet-key",
+                    "secret": "quiet-secret-0123",
+                    "client_events": False,
+                },
+            ]
+        )
+    )
     process = start_hub(Path(folder), {"HUB_PUSHER_APPS_FILE": str(apps)})
     try:
         yield process
@@ -61,12 +70,15 @@ class Client:
     async def subscribe_presence(self, channel: str, user: str) -> dict[str, Any]:
         data = json.dumps({"user_id": user, "user_info": {"name": user}})
         auth = channel_auth(APP_KEY, APP_SECRET, self.socket_id, channel, data)
-        await self.send("pusher:subscribe", {"channel": channel, "auth": auth,
-                                             "channel_data": data})
+        await self.send(
+            "pusher:subscribe", {"channel": channel, "auth": auth, "channel_data": data}
+        )
         while True:
             frame = await self.recv()
-            if frame["event"] in ("pusher_internal:subscription_succeeded",
-                                  "pusher:subscription_error"):
+            if frame["event"] in (
+                "pusher_internal:subscription_succeeded",
+                "pusher:subscription_error",
+            ):
                 return frame
 
 
@@ -74,8 +86,9 @@ class Client:
 async def client(hub: HubProcess) -> AsyncIterator[Any]:
     opened: list[ClientConnection] = []
 
-    async def open_(key: str = APP_KEY, query: str = "?protocol=7&client=js&version=8.4.0"
-                    ) -> Client:
+    async def open_(
+        key: str = APP_KEY, query: str = "?protocol=7&client=js&version=8.4.0"
+    ) -> Client:
         ws = await connect(f"ws://127.0.0.1:{hub.port}/app/{key}{query}")
         opened.append(ws)
         c = Client(ws)
@@ -106,16 +119,22 @@ async def test_connection_established_is_pushers_shape(client):
     assert (await c.recv())["event"] == "pusher:pong"
     await c.send("pusher:subscribe", {"channel": "plain"})
     ok = await c.recv()
-    assert ok == {"event": "pusher_internal:subscription_succeeded", "channel": "plain",
-                  "data": "{}"}
+    assert ok == {
+        "event": "pusher_internal:subscription_succeeded",
+        "channel": "plain",
+        "data": "{}",
+    }
 
 
-@pytest.mark.parametrize(("key", "query", "code"), [
-    ("no-such-key", "?protocol=7", 4001),
-    (APP_KEY, "", 4008),
-    (APP_KEY, "?protocol=3", 4007),
-    (APP_KEY, "?protocol=seven", 4007),
-])
+@pytest.mark.parametrize(
+    ("key", "query", "code"),
+    [
+        ("no-such-key", "?protocol=7", 4001),
+        (APP_KEY, "", 4008),
+        (APP_KEY, "?protocol=3", 4007),
+        (APP_KEY, "?protocol=seven", 4007),
+    ],
+)
 async def test_refusals_use_pushers_close_codes(client, key, query, code):
     c = await client(key, query)
     error = await c.recv()
@@ -147,9 +166,14 @@ async def test_bad_input_from_one_client_harms_nobody_else(client, hub):
     await victim.send("pusher:subscribe", {"channel": "shared"})
     await victim.until("pusher_internal:subscription_succeeded")
     rogue = await client.ready()
-    for junk in ("nope", "[]", '{"event": 5}', json.dumps({"event": "pusher:subscribe"}),
-                 json.dumps({"event": "pusher:subscribe", "data": {"channel": "a b"}}),
-                 json.dumps({"event": "client-x", "channel": "shared", "data": {}})):
+    for junk in (
+        "nope",
+        "[]",
+        '{"event": 5}',
+        json.dumps({"event": "pusher:subscribe"}),
+        json.dumps({"event": "pusher:subscribe", "data": {"channel": "a b"}}),
+        json.dumps({"event": "client-x", "channel": "shared", "data": {}}),
+    ):
         await rogue.ws.send(junk)
         assert (await rogue.recv())["event"] == "pusher:error", junk
     # Leaving a channel it never joined is a no-op; the connection still answers.

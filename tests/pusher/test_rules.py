@@ -21,18 +21,26 @@ SDK = pusher.Pusher("1", KEY, SECRET, ssl=False, host="127.0.0.1", port=80)
 
 
 def test_channel_auth_matches_the_server_sdk():
-    assert channel_auth(KEY, SECRET, "123.456", "private-a") == SDK.authenticate(
-        "private-a", "123.456")["auth"]
+    assert (
+        channel_auth(KEY, SECRET, "123.456", "private-a")
+        == SDK.authenticate("private-a", "123.456")["auth"]
+    )
     data = {"user_id": "7", "user_info": {"name": "Seven"}}
     signed = SDK.authenticate("presence-a", "123.456", data)
-    assert channel_auth(KEY, SECRET, "123.456", "presence-a", signed["channel_data"]) == \
-        signed["auth"]
+    assert (
+        channel_auth(KEY, SECRET, "123.456", "presence-a", signed["channel_data"]) == signed["auth"]
+    )
 
 
-def _signed(params: dict[str, str], body: bytes = b"", path: str = "/apps/1/events"
-            ) -> dict[str, str]:
-    out = {"auth_key": KEY, "auth_timestamp": str(int(time.time())), "auth_version": "1.0",
-           **params}
+def _signed(
+    params: dict[str, str], body: bytes = b"", path: str = "/apps/1/events"
+) -> dict[str, str]:
+    out = {
+        "auth_key": KEY,
+        "auth_timestamp": str(int(time.time())),
+        "auth_version": "1.0",
+        **params,
+    }
     if body:
         from hub.pusher.auth import body_md5
 
@@ -68,9 +76,15 @@ def test_channel_names_and_channel_data_follow_pushers_rules():
     assert p.check_channel("x" * 164)
     member = p.parse_channel_data(json.dumps({"user_id": 42, "user_info": {"n": 1}}))
     assert member == p.Member("42", {"n": 1})
-    for bad in ('{"user_info": {}}', '{"user_id": ""}', '{"user_id": true}', "[]", "nope",
-                json.dumps({"user_id": "u", "user_info": {"x": "y" * 1100}}),
-                json.dumps({"user_id": "u" * 129})):
+    for bad in (
+        '{"user_info": {}}',
+        '{"user_id": ""}',
+        '{"user_id": true}',
+        "[]",
+        "nope",
+        json.dumps({"user_id": "u", "user_info": {"x": "y" * 1100}}),
+        json.dumps({"user_id": "u" * 129}),
+    ):
         with pytest.raises(p.FrameError):
             p.parse_channel_data(bad)
 
@@ -83,21 +97,41 @@ def test_apps_from_env_and_file(tmp_path):
         with pytest.raises(ConfigError, match="HUB_PUSHER_APPS"):
             apps_mod.parse_env(bad)
     path = tmp_path / "apps.json"
-    path.write_text(json.dumps([{"id": "3", "key": "k3", "secret": "secret-cccc",
-                                 "client_events": False, "member_limit": 50,
-                                 "webhooks": [{"url": "http://h/w",
-                                               "event_types": ["member_added"]}]}]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "3",
+                    "key": "k3",
+                    "secret": "secret-cccc",
+                    "client_events": False,
+                    "member_limit": 50,
+                    "webhooks": [{"url": "http://h/w", "event_types": ["member_added"]}],
+                }
+            ]
+        )
+    )
     (app,) = apps_mod.parse_file(str(path))
     assert (app.client_events, app.member_limit) == (False, 50)
     assert app.webhooks[0].event_types == frozenset({"member_added"})
     for bad, message in (
         ([{"id": "3", "key": "k3", "secret": "secret-cccc", "extra": 1}], "unknown fields"),
-        ([{"id": "3", "key": "k3", "secret": "secret-cccc", "member_limit": 0}],
-         "member_limit"),
-        ([{"id": "3", "key": "k3", "secret": "secret-cccc",
-           "webhooks": [{"url": "ftp://x"}]}], "http"),
-        ([{"id": "3", "key": "k3", "secret": "secret-cccc",
-           "webhooks": [{"url": "http://x", "event_types": ["nope"]}]}], "unknown event"),
+        ([{"id": "3", "key": "k3", "secret": "secret-cccc", "member_limit": 0}], "member_limit"),
+        (
+            [{"id": "3", "key": "k3", "secret": "secret-cccc", "webhooks": [{"url": "ftp://x"}]}],
+            "http",
+        ),
+        (
+            [
+                {
+                    "id": "3",
+                    "key": "k3",
+                    "secret": "secret-cccc",
+                    "webhooks": [{"url": "http://x", "event_types": ["nope"]}],
+                }
+            ],
+            "unknown event",
+        ),
         ({"id": "3"}, "list"),
     ):
         path.write_text(json.dumps(bad))
@@ -119,20 +153,27 @@ def test_subscriptions_check_signatures_and_channel_data():
     session = _session()
     (sub,) = session.receive(_frame("pusher:subscribe", {"channel": "news"}), 1.0)
     assert sub == s.Subscribe("news")
-    (err,) = session.receive(_frame("pusher:subscribe", {"channel": "private-x",
-                                                         "auth": f"{KEY}:00"}), 1.0)
+    (err,) = session.receive(
+        _frame("pusher:subscribe", {"channel": "private-x", "auth": f"{KEY}:00"}), 1.0
+    )
     assert isinstance(err, s.Send)
     sent = json.loads(err.text)
     assert sent["event"] == "pusher:subscription_error" and sent["data"]["status"] == 401
     data = json.dumps({"user_id": "u1"})
     auth = channel_auth(KEY, SECRET, "1.2", "presence-r", data)
-    (ok,) = session.receive(_frame("pusher:subscribe", {"channel": "presence-r", "auth": auth,
-                                                        "channel_data": data}), 1.0)
+    (ok,) = session.receive(
+        _frame("pusher:subscribe", {"channel": "presence-r", "auth": auth, "channel_data": data}),
+        1.0,
+    )
     assert ok == s.Subscribe("presence-r", p.Member("u1", None))
     # Tampered channel_data no longer matches the signature.
-    (bad,) = session.receive(_frame("pusher:subscribe", {
-        "channel": "presence-q", "auth": auth, "channel_data": json.dumps({"user_id": "u2"})}),
-        1.0)
+    (bad,) = session.receive(
+        _frame(
+            "pusher:subscribe",
+            {"channel": "presence-q", "auth": auth, "channel_data": json.dumps({"user_id": "u2"})},
+        ),
+        1.0,
+    )
     assert json.loads(bad.text)["data"]["status"] == 401  # type: ignore[union-attr]
     (err,) = session.receive("not json", 1.0)
     assert json.loads(err.text)["event"] == "pusher:error"  # type: ignore[union-attr]
@@ -174,10 +215,11 @@ def test_ping_pong_both_ways():
 
 
 def test_presence_frame_assembled_from_stored_json_equals_the_encoded_one():
-    members = {"1": {"name": "Ann \u00e9\"x"}, "b\"2": None, "\u00fc3": [1, {"k": "v"}]}
+    members = {"1": {"name": 'Ann \u00e9"x'}, 'b"2': None, "\u00fc3": [1, {"k": "v"}]}
     stored = {uid: p.dumps(info) for uid, info in members.items()}
     fast = json.loads(p.presence_succeeded("presence-r", stored))
     slow = json.loads(p.subscription_succeeded("presence-r", p.presence_data(members)))
     assert fast == slow
-    assert json.loads(fast["data"]) == {"presence": {"ids": ["1", 'b"2', "\u00fc3"],
-                                                     "hash": members, "count": 3}}
+    assert json.loads(fast["data"]) == {
+        "presence": {"ids": ["1", 'b"2', "\u00fc3"], "hash": members, "count": 3}
+    }

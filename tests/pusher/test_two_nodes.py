@@ -52,16 +52,16 @@ def hooks() -> Iterator[Helper]:
 
 
 @pytest.fixture
-def nodes(redis_url: str, key_prefix: str, tmp_path: Path, hooks: Helper
-          ) -> Iterator[tuple[HubProcess, ...]]:
+def nodes(
+    redis_url: str, key_prefix: str, tmp_path: Path, hooks: Helper
+) -> Iterator[tuple[HubProcess, ...]]:
     env = {
         "HUB_STORE": redis_url,
         "HUB_KEY_PREFIX": key_prefix,
         "HUB_CHANNEL": f"{key_prefix}presence",
         "HUB_NODE_TTL_S": str(TTL_S),
         "HUB_OFFLINE_GRACE_S": "0.2",
-        "HUB_PUSHER_APPS_FILE": str(apps_file(tmp_path / "apps.json",
-                                              f"{hooks.url}/webhook")),
+        "HUB_PUSHER_APPS_FILE": str(apps_file(tmp_path / "apps.json", f"{hooks.url}/webhook")),
     }
     with running_hubs(tmp_path, env) as hubs:
         yield hubs
@@ -76,16 +76,20 @@ def driver(tmp_path: Path) -> Iterator[Driver]:
         d.close()
 
 
-def _connect(driver: Driver, kind: str, id_: str, node: HubProcess, hooks: Helper,
-             user: str) -> None:
-    driver.send(op=kind, id=id_, key=APP_KEY, port=node.port, auth=f"{hooks.url}/auth",
-                user=user)
+def _connect(
+    driver: Driver, kind: str, id_: str, node: HubProcess, hooks: Helper, user: str
+) -> None:
+    driver.send(op=kind, id=id_, key=APP_KEY, port=node.port, auth=f"{hooks.url}/auth", user=user)
     driver.wait(ev(id_, "connected"))
 
 
 def _online(node: HubProcess, users: list[str]) -> list[str]:
-    response = httpx.get(f"{node.url}/api/v1/users.presence", params={"ids": ",".join(users)},
-                         headers=ADMIN_HEADERS, timeout=10)
+    response = httpx.get(
+        f"{node.url}/api/v1/users.presence",
+        params={"ids": ",".join(users)},
+        headers=ADMIN_HEADERS,
+        timeout=10,
+    )
     assert response.status_code == 200, response.text
     return sorted(u["_id"] for u in response.json()["users"])
 
@@ -118,8 +122,12 @@ def test_members_are_exact_across_nodes_tabs_and_a_killed_node(nodes, driver, ho
     assert driver.wait(ev("a2", "here"), after=mark)["members"] == sorted([u1, u2])
     driver.send(op="close", id="a2")
     driver.wait(ev("a2", "closed"), after=mark)
-    wait_until(lambda: sdk(node1.port).channel_info(channel, ["subscription_count"])
-               ["subscription_count"] == 2, what="the second tab's subscription ended")
+    wait_until(
+        lambda: (
+            sdk(node1.port).channel_info(channel, ["subscription_count"])["subscription_count"] == 2
+        ),
+        what="the second tab's subscription ended",
+    )
     # A third user joins on node1: a barrier after the tab's events.
     _connect(driver, "pusher", "c", node1, hooks, u3)
     driver.send(op="subscribe", id="c", channel=channel)
@@ -127,8 +135,12 @@ def test_members_are_exact_across_nodes_tabs_and_a_killed_node(nodes, driver, ho
     driver.wait(ev("b", "joining", user=u3), after=mark)
     driver.wait(ev("a", "joining", user=u3), after=mark)
     for who in ("a", "b"):
-        about_ann = driver.seen(lambda e, w=who: e.get("id") == w and e.get("user") == u1
-                                and e.get("ev") in ("joining", "leaving"), after=mark)
+        about_ann = driver.seen(
+            lambda e, w=who: (
+                e.get("id") == w and e.get("user") == u1 and e.get("ev") in ("joining", "leaving")
+            ),
+            after=mark,
+        )
         assert about_ann == [], f"{who} heard of ann's second tab: {about_ann}"
 
     # Both nodes list the same members through the HTTP API.
@@ -137,8 +149,11 @@ def test_members_are_exact_across_nodes_tabs_and_a_killed_node(nodes, driver, ho
         assert sorted(u["id"] for u in users) == sorted([u1, u2, u3])
 
     def member_events() -> Counter[tuple[str, str]]:
-        return Counter((e["name"], e["user_id"]) for e in hooks.webhook_events()
-                       if e.get("channel") == channel and e["name"].startswith("member_"))
+        return Counter(
+            (e["name"], e["user_id"])
+            for e in hooks.webhook_events()
+            if e.get("channel") == channel and e["name"].startswith("member_")
+        )
 
     # Webhooks leave a node a moment after the transition; one killed before that loses
     # them (see the README), so the kill waits for the three member_added.
@@ -154,18 +169,29 @@ def test_members_are_exact_across_nodes_tabs_and_a_killed_node(nodes, driver, ho
     assert took < TTL_S * 4, f"member_removed took {took:.1f} s"
     users = sdk(node1.port).users_info(channel)["users"]
     assert sorted(u["id"] for u in users) == sorted([u1, u3])
-    wait_until(lambda: _online(node1, [u1, u2, u3]) == sorted([u1, u3]),
-               timeout=TTL_S * 4, what="bob offline in users.presence")
-    assert not driver.seen(lambda e: e.get("ev") == "leaving" and e.get("user") == u1,
-                           after=mark)
+    wait_until(
+        lambda: _online(node1, [u1, u2, u3]) == sorted([u1, u3]),
+        timeout=TTL_S * 4,
+        what="bob offline in users.presence",
+    )
+    assert not driver.seen(lambda e: e.get("ev") == "leaving" and e.get("user") == u1, after=mark)
 
     # Each member event reached the webhook receiver once, across both nodes.
     wait_until(lambda: member_events()[("member_removed", u2)] >= 1, what="webhook")
     assert hooks.rejected == 0
-    assert member_events() == Counter({("member_added", u1): 1, ("member_added", u2): 1,
-                                       ("member_added", u3): 1, ("member_removed", u2): 1})
-    occupied = [e for e in hooks.webhook_events()
-                if e["name"] == "channel_occupied" and e["channel"] == channel]
+    assert member_events() == Counter(
+        {
+            ("member_added", u1): 1,
+            ("member_added", u2): 1,
+            ("member_added", u3): 1,
+            ("member_removed", u2): 1,
+        }
+    )
+    occupied = [
+        e
+        for e in hooks.webhook_events()
+        if e["name"] == "channel_occupied" and e["channel"] == channel
+    ]
     assert len(occupied) == 1
 
 
@@ -209,20 +235,31 @@ async def test_presence_channel_members_are_the_hub_room(nodes, driver, hooks):
         await asyncio.to_thread(driver.wait, ev("a", "joining", user=u2))
 
         mark = driver.mark()
-        driver.send(op="whisper", id="b", channel=channel.removeprefix("presence-"),
-                    event="typing", data={"on": True})
+        driver.send(
+            op="whisper",
+            id="b",
+            channel=channel.removeprefix("presence-"),
+            event="typing",
+            data={"on": True},
+        )
         await asyncio.to_thread(driver.wait, ev("a", "whisper"), WAIT_S, mark)
         await asyncio.to_thread(
-            wait_until, lambda: any(e["name"] == "client_event" and e["channel"] == channel
-                                    for e in hooks.webhook_events()), what="client_event hook")
+            wait_until,
+            lambda: any(
+                e["name"] == "client_event" and e["channel"] == channel
+                for e in hooks.webhook_events()
+            ),
+            what="client_event hook",
+        )
 
         mark = watcher.mark()
         driver.send(op="close", id="a")
         await room_entry(watcher, channel, u1, after=mark, member=False)
     finally:
         await watcher.close()
-    (hook,) = [e for e in hooks.webhook_events()
-               if e["name"] == "client_event" and e["channel"] == channel]
+    (hook,) = [
+        e for e in hooks.webhook_events() if e["name"] == "client_event" and e["channel"] == channel
+    ]
     assert hook["event"] == "client-typing" and hook["user_id"] == u2
     assert json.loads(hook["data"]) == {"on": True}
 
@@ -237,8 +274,9 @@ def test_an_admin_kick_closes_the_users_pusher_connections(nodes, driver, hooks)
         driver.send(op="subscribe", id=id_, channel=channel)
         driver.wait(ev(id_, "here"))
     mark = driver.mark()
-    response = httpx.post(f"{node1.url}/api/1.1/user/{u2}/kick",
-                          json={"api_key": TEST_ADMIN_KEY}, timeout=10)
+    response = httpx.post(
+        f"{node1.url}/api/1.1/user/{u2}/kick", json={"api_key": TEST_ADMIN_KEY}, timeout=10
+    )
     assert response.status_code == 200, response.text
     driver.wait(ev("a", "leaving", user=u2), after=mark)
     # 4004 is in Pusher's "do not reconnect" range: pusher-js stays away.

@@ -76,8 +76,12 @@ async def _until(check: Any, timeout: float = 10.0) -> None:
 
 @pytest.mark.parametrize("receiver", [2], indirect=True)
 async def test_events_are_batched_signed_and_retried_until_accepted(receiver):
-    app = App(APP_ID, APP_KEY, APP_SECRET, webhooks=(
-        Webhook(receiver.url, frozenset({"member_added", "member_removed"})),))
+    app = App(
+        APP_ID,
+        APP_KEY,
+        APP_SECRET,
+        webhooks=(Webhook(receiver.url, frozenset({"member_added", "member_removed"})),),
+    )
     hooks = Webhooks([app], backoff=Backoff(0.2, 0.4))
     (endpoint,) = hooks.endpoints
     await hooks.start()
@@ -97,8 +101,9 @@ async def test_events_are_batched_signed_and_retried_until_accepted(receiver):
     bodies = {body for _, body, _ in receiver.attempts}
     assert len(bodies) == 1, "every retry sends the same batch"
     _, body, headers = receiver.attempts[-1]
-    checked = sdk(0).validate_webhook(headers["X-Pusher-Key"], headers["X-Pusher-Signature"],
-                                      body.decode())
+    checked = sdk(0).validate_webhook(
+        headers["X-Pusher-Key"], headers["X-Pusher-Signature"], body.decode()
+    )
     assert checked is not None, "PyPI's SDK accepts the signature"
     assert headers["X-Pusher-Key"] == APP_KEY
     assert [e["name"] for e in json.loads(body)["events"]] == ["member_added", "member_removed"]
@@ -112,8 +117,9 @@ async def test_a_backlog_goes_in_order_in_batches_of_at_most_100(receiver):
     try:
         for i in range(250):
             hooks.add(app, {"name": "member_added", "channel": "presence-a", "user_id": str(i)})
-        await _until(lambda: sum(len(json.loads(b)["events"]) for _, b, _ in receiver.attempts)
-                     >= 250)
+        await _until(
+            lambda: sum(len(json.loads(b)["events"]) for _, b, _ in receiver.attempts) >= 250
+        )
     finally:
         await hooks.stop()
     batches = [json.loads(b)["events"] for _, b, _ in receiver.attempts]
@@ -157,8 +163,9 @@ async def test_a_hubs_pusher_webhooks_are_counted_in_metrics(receiver, tmp_path)
     try:
         async with connect(f"ws://127.0.0.1:{hub.port}/app/{APP_KEY}?protocol=7") as ws:
             await _frame(ws, "pusher:connection_established")
-            await ws.send(json.dumps({"event": "pusher:subscribe",
-                                      "data": {"channel": "my-channel"}}))
+            await ws.send(
+                json.dumps({"event": "pusher:subscribe", "data": {"channel": "my-channel"}})
+            )
             await _frame(ws, "pusher_internal:subscription_succeeded")
             await _until(lambda: len(receiver.attempts) >= 3)
 
@@ -186,8 +193,12 @@ async def test_a_hubs_pusher_webhooks_are_counted_in_metrics(receiver, tmp_path)
     times = [t for t, _, _ in receiver.attempts]
     assert times[1] - times[0] >= 0.1 and times[2] - times[1] >= 0.1  # HUB_WEBHOOK_BACKOFF_MIN_S
     _, body, headers = receiver.attempts[-1]
-    assert sdk(0).validate_webhook(headers["X-Pusher-Key"], headers["X-Pusher-Signature"],
-                                   body.decode()) is not None
+    assert (
+        sdk(0).validate_webhook(
+            headers["X-Pusher-Key"], headers["X-Pusher-Signature"], body.decode()
+        )
+        is not None
+    )
     assert json.loads(body)["events"] == [{"name": "channel_occupied", "channel": "my-channel"}]
 
 
@@ -201,8 +212,10 @@ async def _frame(ws: Any, event: str) -> dict[str, Any]:
 
 def test_apps_posting_to_one_url_are_one_metrics_series():
     url = "http://127.0.0.1:9/hook"
-    apps = [App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook(url),)),
-            App("2", "key-2", "secret-2-0123456789", webhooks=(Webhook(url),))]
+    apps = [
+        App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook(url),)),
+        App("2", "key-2", "secret-2-0123456789", webhooks=(Webhook(url),)),
+    ]
     hooks = Webhooks(apps)
     first, second = hooks.endpoints
     assert first.id == second.id == endpoint_id(url) and first.stats is second.stats

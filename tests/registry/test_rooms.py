@@ -176,9 +176,7 @@ async def test_room_events_reach_every_node(
 
     await eventually(subscribed)
     seen = len(there.events)
-    event = RoomEvent(
-        "r", [{"id": "u1", "status": "online", "at": 5, "member": True}], cursor=7
-    )
+    event = RoomEvent("r", [{"id": "u1", "status": "online", "at": 5, "member": True}], cursor=7)
     await one.publish_room(event)
 
     async def arrived() -> RoomFeedEvent:

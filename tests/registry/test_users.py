@@ -188,8 +188,9 @@ async def test_listing_filters_sorts_and_pages(registry: Registry) -> None:
     await registry.admit(user("c"), auto_register=True)
     await registry.set_activated("b", False)
 
-    async def ids(query: UserQuery, sort: Sort | None = None, offset: int = 0,
-                  limit: int = 10) -> list[str]:
+    async def ids(
+        query: UserQuery, sort: Sort | None = None, offset: int = 0, limit: int = 10
+    ) -> list[str]:
         page = await list_users(registry, query, sort or Sort(), offset, limit)
         return [u.id for u in page.users]  # fmt: skip
 

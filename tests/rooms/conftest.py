@@ -37,15 +37,19 @@ def start_nodes(tmp: Path, env: dict[str, str], count: int) -> list[HubProcess]:
 
 
 @pytest.fixture(params=BACKENDS)
-def nodes(request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
-          ) -> Iterator[tuple[HubProcess, HubProcess]]:
+def nodes(
+    request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
+) -> Iterator[tuple[HubProcess, HubProcess]]:
     """(node1, node2): the same memory hub twice, or two hubs on one Redis."""
     env = {"HUB_OFFLINE_GRACE_S": "0", "HUB_NODE_TTL_S": "1"}
     if request.param != "memory":
         fixture = "redis_url" if request.param == "redis" else "cluster_url"
         redis_url: str = request.getfixturevalue(fixture)
-        env |= {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix,
-                "HUB_CHANNEL": f"{key_prefix}presence"}
+        env |= {
+            "HUB_STORE": redis_url,
+            "HUB_KEY_PREFIX": key_prefix,
+            "HUB_CHANNEL": f"{key_prefix}presence",
+        }
         hubs = start_nodes(tmp_path, env, 2)
     else:
         hubs = start_nodes(tmp_path, env, 1) * 2

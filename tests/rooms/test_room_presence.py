@@ -29,9 +29,11 @@ def room_entries(client: WsClient, room: str, user: str, *, after: int = 0) -> l
     return out
 
 
-async def room_entry(client: WsClient, room: str, user: str, *, after: int = 0,
-                     **want: Any) -> Frame:
+async def room_entry(
+    client: WsClient, room: str, user: str, *, after: int = 0, **want: Any
+) -> Frame:
     """Wait for a room-scope entry about ``user`` with the fields in ``want``."""
+
     def matches(frame: Frame) -> bool:
         return (frame.get("op") in ("snapshot", "delta") and frame.get("scope") == {"room": room}
                 and any(u["id"] == user and all(u.get(k) == v for k, v in want.items())

@@ -194,15 +194,17 @@ class HubProcess:
         process.wait(timeout=STOP_TIMEOUT_S)
 
 
-def start_hub(log_dir: Path, env: Mapping[str, str] | None = None, *, name: str = "hub"
-              ) -> HubProcess:
+def start_hub(
+    log_dir: Path, env: Mapping[str, str] | None = None, *, name: str = "hub"
+) -> HubProcess:
     """A running hub whose output goes to ``log_dir/<name>.log``."""
     return HubProcess(log_path=log_dir / f"{name}.log", env=dict(env or {})).start()
 
 
 @contextlib.contextmanager
-def running_hubs(log_dir: Path, env: Mapping[str, str], count: int = 2
-                 ) -> Iterator[tuple[HubProcess, ...]]:
+def running_hubs(
+    log_dir: Path, env: Mapping[str, str], count: int = 2
+) -> Iterator[tuple[HubProcess, ...]]:
     """``count`` hubs sharing ``env`` (``node1``, ``node2``, ...); all stopped at the end,
     then each fails the test if it logged a traceback."""
     hubs: list[HubProcess] = []
@@ -217,9 +219,11 @@ def running_hubs(log_dir: Path, env: Mapping[str, str], count: int = 2
         hub.assert_no_tracebacks()
 
 
-def hub_fixture(env: Mapping[str, str] | None = None, *,
-                scope: Literal["session", "package", "module", "class", "function"] = "module"
-                ) -> Callable[..., Iterator[HubProcess]]:
+def hub_fixture(
+    env: Mapping[str, str] | None = None,
+    *,
+    scope: Literal["session", "package", "module", "class", "function"] = "module",
+) -> Callable[..., Iterator[HubProcess]]:
     """A pytest fixture yielding one hub with ``env`` for the whole ``scope``."""
 
     @pytest.fixture(scope=scope)

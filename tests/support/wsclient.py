@@ -198,8 +198,10 @@ class WsClient:
     ) -> Frame:
         """The first snapshot/delta entry from ``after`` on showing ``user`` as ``status``."""
         frame = await self.wait_for(
-            lambda f: f.get("op") in ("snapshot", "delta")
-            and any(u["id"] == user and u["status"] == status for u in f["users"]),
+            lambda f: (
+                f.get("op") in ("snapshot", "delta")
+                and any(u["id"] == user and u["status"] == status for u in f["users"])
+            ),
             timeout,
             after=after,
             what=f"an entry with {user} {status}",
