@@ -94,3 +94,25 @@ async def test_second_tab_closing_changes_nothing(short_grace_hub: HubProcess):
         for client in (a, tab2, c):
             if client is not None:
                 await client.close()
+
+
+async def test_a_sign_out_close_skips_the_grace(long_grace_hub: HubProcess) -> None:
+    """A client closing with 4000 (the browser library's sign-out) is offline at once, not
+    after the 30 s grace; a plain close of another user on the same hub still waits."""
+    hub = long_grace_hub
+    a_id, b_id, c_id = uid("a"), uid("b"), uid("c")
+    a = await connect_user(hub.ws_url, user_token(a_id), subscribe=True)
+    try:
+        b = await connect_user(hub.ws_url, user_token(b_id))
+        c = await connect_user(hub.ws_url, user_token(c_id))
+        await a.wait_status(b_id, "online")
+        await a.wait_status(c_id, "online")
+        start = a.mark()
+        await c.close()
+        closed_at = time.monotonic()
+        await b.connection.close(4000, "signed out")
+        await a.wait_status(b_id, "offline", timeout=10, after=start)
+        assert time.monotonic() - closed_at < 10, "the sign-out waited for the grace"
+        assert a.state.status(c_id) == "online", "a plain close keeps the grace"
+    finally:
+        await a.close()
