@@ -115,22 +115,10 @@ class RcUser(Struct, omit_defaults=True):
     avatarETag: str | None = None
 
 
-class RcMeAnswer(Struct, omit_defaults=True, kw_only=True):
+class RcMeAnswer(RcUser, omit_defaults=True, kw_only=True):
     """``me``: the caller, as Rocket.Chat shows it (``settings`` holds no preferences here)."""
 
-    id: str = field(name="_id")
-    username: str
-    name: str
-    type: str
-    status: str
-    statusConnection: str
-    statusText: str
-    utcOffset: int | float
-    active: bool
-    roles: list[str]
     settings: RcPreferences
-    lastLogin: str | None = None
-    avatarETag: str | None = None
     success: bool
 
 
