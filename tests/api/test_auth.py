@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import jwt
@@ -14,7 +13,6 @@ from tests.support.hubproc import (
     ADMIN_HEADERS,
     TEST_ADMIN_KEY,
     TEST_SECRET,
-    HubProcess,
     hub_fixture,
     rc_headers,
     user_token,
@@ -26,12 +24,6 @@ PRESENCE = "/api/v1/users.presence"
 
 def uid(label: str) -> str:
     return f"{label}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def http(hub: HubProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=hub.url, timeout=10, trust_env=False) as client:
-        yield client
 
 
 def assert_401(response: httpx.Response, *secrets: str) -> str:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from tests.support.hubproc import HubProcess, hub_fixture, rc_headers, user_token
-from tests.support.wsclient import WsClient, connect_user
+from tests.support.hubproc import hub_fixture, rc_headers, user_token
+from tests.support.wsclient import connect_user
 
 hub = hub_fixture({"HUB_OFFLINE_GRACE_S": "0"})
 SET_STATUS = "/api/v1/users.setStatus"
@@ -31,21 +30,6 @@ def iso(ms: int) -> str:
 
 def clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@pytest.fixture
-async def http(hub: HubProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=hub.url, timeout=10, trust_env=False) as client:
-        yield client
-
-
-@pytest.fixture
-async def watcher(hub: HubProcess) -> AsyncIterator[WsClient]:
-    client = await connect_user(hub.ws_url, user_token(uid("watcher")), subscribe=True)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def get_presence(http: httpx.AsyncClient, user: str) -> dict:

@@ -45,22 +45,6 @@ def iso(ms: int) -> str:
     )
 
 
-@pytest.fixture
-async def http(hub: HubProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=hub.url, timeout=10, trust_env=False) as client:
-        yield client
-
-
-@pytest.fixture
-async def watcher(hub: HubProcess) -> AsyncIterator[WsClient]:
-    """A socket subscribed to everyone: the tests' view of each change and its ``at``."""
-    client = await connect_user(hub.ws_url, user_token(uid("watcher")), subscribe=True)
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
 class Users:
     """Websocket users a test brings online (and closes at the end)."""
 
