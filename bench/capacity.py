@@ -9,7 +9,7 @@ for the hub figures, real ``python -m hub serve`` processes, and measures:
 
 1. **Redis memory** per online user (one connection) and per extra connection: ``INFO
    memory`` ``used_memory`` before and after registering ``--users`` users through
-   :class:`hub.store.redis.RedisStore` directly (no websockets), then a second connection
+   :class:`hub.stores.presence.redis.RedisStore` directly (no websockets), then a second connection
    each, then every connection closed (what an offline user still costs).
 2. **Pub/sub bytes per change**: the size of one published batch (one change: a connect),
    and per change inside a large batch (reaping a node's connections publishes batches of
@@ -54,8 +54,8 @@ import msgpack  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 from redis.exceptions import ResponseError  # noqa: E402
 
-from hub.store.base import Profile  # noqa: E402
-from hub.store.redis import RedisStore  # noqa: E402
+from hub.stores.presence.base import Profile  # noqa: E402
+from hub.stores.presence.redis import RedisStore  # noqa: E402
 from tests.support.hubproc import TEST_SECRET, HubProcess  # noqa: E402
 from tests.support.redis_server import RedisServer, start_cluster, start_server  # noqa: E402
 

@@ -4,7 +4,7 @@
     python bench/expiry_sweep.py --sweeps 5000 --users 5000
 
 Starts its own ``redis-server`` (from PATH, a free port, no persistence) and measures,
-through :class:`hub.store.redis.RedisStore` directly, Redis CPU (``INFO cpu``) before and
+through :class:`hub.stores.presence.redis.RedisStore` directly, Redis CPU (``INFO cpu``) before and
 after: ``expire_statuses()`` run ``--sweeps`` times on buckets with nothing due (what every
 hub does twice a second), then once with ``--users`` expiries due. The baseline in the same
 run is the same idle sweep with no earliest-expiry check (the script on every bucket).
@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis.asyncio import Redis
 
-from hub.store.base import Profile
-from hub.store.redis import EXPIRY_BATCH, RedisStore
+from hub.stores.presence.base import Profile
+from hub.stores.presence.redis import EXPIRY_BATCH, RedisStore
 from tests.support.redis_server import start_server
 
 

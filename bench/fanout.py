@@ -268,7 +268,7 @@ class Worker:
                 await asyncio.wait_for(snap, 30)
             return client
         if self.kind.startswith("hub"):
-            from hub.auth import issue_token
+            from hub.model.auth import issue_token
 
             token = issue_token(SECRET, user, ttl_s=3600)
             ready = client.expect(b'{"op":"ready"')

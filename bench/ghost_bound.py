@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from hub.config import Settings  # noqa: E402
+from hub.ops.config import Settings  # noqa: E402
 from tests.support.hubproc import ADMIN_HEADERS, HubProcess, user_token  # noqa: E402
 from tests.support.redis_server import start_server  # noqa: E402
 from tests.support.wsclient import WsClient, connect_user  # noqa: E402

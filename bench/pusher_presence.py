@@ -31,8 +31,8 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hub.pusher.auth import channel_auth
-from hub.pusher.channels import RedisChannels
+from hub.model.pusher_auth import channel_auth
+from hub.stores.channels.store import RedisChannels
 from tests.support.hubproc import start_hub
 from tests.support.redis_server import start_server
 

@@ -1,6 +1,6 @@
 """The framework floor for ``bench/fanout.py``'s idle-memory row: Starlette under uvicorn.
 
-The same stack and uvicorn settings as ``presence-hub serve`` (``hub/server.py``), with an
+The same stack and uvicorn settings as ``presence-hub serve`` (``hub/ops/server.py``), with an
 endpoint that does nothing but accept, answer ``{"op": "sub"}`` with an empty snapshot and
 wait for the next frame. Its RSS per idle connection is what any websocket costs on this
 stack before the hub's own code (session, outbox, store, subscription) adds anything.
@@ -38,7 +38,7 @@ if __name__ == "__main__":
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8766)
     args = ap.parse_args()
-    # as hub/server.py configures uvicorn
+    # as hub/ops/server.py configures uvicorn
     uvicorn.run(
         app,
         host=args.host,

@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis  # noqa: E402
 
-import hub.store.redis as redis_store  # noqa: E402
-from hub.store.base import Profile  # noqa: E402
-from hub.store.redis import RedisStore  # noqa: E402
+import hub.stores.presence.redis as redis_store  # noqa: E402
+from hub.stores.presence.base import Profile  # noqa: E402
+from hub.stores.presence.redis import RedisStore  # noqa: E402
 from tests.support.redis_server import start_server  # noqa: E402
 
 XADD = "  redis.call('XADD', ctx.stream"

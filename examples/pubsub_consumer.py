@@ -10,7 +10,7 @@ asks the hub's REST API what changed since its last cursor, so nothing is missed
 import asyncio
 import sys
 
-from hub.client_pubsub import PubSubConsumer
+from hub.clients.pubsub import PubSubConsumer
 
 
 async def main(redis_url: str, hub_url: str, admin_key: str, channel: str = "hub:presence") -> None:

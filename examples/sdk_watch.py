@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from hub.client import connect
+from hub.clients.ws import connect
 
 
 async def main(url: str, token: str, stop_after: int | None = None) -> None:

@@ -10,13 +10,15 @@ a batch one of them read but never acknowledged (killed) is taken over by the ot
 import asyncio
 import sys
 
-from hub.client_stream import StreamConsumer
+from hub.clients.stream import StreamConsumer
 
 
-async def main(redis_url: str, hub_url: str, admin_key: str, group: str = "example",
-               consumer: str = "worker-1") -> None:
-    async with StreamConsumer(redis_url, group, consumer, api_url=hub_url,
-                              api_key=admin_key) as changes:
+async def main(
+    redis_url: str, hub_url: str, admin_key: str, group: str = "example", consumer: str = "worker-1"
+) -> None:
+    async with StreamConsumer(
+        redis_url, group, consumer, api_url=hub_url, api_key=admin_key
+    ) as changes:
         async for batch in changes:
             for user in batch.users:
                 print(batch.id or "snapshot", user["id"], user["status"], flush=True)

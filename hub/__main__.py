@@ -1,5 +1,5 @@
 """``python -m hub``: the same as the ``presence-hub`` command."""
 
-from hub.cli import main
+from hub.ops.cli import main
 
 raise SystemExit(main())

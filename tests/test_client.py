@@ -1,4 +1,4 @@
-"""The Python SDK (hub.client) and the pub/sub consumer (hub.client_pubsub) against real hubs.
+"""The Python SDK (hub.clients.ws) and the pub/sub consumer (hub.clients.pubsub) against real hubs.
 
 Every test talks to ``python -m hub serve`` processes over real websockets; the pub/sub
 tests use a real redis-server. The state-map rules are also checked on their own, with no
@@ -23,7 +23,8 @@ import msgpack
 import pytest
 from redis.asyncio import Redis
 
-from hub.client import (
+from hub.clients.pubsub import PubSubConsumer, RecoveryRefused, decode_message
+from hub.clients.ws import (
     Client,
     Deactivated,
     DisconnectedByAdmin,
@@ -36,8 +37,7 @@ from hub.client import (
     scope_of,
     ws_url,
 )
-from hub.client_pubsub import PubSubConsumer, RecoveryRefused, decode_message
-from hub.presence import Entry
+from hub.model.presence import Entry
 from tests.support import eventually
 from tests.support.hubproc import (
     ADMIN_HEADERS,

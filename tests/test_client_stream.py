@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from hub.client_stream import StreamBatch, StreamConsumer
-from hub.store.base import Profile
-from hub.store.redis import RedisStore
+from hub.clients.stream import StreamBatch, StreamConsumer
+from hub.stores.presence.base import Profile
+from hub.stores.presence.redis import RedisStore
 from tests.support.hubproc import TEST_ADMIN_KEY, HubProcess, start_hub
 
 pytestmark = pytest.mark.redis
@@ -80,7 +80,7 @@ async def test_batches_in_order_with_ids_and_ack(
 CONSUMER_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
-    from hub.client_stream import StreamConsumer
+    from hub.clients.stream import StreamConsumer
 
     async def main():
         url, prefix = sys.argv[1], sys.argv[2]

@@ -9,9 +9,9 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from hub.auth import verify_token
-from hub.config import ConfigError, Settings
-from hub.store import open_store
+from hub.model.auth import verify_token
+from hub.ops.config import ConfigError, Settings
+from hub.stores.presence import open_store
 
 SECRET = "config-test-secret-0123456789abcdefghij"
 

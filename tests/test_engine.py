@@ -23,7 +23,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from hub.engine import frame_bytes, framed
+from hub.transport.engine import frame_bytes, framed
 from tests.support.hubproc import (
     TEST_ADMIN_KEY,
     TEST_SECRET,

@@ -21,8 +21,8 @@ from tests.support.hubproc import TEST_ADMIN_KEY, TEST_SECRET, free_port, user_t
 
 SERVE = (
     "import uvicorn\n"
-    "from hub.app import create_app\n"
-    "from hub.config import Settings\n"
+    "from hub.ops.app import create_app\n"
+    "from hub.ops.config import Settings\n"
     "s = Settings.from_env()\n"
     "uvicorn.run(create_app(s), host='127.0.0.1', port=s.port, ws='websockets-sansio',"
     " lifespan='on', log_level='warning')\n"

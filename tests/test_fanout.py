@@ -15,9 +15,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from hub.fanout import RESYNC, Fanout, Outbox
-from hub.presence import Entry
-from hub.protocol import ALL, JSON_CODEC, MSGPACK_CODEC, Codec, Scope
+from hub.model.presence import Entry
+from hub.node.fanout import RESYNC, Fanout, Outbox
+from hub.wire.hub import ALL, JSON_CODEC, MSGPACK_CODEC, Codec, Scope
 
 
 class Client:

@@ -16,9 +16,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect as ws_connect
 
-from hub.client import connect
-from hub.logs import Redact, strip_query
-from hub.metrics import parse
+from hub.clients.ws import connect
+from hub.ops.logs import Redact, strip_query
+from hub.ops.metrics import parse
 from tests.support import eventually
 from tests.support.hubproc import HubProcess, hub_fixture, start_hub, user_token
 

@@ -14,9 +14,9 @@ import pytest
 from openapi_spec_validator import validate
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
-from hub.app import create_app
-from hub.config import Settings
-from hub.web.openapi import spec
+from hub.api.openapi import spec
+from hub.ops.app import create_app
+from hub.ops.config import Settings
 from tests.support.hubproc import TEST_ADMIN_KEY, TEST_SECRET, HubProcess, hub_fixture
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

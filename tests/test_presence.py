@@ -1,6 +1,6 @@
 """The pure presence model: the effective-status rule, ``at`` stamping, grace and merge.
 
-The property tests drive :class:`hub.presence.UserPresence` with random sequences of
+The property tests drive :class:`hub.model.presence.UserPresence` with random sequences of
 operations and compare it after every step with :class:`Model`, a deliberately plain
 reimplementation of DESIGN.md's rules written from the text, not from the code.
 """
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.presence import (
+from hub.model.presence import (
     MAX_TEXT,
     MAX_UNTIL_AHEAD_MS,
     Entry,
@@ -455,7 +455,7 @@ def test_random_long_run_against_the_model():
 
 def test_infer_chosen_explains_the_status_from_the_connections() -> None:
     """infer_chosen() gives back a choice that, with these connections, yields the status."""
-    from hub.presence import infer_chosen
+    from hub.model.presence import infer_chosen
 
     cases = [
         ("online", ["online"], "online"),

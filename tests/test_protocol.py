@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub import protocol as p
+from hub.wire import hub as p
 
 # See tests/test_presence.py: keeps a failing example readable with warnings as errors.
 with warnings.catch_warnings(), contextlib.suppress(ImportError):

@@ -8,18 +8,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from hub import protocol as p
-from hub.auth import issue_token
-from hub.session import (
-    HUB_DIALECTS,
-    Admit,
-    Close,
-    Limits,
-    Run,
-    Send,
-    Session,
-    State,
-)
+from hub.model.auth import issue_token
+from hub.session.core import HUB_DIALECTS, Admit, Close, Limits, Run, Send, Session, State
+from hub.wire import hub as p
 
 SECRET = "session-test-secret-0123456789abcdef-xyz"
 LIMITS = Limits(secret=SECRET, max_frame_bytes=1024, rate_per_s=10, hello_timeout_s=5)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.client import connect
-from hub.watch import View, age, change_line, counts, fit, table
+from hub.clients.watch import View, age, change_line, counts, fit, table
+from hub.clients.ws import connect
 from tests.support.hubproc import TEST_SECRET, HubProcess, hub_fixture, start_hub, user_token
 
 TIMEOUT_S = 15.0

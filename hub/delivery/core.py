@@ -109,7 +109,7 @@ class Source(Protocol):
 
 @dataclass
 class DeliveryStats:
-    """Counters of one endpoint on this process (exported by hub.metrics)."""
+    """Counters of one endpoint on this process (exported by hub.ops.metrics)."""
 
     queued: int = 0
     delivered: int = 0

@@ -2,7 +2,7 @@
 
 The node hands every change batch to :meth:`QueueSource.put` (a synchronous batch hook);
 what a batch holds is the producer's (presence entries here, Pusher events in
-:mod:`hub.pusher.webhooks`): the queue only counts them and hands them to its encoder.
+:mod:`hub.delivery.pusher`): the queue only counts them and hands them to its encoder.
 Each endpoint has its own queue, which lives as long as the process (a restart loses what
 was not delivered yet: there is no durable store to keep it in). Each tick's batches go as
 one delivery. Delivery ids have the stream's shape, ``<ms>-<seq>``, strictly increasing.

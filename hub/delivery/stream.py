@@ -1,17 +1,18 @@
 """The durable change stream: reading it with consumer groups, on one Redis or a cluster.
 
 Every store script that publishes a batch also appends it to the change stream (see
-``hub/store/lua/common.lua``): one entry per batch, one field ``d`` holding the same msgpack
-map as the pub/sub message, ``{v: 1, cursor, users}``, trimmed to one window. On one Redis
+``hub/stores/presence/lua/common.lua``): one entry per batch, one field ``d``
+holding the same msgpack map as the pub/sub message, ``{v: 1, cursor, users}``, trimmed to
+one window. On one Redis
 that is the stream ``<prefix>changes`` (default ``hub:changes``); on a Redis Cluster each
-bucket has its own, ``{<prefix>b<N>}:changes`` (see :mod:`hub.store.keys`).
+bucket has its own, ``{<prefix>b<N>}:changes`` (see :mod:`hub.stores.presence.keys`).
 
 :class:`GroupReader` is one consumer of one consumer group over every stream: it creates the
 group (``XGROUP CREATE ... MKSTREAM``), reads new entries (``XREADGROUP``), reclaims entries
 a dead consumer left pending (``XAUTOCLAIM``), acknowledges (``XACK``) and tells when the
 group's position fell out of the stream (:meth:`GroupReader.behind`). Entries of several
 streams are merged by entry id (time, then sequence). Both the SDK consumer
-(:mod:`hub.client_stream`) and the webhook delivery (:mod:`hub.delivery.webhooks`) use it.
+(:mod:`hub.clients.stream`) and the webhook delivery (:mod:`hub.delivery.webhooks`) use it.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from redis import exceptions as rex
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-from hub.client_pubsub import decode_message
-from hub.presence import Entry
-from hub.store.keys import Keys
+from hub.clients.pubsub import decode_message
+from hub.model.presence import Entry
+from hub.stores.presence.keys import Keys
 
 __all__ = ["GroupReader", "StreamEntry", "entry_order", "stream_client", "stream_keys"]
 
@@ -73,7 +74,7 @@ def stream_client(url: str, *, block_s: float = 5.0) -> Redis | RedisCluster:
     }
     if not url.startswith("redis+cluster://"):
         return Redis.from_url(url, **options)
-    from hub.store.redis import cluster_nodes
+    from hub.stores.presence.redis import cluster_nodes
 
     nodes, username, password = cluster_nodes(url)
     return RedisCluster(

@@ -36,16 +36,16 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from hub.config import Settings, WebhookEndpoint
 from hub.delivery.core import Backoff, Deliverer, Delivery, DeliveryStats, hub_signer
 from hub.delivery.queue import QueueSource
 from hub.delivery.stream import GroupReader, StreamEntry, entry_order, merged, stream_client
-from hub.presence import Entry
-from hub.store.base import Batch, Gap
-from hub.store.keys import Keys
+from hub.model.presence import Entry
+from hub.ops.config import Settings, WebhookEndpoint
+from hub.stores.presence.base import Batch, Gap
+from hub.stores.presence.keys import Keys
 
 if TYPE_CHECKING:
-    from hub.node import Node
+    from hub.node.node import Node
 
 log = logging.getLogger("hub.delivery.webhooks")
 

@@ -8,16 +8,16 @@ from dataclasses import replace
 
 import pytest
 
-from hub.admin import Admin
-from hub.auth import verify_token
-from hub.config import Settings
-from hub.node import Node
-from hub.protocol import CloseCode
-from hub.registry.base import Conflict, User
-from hub.registry.memory import MemoryRegistry
-from hub.rooms import Rooms
-from hub.store.base import Control, Event, Profile
-from hub.store.memory import MemoryStore
+from hub.model.auth import verify_token
+from hub.node.admin import Admin
+from hub.node.node import Node
+from hub.node.rooms import Rooms
+from hub.ops.config import Settings
+from hub.stores.presence.base import Control, Event, Profile
+from hub.stores.presence.memory import MemoryStore
+from hub.stores.registry.base import Conflict, User
+from hub.stores.registry.memory import MemoryRegistry
+from hub.wire.hub import CloseCode
 from tests.support import eventually
 from tests.support.hubproc import TEST_SECRET, user_token
 

@@ -8,7 +8,7 @@ import httpx
 import jwt
 import pytest
 
-from hub.auth import AuthError, verify_token
+from hub.model.auth import AuthError, verify_token
 from tests.support.hubproc import (
     ADMIN_HEADERS,
     TEST_ADMIN_KEY,

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-from hub.config import Settings, WebhookEndpoint
 from hub.delivery.queue import QueueSource
 from hub.delivery.webhooks import Webhooks
-from hub.node import Node
-from hub.store.base import Profile
-from hub.store.local_feed import FEED_LIMIT
-from hub.store.memory import MemoryStore
+from hub.node.node import Node
+from hub.ops.config import Settings, WebhookEndpoint
+from hub.stores.local_feed import FEED_LIMIT
+from hub.stores.presence.base import Profile
+from hub.stores.presence.memory import MemoryStore
 from tests.support import eventually
 
 

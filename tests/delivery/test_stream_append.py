@@ -14,10 +14,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from hub.config import Settings
 from hub.delivery.stream import decode_entries, stream_client, stream_keys
-from hub.store.base import Profile
-from hub.store.redis import RedisStore
+from hub.ops.config import Settings
+from hub.stores.presence.base import Profile
+from hub.stores.presence.redis import RedisStore
 from tests.support import eventually
 from tests.support.faults import ChannelWatcher
 

@@ -9,11 +9,11 @@ import json
 
 import pytest
 
-from hub.config import ConfigError, Settings, parse_webhooks
 from hub.delivery.core import Backoff, hub_signer, signature, verify
 from hub.delivery.queue import QueueSource
 from hub.delivery.stream import entry_order
 from hub.delivery.webhooks import presence_encoder
+from hub.ops.config import ConfigError, Settings, parse_webhooks
 
 
 def test_webhooks_parse_urls_secrets_and_filters() -> None:

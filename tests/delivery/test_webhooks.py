@@ -20,9 +20,9 @@ from redis.asyncio import Redis
 
 from hub.delivery.stream import decode_entries, entry_order, stream_client, stream_keys
 from hub.delivery.webhooks import endpoint_id
-from hub.metrics import parse
-from hub.store.base import Profile
-from hub.store.redis import RedisStore
+from hub.ops.metrics import parse
+from hub.stores.presence.base import Profile
+from hub.stores.presence.redis import RedisStore
 from tests.delivery.receiver import Receiver, in_order
 from tests.support import eventually
 from tests.support.hubproc import HubProcess, start_hub, user_token

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.store.redis import RedisStore
+from hub.stores.presence.redis import RedisStore
 from tests.support.hubproc import HubProcess, start_hub
 from tests.support.redis_server import RedisServer, start_server
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from redis.asyncio.connection import Connection
 
-from hub.store.base import StoreUnavailable
-from hub.store.redis import unavailable
+from hub.stores.presence.base import StoreUnavailable
+from hub.stores.presence.redis import unavailable
 from tests.faults.conftest import Spawn, StoreFor
 from tests.support import eventually
 from tests.support.faults import agrees, close_all, open_clients, rest_presence, visible

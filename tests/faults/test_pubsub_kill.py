@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from hub.store.base import Profile
+from hub.stores.presence.base import Profile
 from tests.faults.conftest import Spawn, StoreFor
 from tests.support import eventually
 from tests.support.faults import agrees, close_all, metric, visible

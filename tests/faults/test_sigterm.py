@@ -12,7 +12,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from hub.store.keys import Keys
+from hub.stores.presence.keys import Keys
 from tests.faults.conftest import Spawn
 from tests.support import eventually
 from tests.support.faults import ChannelWatcher, close_all, open_clients

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from hub.store.base import Profile
-from hub.store.keys import Keys
-from hub.store.redis import RedisStore
+from hub.stores.presence.base import Profile
+from hub.stores.presence.keys import Keys
+from hub.stores.presence.redis import RedisStore
 from tests.faults.conftest import Spawn, StoreFor
 from tests.support import eventually
 from tests.support.faults import RawWsClient, agrees, metric, rss_bytes, visible

@@ -19,7 +19,7 @@ import httpx
 import pusher
 import pytest
 
-from hub.pusher.auth import body_md5, sign_request
+from hub.model.pusher_auth import body_md5, sign_request
 from tests.pusher.support import (
     APP_ID,
     APP_KEY,

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from hub.pusher.apps import DEFAULT_MEMBER_LIMIT
-from hub.pusher.auth import channel_auth
-from hub.pusher.channels import RedisChannels
+from hub.model.pusher_auth import channel_auth
+from hub.ops.apps import DEFAULT_MEMBER_LIMIT
+from hub.stores.channels.store import RedisChannels
 from tests.pusher.support import APP_ID, APP_KEY, APP_SECRET, APPS_ENV
 from tests.support.hubproc import HubProcess, start_hub
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from hub.config import Settings
-from hub.pusher.channels import Bus, ChannelState, Joined, Left, open_channels
+from hub.ops.config import Settings
+from hub.stores.channels.store import Bus, ChannelState, Joined, Left, open_channels
 
 BACKENDS = [
     pytest.param("memory", id="memory"),

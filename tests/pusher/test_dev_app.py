@@ -7,7 +7,7 @@ import re
 
 from websockets.asyncio.client import connect
 
-from hub.pusher.auth import channel_auth
+from hub.model.pusher_auth import channel_auth
 from tests.support.hubproc import start_hub
 
 

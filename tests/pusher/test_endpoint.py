@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from hub.pusher.auth import channel_auth
+from hub.model.pusher_auth import channel_auth
 from tests.pusher.support import APP_ID, APP_KEY, APP_SECRET, sdk
 from tests.support.hubproc import HubProcess, start_hub
 

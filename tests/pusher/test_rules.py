@@ -9,11 +9,11 @@ import time
 import pusher
 import pytest
 
-from hub.config import ConfigError
-from hub.pusher import apps as apps_mod
-from hub.pusher import protocol as p
-from hub.pusher import session as s
-from hub.pusher.auth import SignatureError, channel_auth, check_request, sign_request
+from hub.model.pusher_auth import SignatureError, channel_auth, check_request, sign_request
+from hub.ops import apps as apps_mod
+from hub.ops.config import ConfigError
+from hub.session import pusher as s
+from hub.wire import pusher as p
 
 KEY, SECRET = "key-1", "secret-0123456789"
 APP = apps_mod.App("1", KEY, SECRET)
@@ -42,7 +42,7 @@ def _signed(
         **params,
     }
     if body:
-        from hub.pusher.auth import body_md5
+        from hub.model.pusher_auth import body_md5
 
         out["body_md5"] = body_md5(body)
     out["auth_signature"] = sign_request(SECRET, "POST", path, out)

@@ -17,11 +17,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from hub.delivery.core import Backoff
+from hub.delivery.pusher import Webhooks
 from hub.delivery.webhooks import endpoint_id
-from hub.metrics import parse, webhook_families
-from hub.pusher.apps import App, Webhook
-from hub.pusher.delivery import MIN_RETRY_S, retry_time
-from hub.pusher.webhooks import Webhooks
+from hub.ops.apps import App, Webhook
+from hub.ops.metrics import parse, webhook_families
+from hub.wire.pusher_webhook import MIN_RETRY_S, retry_time
 from tests.pusher.support import APP_ID, APP_KEY, APP_SECRET, apps_file, sdk
 from tests.support.hubproc import start_hub
 

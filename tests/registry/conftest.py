@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from hub.config import Settings
-from hub.registry import Registry, open_registry
+from hub.ops.config import Settings
+from hub.stores.registry import Registry, open_registry
 
 BACKENDS = [
     pytest.param("memory", id="memory"),

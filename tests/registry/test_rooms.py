@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hub.registry import Registry
-from hub.registry.base import (
+from hub.model.text import InvalidText
+from hub.stores.registry import Registry
+from hub.stores.registry.base import (
     Conflict,
     RoomEvent,
     RoomFeedEvent,
@@ -18,7 +19,6 @@ from hub.registry.base import (
     RoomLimitReached,
     RoomLimits,
 )
-from hub.text import InvalidText
 from tests.registry.conftest import RegistryFactory
 from tests.support import eventually
 
@@ -193,7 +193,7 @@ async def test_room_feed_reports_a_gap_after_reconnecting(
     """When the feed's connection drops, it resubscribes and reports a RoomGap."""
     from redis.asyncio import Redis
 
-    from hub.registry.redis import RedisRegistry
+    from hub.stores.registry.redis import RedisRegistry
 
     registry = RedisRegistry(redis_url, key_prefix=key_prefix, channel=f"{key_prefix}p")
     await registry.start()

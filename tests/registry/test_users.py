@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from hub.registry import Registry
-from hub.registry import redis as redis_registry
-from hub.registry.base import Admission, Conflict, User, UserChanges, created_key
-from hub.registry.passwords import hash_password, verify_password
-from hub.registry.query import Sort, UserQuery, list_users
-from hub.registry.redis import RedisRegistry
-from hub.text import InvalidText
+from hub.model.text import InvalidText
+from hub.stores.registry import Registry
+from hub.stores.registry import redis as redis_registry
+from hub.stores.registry.base import Admission, Conflict, User, UserChanges, created_key
+from hub.stores.registry.passwords import hash_password, verify_password
+from hub.stores.registry.query import Sort, UserQuery, list_users
+from hub.stores.registry.redis import RedisRegistry
 from tests.registry.conftest import RegistryFactory
 
 

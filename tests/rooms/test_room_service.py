@@ -14,17 +14,17 @@ from typing import Any
 
 import pytest
 
-from hub.config import Settings
-from hub.fanout import RESYNC, Outbox
-from hub.node import Node
-from hub.presence import Entry
-from hub.protocol import JSON_CODEC, Scope
-from hub.registry.base import RoomEvent
-from hub.registry.memory import MemoryRegistry
-from hub.rooms import Rooms
-from hub.store.base import Profile
-from hub.store.local_feed import FEED_LIMIT
-from hub.store.memory import MemoryStore
+from hub.model.presence import Entry
+from hub.node.fanout import RESYNC, Outbox
+from hub.node.node import Node
+from hub.node.rooms import Rooms
+from hub.ops.config import Settings
+from hub.stores.local_feed import FEED_LIMIT
+from hub.stores.presence.base import Profile
+from hub.stores.presence.memory import MemoryStore
+from hub.stores.registry.base import RoomEvent
+from hub.stores.registry.memory import MemoryRegistry
+from hub.wire.hub import JSON_CODEC, Scope
 from tests.support import eventually
 
 

@@ -21,13 +21,13 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-from hub.config import Settings
-from hub.presence import MAX_UNTIL_AHEAD_MS, Entry
-from hub.store import PresenceStore, StoreUnavailable, open_store
-from hub.store.base import Batch, Control, Event, Gap, LiveConnection, Profile
-from hub.store.local_feed import FEED_LIMIT
-from hub.store.memory import MemoryStore
-from hub.store.redis import SKEW_SLACK_MS, RedisStore
+from hub.model.presence import MAX_UNTIL_AHEAD_MS, Entry
+from hub.ops.config import Settings
+from hub.stores.local_feed import FEED_LIMIT
+from hub.stores.presence import PresenceStore, StoreUnavailable, open_store
+from hub.stores.presence.base import Batch, Control, Event, Gap, LiveConnection, Profile
+from hub.stores.presence.memory import MemoryStore
+from hub.stores.presence.redis import SKEW_SLACK_MS, RedisStore
 from tests.support import eventually
 from tests.support.redis_server import RedisServer, start_cluster, start_server
 
@@ -782,8 +782,8 @@ async def test_large_answers_are_read_in_chunks(
     store: PresenceStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Answers too big for one script call (tiny limits here) are complete all the same."""
-    monkeypatch.setattr("hub.store.redis.INLINE_ROWS", 4)
-    monkeypatch.setattr("hub.store.redis.READ_CHUNK", 7)
+    monkeypatch.setattr("hub.stores.presence.redis.INLINE_ROWS", 4)
+    monkeypatch.setattr("hub.stores.presence.redis.READ_CHUNK", 7)
     ids = [f"user-{n}" for n in range(150)]
     first = (await store.connect("n1", "c0", profile(ids[0]), "online")).at
     for n, uid in enumerate(ids[1:], start=1):
@@ -802,7 +802,7 @@ async def test_reaping_a_big_node_takes_every_connection(
     store: PresenceStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A node with many connections is reaped completely, even a few per script call."""
-    monkeypatch.setattr("hub.store.redis.REAP_BATCH", 10)
+    monkeypatch.setattr("hub.stores.presence.redis.REAP_BATCH", 10)
     # Past 512 fields Redis stores a hash as a table, where HSCAN really goes in steps.
     live = [LiveConnection(f"c{n}", profile(f"user-{n % 250}"), "online") for n in range(700)]
     await store.restore("big", live)
@@ -1192,7 +1192,7 @@ async def test_reconcile_removes_connections_no_socket_backs(
     make_store: StoreFactory,
 ) -> None:
     """A live node drops stored connections it holds no socket for, but not in-flight ones."""
-    from hub.node import Node
+    from hub.node.node import Node
 
     store = await make_store(grace_ms=0)
     node = Node(Settings(node_id="n1", offline_grace_s=0), store)

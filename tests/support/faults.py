@@ -30,7 +30,7 @@ import httpx
 import msgpack
 from redis.asyncio import Redis
 
-from hub.store.base import UserView
+from hub.stores.presence.base import UserView
 from tests.support.hubproc import ADMIN_HEADERS
 from tests.support.wsclient import TIMEOUT_S, Frame, PresenceMap, WsClient, connect_user
 

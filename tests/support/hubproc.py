@@ -27,7 +27,7 @@ from typing import Any, Literal
 import httpx
 import pytest
 
-from hub.auth import issue_token
+from hub.model.auth import issue_token
 
 #: Fixed keys for every test hub (HS256 wants at least 32 bytes, or PyJWT warns).
 TEST_SECRET = "presence-hub-test-secret-0123456789abcdef"

@@ -32,7 +32,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from hub.auth import issue_token
+from hub.model.auth import issue_token
 
 
 def frame(opcode: int, payload: bytes) -> bytes:

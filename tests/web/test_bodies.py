@@ -24,7 +24,7 @@ from tests.support.wsclient import connect_user
 
 hub = hub_fixture({"HUB_OFFLINE_GRACE_S": "0"})
 DEEP = 1500
-#: The documented body limit (hub.web.body.MAX_BODY_BYTES).
+#: The documented body limit (hub.api.body.MAX_BODY_BYTES).
 MAX_BODY_BYTES = 256 * 1024
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 from starlette.datastructures import QueryParams
 
-from hub.schema.cometchat import CcUsersQuery
-from hub.schema.rocketchat import RcListByStatusQuery, RcSetStatusBody
-from hub.web.body import decode_json
-from hub.web.http import BadRequest
-from hub.web.openapi import operations
-from hub.web.query import read_query
+from hub.api.body import decode_json
+from hub.api.http import BadRequest
+from hub.api.openapi import operations
+from hub.api.query import read_query
+from hub.api.schema.cometchat import CcUsersQuery
+from hub.api.schema.rocketchat import RcListByStatusQuery, RcSetStatusBody
 
 
 def test_every_query_model_reads_an_empty_query() -> None:
@@ -72,8 +72,8 @@ async def test_an_unexpected_error_is_a_json_500_in_the_vendors_shape(vendor: st
     says nothing of the error itself."""
     from starlette.requests import Request
 
-    from hub.web import api
-    from hub.web.compat import agora, cometchat, iflychat, rocketchat
+    from hub.api import rest as api
+    from hub.api.compat import agora, cometchat, iflychat, rocketchat
 
     tables = {
         "rocketchat": rocketchat.HANDLERS,

@@ -1,0 +1,208 @@
+"""The store contract: what every backend (memory, Redis, Redis Cluster) promises.
+
+A store holds every user's presence, the connections that keep it, the change index (a
+sorted set by ``at``, trimmed to one window) and the node heartbeats. It also carries the
+change feed: every operation that changes a user's visible presence publishes a
+:class:`Batch` to every node's :meth:`PresenceStore.events` iterator (and, on Redis, to
+the pub/sub channel other services read). Control messages (close this user's sockets)
+travel the same way.
+
+Each mutating call is one atomic step: on Redis, one Lua script in one round trip. The
+store clock (Redis ``TIME`` on Redis) stamps ``at`` and makes cursors, so nodes never
+disagree. When the backend is unreachable, calls raise :class:`StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from hub.model.presence import Entry, entry_of, shown_last_seen
+
+
+class StoreUnavailable(RuntimeError):
+    """The backend cannot be reached now; the caller answers ``unavailable`` / 503."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a connection knows of its user (token claims or the registry)."""
+
+    id: str
+    username: str = ""
+    name: str = ""
+    avatar: str = ""
+    utc_offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class UserView:
+    """A user's presence as read from the store, with the non-visible extras."""
+
+    id: str
+    username: str
+    name: str
+    status: str
+    text: str
+    at: int
+    chosen: str
+    avatar: str = ""
+    utc_offset: float = 0.0
+    last_login: int = 0
+    connections: int = 0
+    #: When the user last went offline (0: never, or ``HUB_LAST_SEEN=nobody``).
+    last_seen: int = 0
+    #: When the chosen status expires (0: it does not).
+    until: int = 0
+    #: The user chose to hide its last seen.
+    hide_last_seen: bool = False
+
+    def entry(self) -> Entry:
+        return entry_of(
+            self.id, self.username, self.name, self.status, self.text, self.at,
+            last_seen=self.last_seen, hide_last_seen=self.hide_last_seen, until=self.until,
+        )  # fmt: skip
+
+    def shown_last_seen(self) -> int:
+        """The last seen others may see: offline, known and not hidden (0: none)."""
+        return shown_last_seen(self.status, self.last_seen, self.hide_last_seen)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Changes made by one store operation; ``cursor`` is the store clock when published."""
+
+    cursor: int
+    users: list[Entry]
+
+
+@dataclass(frozen=True)
+class Control:
+    """Close every socket of ``user`` on every node with ``code`` (4003 ban, 4004 kick)."""
+
+    user: str
+    code: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The feed lost messages (reconnect): recover from the index by cursor."""
+
+
+Event = Batch | Control | Gap
+
+
+@dataclass(frozen=True)
+class Changes:
+    """An answer to "what changed since T": a delta or, outside the window, a snapshot."""
+
+    users: list[UserView]
+    cursor: int
+    full: bool
+
+
+@dataclass(frozen=True)
+class LiveConnection:
+    """A connection a node holds, for re-registering after the store lost its data."""
+
+    conn: str
+    profile: Profile
+    state: str
+
+
+class PresenceStore(Protocol):
+    """The backend contract. ``node`` ids and ``conn`` ids are opaque strings."""
+
+    window_ms: int
+    grace_ms: int
+
+    async def start(self) -> None:
+        """Connect and load scripts; call once before anything else."""
+
+    async def close(self) -> None:
+        """Release connections; the node's entries stay until removed or reaped."""
+
+    async def now(self) -> int:
+        """The store clock in milliseconds."""
+
+    async def connect(self, node: str, conn: str, profile: Profile, state: str) -> UserView:
+        """Register ``conn`` of ``profile.id`` on ``node``; returns the user's presence after.
+
+        Cancels a pending offline grace. Updates username and name from a non-empty profile.
+        Records the login time.
+        """
+
+    async def disconnect(self, node: str, conn: str, user: str, *, grace: bool = True) -> None:
+        """Remove ``conn``; when it was the user's last, offline after the grace (or now)."""
+
+    async def activity(self, node: str, conn: str, user: str, state: str) -> bool:
+        """Set the idle state of one connection; False when the store does not know it."""
+
+    async def set_status(
+        self,
+        user: str,
+        *,
+        status: str | None = None,
+        text: str | None = None,
+        until: int | None = None,
+        hide_last_seen: bool | None = None,
+    ) -> UserView | None:
+        """Set the chosen status and/or text; None for an unknown user (nothing changes).
+
+        A status or text replaces the expiry: ``until`` (ms on the store clock, ahead of
+        it by at most a year, else ValueError naming ``until`` and nothing changes) or
+        none. ``hide_last_seen`` sets the user's own last-seen privacy (None keeps it)."""
+
+    async def expire_statuses(self) -> None:
+        """Apply every status expiry that is due (any node may call; each applies once)."""
+
+    async def set_profile(self, profile: Profile, *, create: bool = True) -> UserView | None:
+        """Create or update a user's username, name, avatar and utcOffset."""
+
+    async def drop_user(self, user: str) -> None:
+        """Remove every connection of ``user`` everywhere; offline now, no grace."""
+
+    async def heartbeat(self, node: str, ttl_ms: int) -> bool:
+        """Mark ``node`` alive for ``ttl_ms``; False when the store did not know it (restart
+        without persistence, or the node was reaped): the node then calls :meth:`restore`."""
+
+    async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
+        """Re-register the connections ``node`` still holds."""
+
+    async def node_connections(self, node: str) -> dict[str, str]:
+        """The connections the store holds for ``node``: conn -> user."""
+
+    async def epoch(self) -> int:
+        """When the store's data began (a restart without persistence moves it): a cursor
+        from before it cannot be answered with a delta."""
+
+    async def nodes_alive(self) -> int:
+        """How many nodes' heartbeats have not expired."""
+
+    async def sweep(self) -> None:
+        """End expired graces and reap nodes whose heartbeat expired (any node may call)."""
+
+    async def remove_node(self, node: str, *, grace: bool) -> None:
+        """Remove every connection of ``node`` (drain: with grace; reaping: without)."""
+
+    async def changes(self, since: int | None) -> Changes:
+        """Users changed at or after ``since`` (offline ones included) when it is inside the
+        window, else a full snapshot of every user not offline."""
+
+    async def users(self, ids: Sequence[str]) -> list[UserView]:
+        """The known users among ``ids``, in the given order, any status."""
+
+    async def get(self, user: str) -> UserView | None:
+        """One user, or None when unknown."""
+
+    async def find_username(self, username: str) -> str | None:
+        """The id of the user with this username (case-insensitive), or None."""
+
+    async def publish_control(self, message: Control) -> None:
+        """Send a control message to every node."""
+
+    def events(self) -> AsyncIterator[Event]:
+        """This node's feed: every batch and control message, and a Gap after lost ones."""
+        ...

@@ -1,0 +1,704 @@
+"""The Redis store: many hub processes share one Redis or one Redis Cluster.
+
+Every mutating call is one ``EVALSHA`` of a Lua script from ``hub/stores/presence/lua/`` (the shared
+``common.lua`` helpers are prepended, mirroring :mod:`hub.model.presence`), so each connect,
+disconnect or status change is one atomic round trip stamped on the Redis clock (``TIME``).
+The script itself publishes the batch of visible changes, msgpack-encoded, on the presence
+channel and appends it to the durable change stream (the last KEYS entry of every such
+script: see :mod:`hub.stores.presence.keys`); writes that change nothing publish nothing. Users are
+spread over hash-tagged buckets (see :mod:`hub.stores.presence.keys`) so that, on a cluster, each
+script touches one slot; calls that span users (changes, sweep, reaping a node) run one
+script per bucket and merge.
+Every Redis failure surfaces as :class:`~hub.stores.presence.base.StoreUnavailable`, with
+short socket timeouts so nothing hangs; scripts reload themselves after Redis restarts empty
+(NOSCRIPT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from contextlib import aclosing, contextmanager
+from functools import cache
+from importlib import resources
+from typing import Any, TypeVar, cast
+from urllib.parse import unquote, urlsplit
+
+import msgpack
+import redis
+from redis import exceptions as rex
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+
+from hub.model.presence import Entry, check_until
+from hub.model.text import InvalidText
+from hub.ops.config import ConfigError, Settings
+from hub.stores.feed import GAP, Subscription
+from hub.stores.presence.base import (
+    Batch,
+    Changes,
+    Control,
+    Event,
+    Gap,
+    LiveConnection,
+    Profile,
+    StoreUnavailable,
+    UserView,
+)
+from hub.stores.presence.keys import BucketKeys, Keys, control_channel
+
+log = logging.getLogger(__name__)
+
+#: Connect and read timeout: a dead Redis answers StoreUnavailable in seconds, not never.
+TIMEOUT_S = 2.0
+#: Redis connections (commands in flight) per store. redis-py's default pools fail at once
+#: with "Too many connections" past 100, which turned a reconnect storm into 1013s, failed
+#: heartbeats and 503s; past this many, calls wait their turn (up to TIMEOUT_S) instead.
+POOL_CONNECTIONS = 128
+#: Retries of a cluster command (each after reloading the slot table).
+CLUSTER_RETRIES = 3
+#: Graces ended per script call; a sweep loops while a bucket has more due.
+GRACE_BATCH = 1000
+#: Status expiries applied per script call; the same loop.
+EXPIRY_BATCH = 1000
+#: An answer to changes() with more users than this is read in chunks of READ_CHUNK users,
+#: each one short script call, instead of in one call that would block Redis.
+INLINE_ROWS = 256
+READ_CHUNK = 500
+#: Chunked reads in flight per store.
+READS_IN_FLIGHT = 4
+#: Connections reaped per script call (an HSCAN COUNT, so approximate).
+REAP_BATCH = 1000
+#: A dead node stays listed, and reaped by every sweep, this long after its expiry.
+FORGET_NODE_AFTER_MS = 60_000
+#: connect calls in flight while a node re-registers its connections.
+RESTORE_CONCURRENCY = 16
+
+SCRIPTS = (
+    "connect",
+    "disconnect",
+    "activity",
+    "set_status",
+    "set_profile",
+    "drop_user",
+    "heartbeat",
+    "nodes_expired",
+    "node_reaped",
+    "reap",
+    "expire_grace",
+    "expire_status",
+    "changes",
+    "users",
+)
+
+#: Errors that mean "Redis cannot serve now"; anything else (a script error) is a bug.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    rex.ConnectionError,  # also BusyLoadingError, MaxConnectionsError
+    rex.TimeoutError,
+    rex.ClusterError,  # also ClusterDownError, MasterDownError
+    rex.TryAgainError,
+    rex.ReadOnlyError,  # a replica promoted mid-failover
+    rex.RedisClusterException,  # also SlotNotCoveredError
+    rex.OutOfMemoryError,
+    OSError,
+    TimeoutError,
+)
+#: Error replies that mean the same, when redis-py has no class for them (MOVED and ASK
+#: reach us only when a failover redirects faster than the client follows).
+_TRANSIENT_REPLIES = (
+    "BUSY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK", "READONLY",
+)  # fmt: skip
+#: What redis-py's own code raises while a cluster client reconnects under a failover: one
+#: command's CLUSTERDOWN closes every connection of the client, so the others in flight fail
+#: with AttributeError ('NoneType' object has no attribute 'writelines'), RuntimeError
+#: (unable to perform operation on <TCPTransport closed=True>), IndexError or KeyError from
+#: a half-built slot table. Raised from inside redis-py, they mean "cannot serve now";
+#: raised from the hub's own code they are bugs and pass through.
+_CLIENT_FAILURES: tuple[type[BaseException], ...] = (
+    AttributeError, RuntimeError, IndexError, KeyError, EOFError,
+)  # fmt: skip
+_REDIS_PACKAGE = os.path.dirname(redis.__file__) + os.sep
+
+T = TypeVar("T")
+
+
+@contextmanager
+def unavailable() -> Iterator[None]:
+    """Turn a Redis failure into StoreUnavailable; let programming errors through."""
+    try:
+        yield
+    except UnicodeEncodeError as exc:
+        # Text that is not valid Unicode reached the client's encoder: bad input, refused
+        # (a ValueError naming the problem), never a crash. Entry points check before this.
+        raise InvalidText("value", f"text must be valid Unicode: {exc.reason}") from None
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"redis: {exc}") from exc
+    except rex.ResponseError as exc:
+        if isinstance(exc, rex.AskError) or str(exc).startswith(_TRANSIENT_REPLIES):
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        raise
+    except _CLIENT_FAILURES as exc:
+        if _raised_in_redis_py(exc):
+            raise StoreUnavailable(f"redis client: {type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def _raised_in_redis_py(exc: BaseException) -> bool:
+    """True when the innermost frames of ``exc`` are redis-py's (or asyncio's under it)."""
+    frames = list(traceback.walk_tb(exc.__traceback__))
+    for frame, _ in reversed(frames):
+        name = frame.f_code.co_filename
+        if name.startswith(_REDIS_PACKAGE):
+            return True
+        if "asyncio" not in name and "uvloop" not in name:
+            return False
+    return False
+
+
+@cache
+def script_source(name: str) -> str:
+    """A script's text with the shared helpers in front (read once per process)."""
+    folder = resources.files("hub.stores.presence").joinpath("lua")
+    common = folder.joinpath("common.lua").read_text(encoding="utf-8")
+    return common + "\n" + folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
+    """``redis+cluster://[user:pass@]host:port[,host:port...]`` -> nodes, username, password."""
+    rest = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    username = password = None
+    if "@" in rest:
+        auth, rest = rest.rsplit("@", 1)
+        user, _, secret = auth.partition(":")
+        username, password = unquote(user) or None, unquote(secret) or None
+    nodes = []
+    for part in rest.split(","):
+        parsed = urlsplit(f"//{part}")
+        if not parsed.hostname:
+            raise ConfigError(f"HUB_STORE cluster nodes must be host:port, got {part!r} in {url!r}")
+        nodes.append((parsed.hostname, parsed.port or 6379))
+    return nodes, username, password
+
+
+def _view(row: Sequence[Any], show_last_seen: bool = True) -> UserView:
+    """A user row as the scripts return it (common.lua ``row``)."""
+    return UserView(
+        id=row[0],
+        username=row[1],
+        name=row[2],
+        status=row[3],
+        text=row[4],
+        at=int(row[5]),
+        chosen=row[6],
+        avatar=row[7],
+        utc_offset=float(row[8]),
+        last_login=int(row[9]),
+        connections=int(row[10]),
+        last_seen=int(row[11] or 0) if show_last_seen else 0,
+        until=int(row[12] or 0),
+        hide_last_seen=row[13] == "1",
+    )
+
+
+def _utc(value: float) -> str:
+    return repr(float(value))
+
+
+async def _all(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """Await every call; raise the first failure only once all finished (no orphans)."""
+    if len(calls) == 1:
+        return [await calls[0]]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], results)
+
+
+def command_client(url: str) -> Redis | RedisCluster:
+    """A client for commands and scripts on ``url`` (a Redis or a cluster).
+
+    At most POOL_CONNECTIONS commands in flight; more wait for a connection (up to
+    TIMEOUT_S) instead of failing at once, so a reconnect storm queues rather than errs.
+    One retry on a fresh connection: a pooled socket may be dead after a Redis restart;
+    more would only delay StoreUnavailable while Redis is really down."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": TIMEOUT_S,
+        "socket_connect_timeout": TIMEOUT_S,
+        "retry": Retry(NoBackoff(), 1),
+    }
+    if not url.startswith("redis+cluster://"):
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=POOL_CONNECTIONS, timeout=TIMEOUT_S, **options
+        )
+        return Redis.from_pool(pool)
+    nodes, username, password = cluster_nodes(url)
+    # On a cluster this is the client's own retry (its per-node connections never retry):
+    # a ConnectionError, TimeoutError or CLUSTERDOWN makes it reload the slot table from any
+    # live node and try again. A master's failover takes a few seconds (detection plus the
+    # replica's election); a few retries with backoff ride out its start and then find the
+    # promoted replica, without holding a call much longer than TIMEOUT_S.
+    options["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), CLUSTER_RETRIES)
+    return _QueuedCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+        username=username,
+        password=password,
+        **options,
+    )
+
+
+def subscription(url: str, channels: Sequence[str], what: str) -> Subscription:
+    """A pub/sub subscription on ``url``; on a cluster, any node hears every PUBLISH."""
+    nodes: list[tuple[str, int]] | None = None
+    username = password = None
+    if url.startswith("redis+cluster://"):
+        nodes, username, password = cluster_nodes(url)
+    return Subscription(
+        url,
+        channels,
+        what=what,
+        timeout_s=TIMEOUT_S,
+        cluster_nodes=nodes,
+        username=username,
+        password=password,
+    )
+
+
+#: How far before a cursor a multi-bucket read starts (see :meth:`RedisStore.changes`).
+SKEW_SLACK_MS = 1_000
+
+
+class _QueuedCluster(RedisCluster):
+    """A RedisCluster whose commands wait for a free connection instead of failing.
+
+    Its per-node pools raise MaxConnectionsError when full; at most POOL_CONNECTIONS commands
+    are in flight here, so no node's pool ever is."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_connections=POOL_CONNECTIONS, **kwargs)
+        self._in_flight = asyncio.Semaphore(POOL_CONNECTIONS)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._in_flight:
+            return await super().execute_command(*args, **kwargs)
+
+
+class RedisStore:
+    """A :class:`~hub.stores.presence.base.PresenceStore` in Redis or Redis Cluster."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "hub:",
+        channel: str = "hub:presence",
+        window_ms: int = 600_000,
+        grace_ms: int = 5_000,
+        buckets: int = 0,
+        show_last_seen: bool = True,
+    ) -> None:
+        self.url = url
+        self.cluster = url.startswith("redis+cluster://")
+        self.window_ms = window_ms
+        self.grace_ms = grace_ms
+        self.keys = Keys(key_prefix, buckets or (16 if self.cluster else 1), cluster=self.cluster)
+        self.channel = channel
+        self.control = control_channel(channel)
+        self._channel_b = channel.encode()
+        self._control_b = self.control.encode()
+        self._window = str(window_ms)
+        self._closed = False
+        self._feeds: set[Subscription] = set()
+        self._reads = asyncio.Semaphore(READS_IN_FLIGHT)
+        self._redis: Redis | RedisCluster = self._client()
+        self.show_last_seen = show_last_seen
+        # HUB_LAST_SEEN reaches the scripts as a constant in front of common.lua.
+        policy = f"local LAST_SEEN = {'true' if show_last_seen else 'false'}\n"
+        source = {name: policy + script_source(name) for name in SCRIPTS}
+        reg = self._redis.register_script
+        self._connect = reg(source["connect"])
+        self._disconnect = reg(source["disconnect"])
+        self._activity = reg(source["activity"])
+        self._set_status = reg(source["set_status"])
+        self._set_profile = reg(source["set_profile"])
+        self._drop_user = reg(source["drop_user"])
+        self._heartbeat = reg(source["heartbeat"])
+        self._nodes_expired = reg(source["nodes_expired"])
+        self._node_reaped = reg(source["node_reaped"])
+        self._reap = reg(source["reap"])
+        self._expire_grace = reg(source["expire_grace"])
+        self._expire_status = reg(source["expire_status"])
+        self._changes = reg(source["changes"])
+        self._users = reg(source["users"])
+        self._scripts = [source[name] for name in SCRIPTS]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisStore:
+        return cls(
+            settings.store,
+            key_prefix=settings.key_prefix,
+            channel=settings.channel,
+            window_ms=settings.window_ms,
+            grace_ms=settings.grace_ms,
+            buckets=settings.buckets,
+            show_last_seen=settings.last_seen == "everyone",
+        )
+
+    def _client(self) -> Redis | RedisCluster:
+        return command_client(self.url)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        with unavailable():
+            if isinstance(self._redis, RedisCluster):
+                await self._redis.initialize()
+            # Loading up front fails fast on a Redis without Lua; later NOSCRIPTs reload.
+            for text in self._scripts:
+                await self._redis.script_load(text)
+        # A store that starts on empty buckets records that its data begins now; cursors
+        # from before then get snapshots (changes.lua also sets a missing epoch, conservatively).
+        await self.epoch()
+
+    async def close(self) -> None:
+        self._closed = True
+        for sub in list(self._feeds):
+            await sub.close()
+        await self._redis.aclose()
+
+    async def now(self) -> int:
+        with unavailable():
+            seconds, micros = await self._redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    # -- connections -------------------------------------------------------------
+
+    async def connect(self, node: str, conn: str, profile: Profile, state: str) -> UserView:
+        b = self.keys.bucket_of(profile.id)
+        uid = profile.id
+        with unavailable():
+            row = await self._connect(
+                keys=[b.user + uid, b.conns + uid, b.idx, b.on, b.grace, b.clock, b.names,
+                      b.node + node, b.stream],
+                args=[uid, conn, node, state, profile.username, profile.username.lower(),
+                      profile.name, profile.avatar,
+                      _utc(profile.utc_offset) if profile.utc_offset else "",
+                      self._window, self.channel],
+            )  # fmt: skip
+        return _view(row, self.show_last_seen)
+
+    async def disconnect(self, node: str, conn: str, user: str, *, grace: bool = True) -> None:
+        b = self.keys.bucket_of(user)
+        with unavailable():
+            await self._disconnect(
+                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock,
+                      b.node + node, b.stream],
+                args=[conn, self.grace_ms if grace else 0, self._window, self.channel],
+            )  # fmt: skip
+
+    async def activity(self, node: str, conn: str, user: str, state: str) -> bool:
+        b = self.keys.bucket_of(user)
+        with unavailable():
+            known = await self._activity(
+                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock, b.stream],
+                args=[conn, state, self._window, self.channel],
+            )
+        return bool(known)
+
+    async def set_status(
+        self,
+        user: str,
+        *,
+        status: str | None = None,
+        text: str | None = None,
+        until: int | None = None,
+        hide_last_seen: bool | None = None,
+    ) -> UserView | None:
+        if until is not None:
+            check_until(until, await self.now())
+        b = self.keys.bucket_of(user)
+        hide = "" if hide_last_seen is None else "1" if hide_last_seen else "0"
+        with unavailable():
+            row = await self._set_status(
+                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock,
+                      b.expiries, b.stream],
+                args=[status or "", "0" if text is None else "1", text or "",
+                      self._window, self.channel, "" if until is None else str(until), hide],
+            )  # fmt: skip
+        return None if row is None else _view(row, self.show_last_seen)
+
+    async def expire_statuses(self) -> None:
+        now = await self.now()
+
+        async def bucket(b: BucketKeys) -> None:
+            # Most sweeps find nothing due: a look at the earliest expiry costs Redis a
+            # fraction of a script call (the script decides again, atomically, on its own
+            # clock; one a few ms early by clock skew waits for the next sweep).
+            with unavailable():
+                first = await self._redis.zrange(b.expiries, 0, 0, withscores=True)
+            if not first or float(first[0][1]) > now:
+                return
+            examined = EXPIRY_BATCH
+            while examined >= EXPIRY_BATCH:
+                with unavailable():
+                    examined = await self._expire_status(
+                        keys=[b.idx, b.on, b.grace, b.clock, b.expiries, b.stream],
+                        args=[b.user, b.conns, EXPIRY_BATCH, self._window, self.channel],
+                    )
+
+        await _all([bucket(b) for b in self.keys.buckets])
+
+    async def set_profile(self, profile: Profile, *, create: bool = True) -> UserView | None:
+        b = self.keys.bucket_of(profile.id)
+        uid = profile.id
+        with unavailable():
+            row = await self._set_profile(
+                keys=[b.user + uid, b.conns + uid, b.idx, b.on, b.grace, b.clock, b.names,
+                      b.stream],
+                args=[uid, profile.username, profile.username.lower(), profile.name,
+                      profile.avatar, _utc(profile.utc_offset), "1" if create else "0",
+                      self._window, self.channel],
+            )  # fmt: skip
+        return None if row is None else _view(row, self.show_last_seen)
+
+    async def drop_user(self, user: str) -> None:
+        b = self.keys.bucket_of(user)
+        with unavailable():
+            await self._drop_user(
+                keys=[b.user + user, b.conns + user, b.idx, b.on, b.grace, b.clock, b.stream],
+                args=[b.node, self._window, self.channel],
+            )
+
+    # -- nodes ---------------------------------------------------------------------
+
+    async def heartbeat(self, node: str, ttl_ms: int) -> bool:
+        with unavailable():
+            known = await self._heartbeat(
+                keys=[self.keys.nodes, self.keys.reaped], args=[node, ttl_ms]
+            )
+        return bool(known)
+
+    async def nodes_alive(self) -> int:
+        """Nodes whose heartbeat has not expired (for the ``hub_nodes_alive`` metric)."""
+        now = await self.now()
+        with unavailable():
+            return int(await self._redis.zcount(self.keys.nodes, now, "+inf"))
+
+    async def node_connections(self, node: str) -> dict[str, str]:
+        async def one(b: BucketKeys) -> dict[str, str]:
+            with unavailable():
+                raw = await self._redis.hgetall(b.node + node)
+            return {_str(k): _str(v) for k, v in raw.items()}
+
+        found: dict[str, str] = {}
+        for part in await _all([one(b) for b in self.keys.buckets]):
+            found.update(part)
+        return found
+
+    async def epoch(self) -> int:
+        """When the data began: the latest bucket epoch (set now where one is missing)."""
+        now = await self.now()
+
+        async def one(b: BucketKeys) -> int:
+            with unavailable():
+                old = await self._redis.set(b.epoch, now, nx=True, get=True)
+            return now if old is None else int(old)
+
+        return max(await _all([one(b) for b in self.keys.buckets]))
+
+    async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
+        gate = asyncio.Semaphore(RESTORE_CONCURRENCY)
+
+        async def one(item: LiveConnection) -> None:
+            async with gate:
+                await self.connect(node, item.conn, item.profile, item.state)
+
+        if live:
+            await _all([one(item) for item in live])
+
+    async def sweep(self) -> None:
+        with unavailable():
+            expired = await self._nodes_expired(keys=[self.keys.nodes])
+        for node in expired[::2]:
+            await self._reap_node(node, grace_ms=0)
+            with unavailable():
+                await self._node_reaped(
+                    keys=[self.keys.nodes, self.keys.reaped], args=[node, FORGET_NODE_AFTER_MS]
+                )
+        await _all([self._expire_bucket(b) for b in self.keys.buckets])
+
+    async def _expire_bucket(self, b: BucketKeys) -> None:
+        examined = GRACE_BATCH
+        while examined >= GRACE_BATCH:
+            with unavailable():
+                examined = await self._expire_grace(
+                    keys=[b.idx, b.on, b.grace, b.clock, b.stream],
+                    args=[b.user, b.conns, GRACE_BATCH, self._window, self.channel],
+                )
+
+    async def remove_node(self, node: str, *, grace: bool) -> None:
+        await self._reap_node(node, grace_ms=self.grace_ms if grace else 0)
+        with unavailable():
+            await self._node_reaped(keys=[self.keys.nodes, self.keys.reaped], args=[node, 0])
+
+    async def _reap_node(self, node: str, *, grace_ms: int) -> None:
+        async def reap(b: BucketKeys) -> None:
+            cursor = "0"
+            while True:
+                with unavailable():
+                    cursor = await self._reap(
+                        keys=[b.node + node, b.idx, b.on, b.grace, b.clock, b.stream],
+                        args=[b.user, b.conns, grace_ms, self._window, self.channel,
+                              cursor, REAP_BATCH],
+                    )  # fmt: skip
+                if cursor == "0":
+                    return
+
+        await _all([reap(b) for b in self.keys.buckets])
+
+    # -- queries -----------------------------------------------------------------
+
+    async def changes(self, since: int | None) -> Changes:
+        since_arg = "" if since is None else str(int(since))
+        start = since_arg
+        if since is not None and len(self.keys.buckets) > 1:
+            # Buckets on different cluster masters stamp with their own TIME; a cursor from
+            # one may run ahead of a later stamp on another. Reading a little earlier costs
+            # a few duplicate states (harmless) and never misses one.
+            start = str(int(since) - SKEW_SLACK_MS)
+        replies = await self._changes_all(since_arg, "", start)
+        if len({reply[0] for reply in replies}) > 1:
+            # Buckets read their clocks a moment apart and disagreed at the window's edge;
+            # a snapshot is a correct answer to any cursor.
+            replies = await self._changes_all(since_arg, "full", start)
+        full = bool(replies[0][0])
+        users: list[UserView] = []
+        later: list[Awaitable[list[UserView]]] = []
+        for b, reply in zip(self.keys.buckets, replies, strict=True):
+            if reply[2]:
+                users.extend(_view(row, self.show_last_seen) for row in reply[3:])
+            else:
+                later.append(self._read(b, reply[3:]))
+        # Large answers are read after the cursor was taken, a chunk per call, so no single
+        # script blocks Redis for long. A user read that way may be newer than the cursor
+        # (seen again later: harmless) or offline by now (its change is at or after the
+        # cursor, so the next delta has it): a snapshot leaves those out.
+        for chunk in await _all(later) if later else []:
+            users.extend(u for u in chunk if not full or u.status != "offline")
+        if len(replies) > 1:
+            users.sort(key=lambda user: user.at)
+        # The smallest bucket clock: a later change anywhere is stamped at or above it, so a
+        # consumer resuming from it may see an entry twice (harmless), never miss one.
+        cursor = min(int(reply[1]) for reply in replies)
+        return Changes(users=users, cursor=cursor, full=full)
+
+    async def _changes_all(self, since: str, mode: str, start: str) -> list[list[Any]]:
+        async def one(b: BucketKeys) -> list[Any]:
+            with unavailable():
+                reply = await self._changes(
+                    keys=[b.idx, b.on, b.clock, b.epoch],
+                    args=[b.user, b.conns, since, self._window, mode, INLINE_ROWS, start],
+                )
+            return cast(list[Any], reply)
+
+        return await _all([one(b) for b in self.keys.buckets])
+
+    async def _read(self, b: BucketKeys, ids: Sequence[str]) -> list[UserView]:
+        """Users of one bucket, READ_CHUNK per script call; unknown ones left out."""
+
+        async def chunk(members: Sequence[str]) -> list[Any]:
+            async with self._reads:
+                with unavailable():
+                    reply = await self._users(keys=[b.clock], args=[b.user, b.conns, *members])
+            return cast(list[Any], reply)
+
+        chunks = [ids[n : n + READ_CHUNK] for n in range(0, len(ids), READ_CHUNK)]
+        replies = await _all([chunk(members) for members in chunks])
+        show = self.show_last_seen
+        return [_view(row, show) for reply in replies for row in reply if row is not None]
+
+    async def users(self, ids: Sequence[str]) -> list[UserView]:
+        if not ids:
+            return []
+        groups: dict[int, tuple[BucketKeys, list[str]]] = {}
+        for uid in dict.fromkeys(ids):
+            b = self.keys.bucket_of(uid)
+            groups.setdefault(id(b), (b, []))[1].append(uid)
+        found = {
+            user.id: user
+            for chunk in await _all([self._read(b, members) for b, members in groups.values()])
+            for user in chunk
+        }
+        return [found[uid] for uid in ids if uid in found]
+
+    async def get(self, user: str) -> UserView | None:
+        found = await self.users([user])
+        return found[0] if found else None
+
+    async def find_username(self, username: str) -> str | None:
+        lname = username.lower()
+
+        async def one(b: BucketKeys) -> str | None:
+            with unavailable():
+                return cast(str | None, await self._redis.hget(b.names, lname))
+
+        # Usernames are indexed in their user's bucket, so every bucket is asked.
+        hits = await _all([one(b) for b in self.keys.buckets])
+        return next((hit for hit in hits if hit is not None), None)
+
+    # -- feed ----------------------------------------------------------------------
+
+    async def publish_control(self, message: Control) -> None:
+        payload = msgpack.packb(
+            {"user": message.user, "code": message.code, "reason": message.reason}
+        )
+        with unavailable():
+            await self._redis.publish(self.control, payload)
+
+    def subscription(self, channels: Sequence[str], what: str) -> Subscription:
+        """A pub/sub subscription on this store's Redis, closed with the store."""
+        sub = subscription(self.url, channels, what)
+        self._feeds.add(sub)
+        return sub
+
+    async def events(self) -> AsyncIterator[Event]:
+        sub = self.subscription([self.channel, self.control], "presence feed")
+        try:
+            async with aclosing(sub.messages()) as messages:
+                async for item in messages:
+                    if item is GAP:
+                        yield Gap()
+                        continue
+                    assert isinstance(item, tuple)
+                    event = self._decode(*item)
+                    if event is not None:
+                        yield event
+        finally:
+            self._feeds.discard(sub)
+            await sub.close()
+
+    def _decode(self, channel: bytes, data: bytes) -> Event | None:
+        try:
+            payload = msgpack.unpackb(data, raw=False)
+            if channel == self._control_b:
+                return Control(
+                    user=str(payload["user"]),
+                    code=int(payload["code"]),
+                    reason=str(payload.get("reason", "")),
+                )
+            return Batch(cursor=int(payload["cursor"]), users=cast(list[Entry], payload["users"]))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # Another service may publish on the channel; a bad message is not fatal.
+            log.warning("ignored a malformed message on %r: %s", channel, exc)
+            return None
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,367 @@
+"""The websocket wire protocol: frames <-> messages. Pure: no sockets, no asyncio.
+
+Two codecs share one frame model: ``hub.v1.json`` (text frames) and ``hub.v1.msgpack``
+(binary frames). :func:`parse` turns raw client data into a typed message or raises
+:class:`ProtocolError` naming what was wrong; the ``encode_*`` helpers build server frames.
+Every frame is a map with an ``op``; any client frame may carry a ``ref`` which the server
+echoes in its ``ack`` or ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Any
+
+import msgpack
+
+from hub.model.presence import (
+    Entry,
+    check_audience,
+    check_state,
+    check_status,
+    check_text,
+    check_until,
+)
+from hub.model.text import find_invalid, problem
+
+JSON = "hub.v1.json"
+MSGPACK = "hub.v1.msgpack"
+SUBPROTOCOLS = (JSON, MSGPACK)
+
+MAX_IDS = 1000
+MAX_ID_LENGTH = 256
+MAX_ROOM_LENGTH = 128
+#: A numeric ``ref`` (and a ``since`` cursor) must fit a signed 64-bit integer, so every
+#: codec (msgpack, a JavaScript client's BigInt) can carry it back.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+class CloseCode(IntEnum):
+    """Websocket close codes the hub uses (4000-4999 are the application's)."""
+
+    NORMAL = 1000
+    TOO_LARGE = 1009
+    RESTARTING = 1012
+    NOT_AUTHENTICATED = 4001
+    DEACTIVATED = 4003
+    DISCONNECTED = 4004
+    RATE_LIMITED = 4008
+
+
+#: The close code a client sends when its user signs out: the connection skips the offline
+#: grace (the hub never sends it, so it is not one of the CloseCode values above).
+SIGNED_OUT_CLOSE = 4000
+
+
+class ErrorCode(StrEnum):
+    BAD_FRAME = "bad_frame"
+    UNKNOWN_OP = "unknown_op"
+    BAD_FIELD = "bad_field"
+    NOT_AUTHENTICATED = "not_authenticated"
+    FORBIDDEN = "forbidden"
+    UNAVAILABLE = "unavailable"
+    NOT_SUBSCRIBED = "not_subscribed"
+    LIMIT = "limit"
+
+
+class ProtocolError(ValueError):
+    """A client frame the hub refuses; recoverable unless said otherwise."""
+
+    def __init__(self, code: ErrorCode, message: str, ref: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+# -- scopes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a subscription covers: everyone, a list of users, or one room."""
+
+    kind: str  # "all" | "users" | "room"
+    users: tuple[str, ...] = ()
+    room: str = ""
+
+    def wire(self) -> dict[str, Any]:
+        if self.kind == "all":
+            return {"all": True}
+        if self.kind == "users":
+            return {"users": list(self.users)}
+        return {"room": self.room}
+
+    def key(self) -> tuple[str, ...]:
+        if self.kind == "all":
+            return ("all",)
+        if self.kind == "room":
+            return ("room", self.room)
+        return ("users", *sorted(set(self.users)))
+
+
+ALL = Scope("all")
+
+
+# -- client messages -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    token: str
+    ref: Any = None
+
+
+@dataclass(frozen=True)
+class SetStatus:
+    """``until``: when the status expires (ms); ``last_seen``: who sees it (everyone or
+    nobody; None keeps the user's choice)."""
+
+    status: str | None
+    text: str | None
+    ref: Any = None
+    until: int | None = None
+    last_seen: str | None = None
+
+
+@dataclass(frozen=True)
+class Activity:
+    state: str
+    ref: Any = None
+
+
+@dataclass(frozen=True)
+class Sub:
+    scope: Scope
+    since: int | None = None
+    ref: Any = None
+
+
+@dataclass(frozen=True)
+class Unsub:
+    scope: Scope
+    ref: Any = None
+
+
+@dataclass(frozen=True)
+class Join:
+    room: str
+    ref: Any = None
+
+
+@dataclass(frozen=True)
+class Leave:
+    room: str
+    ref: Any = None
+
+
+@dataclass(frozen=True)
+class Ping:
+    ref: Any = None
+
+
+@dataclass(frozen=True)
+class Pong:
+    ref: Any = None
+
+
+Message = Hello | SetStatus | Activity | Sub | Unsub | Join | Leave | Ping | Pong
+
+
+def decode(data: str | bytes) -> Any:
+    """Raw frame -> Python value; JSON for text, msgpack for binary."""
+    try:
+        if isinstance(data, str):
+            return json.loads(data)
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (
+        ValueError,
+        RecursionError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+    ) as exc:
+        # RecursionError: deeply nested JSON; left uncaught it would end the session.
+        kind = "JSON" if isinstance(data, str) else "msgpack"
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"frame is not valid {kind}: {exc}") from None
+
+
+def _ref(frame: dict[str, Any]) -> Any:
+    """The frame's ``ref``: None, a string of at most MAX_ID_LENGTH characters of valid
+    Unicode, or an integer within int64. Anything else is refused without being echoed."""
+    ref = frame.get("ref")
+    if ref is None:
+        return None
+    if isinstance(ref, str):
+        if len(ref) > MAX_ID_LENGTH:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD, f"ref must be at most {MAX_ID_LENGTH} characters"
+            )
+        message = problem("ref", ref)
+        if message is not None:
+            raise ProtocolError(ErrorCode.BAD_FIELD, message)
+        return ref
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        if not INT64_MIN <= ref <= INT64_MAX:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD, "ref must be a string or an integer within 64 bits"
+            )
+        return ref
+    raise ProtocolError(
+        ErrorCode.BAD_FIELD,
+        f"ref must be a string or an integer, got {type(ref).__name__}",
+    )
+
+
+def _field_error(message: str, ref: Any) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_FIELD, message, ref)
+
+
+def _ident(value: Any, name: str, ref: Any, limit: int = MAX_ID_LENGTH) -> str:
+    if not isinstance(value, str) or not value:
+        raise _field_error(f"{name} must be a non-empty string, got {value!r}", ref)
+    if len(value) > limit:
+        raise _field_error(f"{name} must be at most {limit} characters", ref)
+    # Valid Unicode: checked once for the whole frame by parse().
+    return value
+
+
+def parse_scope(frame: dict[str, Any], ref: Any) -> Scope:
+    given = [k for k in ("all", "users", "room") if k in frame]
+    if len(given) != 1:
+        raise _field_error('give exactly one of all: true, users: [...], room: "..."', ref)
+    if given[0] == "all":
+        if frame["all"] is not True:
+            raise _field_error(f"all must be true, got {frame['all']!r}", ref)
+        return ALL
+    if given[0] == "room":
+        return Scope("room", room=_ident(frame["room"], "room", ref, MAX_ROOM_LENGTH))
+    users = frame["users"]
+    if not isinstance(users, list) or not users:
+        raise _field_error("users must be a non-empty list of user ids", ref)
+    if len(users) > MAX_IDS:
+        raise _field_error(f"users may list at most {MAX_IDS} ids, got {len(users)}", ref)
+    return Scope("users", users=tuple(_ident(u, "users[]", ref) for u in users))
+
+
+def parse(data: str | bytes) -> Message:
+    """Parse one client frame; raises :class:`ProtocolError` naming the problem."""
+    frame = decode(data)
+    if not isinstance(frame, dict):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "frame must be a map with an op")
+    ref = _ref(frame)
+    # Every string of the frame, keys too, must be valid Unicode (JSON can carry a lone
+    # surrogate, which no encoder downstream accepts): refused here, naming the field.
+    # Only a JSON escape (\uXXXX) can make one: websocket text is UTF-8, and msgpack
+    # strings are decoded as strict UTF-8, which refuses encoded surrogates.
+    if isinstance(data, str) and "\\u" in data:
+        invalid = find_invalid(frame)
+        if invalid is not None:
+            raise _field_error(invalid, ref)
+    op = frame.get("op")
+    try:
+        if op == "hello":
+            return Hello(_ident(frame.get("token"), "token", ref, 8192), ref)
+        if op == "status":
+            status = frame.get("status")
+            text = frame.get("text")
+            until = frame.get("until")
+            last_seen = frame.get("lastSeen")
+            if until is not None and status is None and text is None:
+                raise _field_error("until needs a status and/or a text to expire", ref)
+            if status is None and text is None and last_seen is None:
+                raise _field_error("status frame needs status, text and/or lastSeen", ref)
+            return SetStatus(
+                None if status is None else check_status(status),
+                None if text is None else check_text(text),
+                ref,
+                None if until is None else check_until(until),
+                None if last_seen is None else check_audience(last_seen),
+            )
+        if op == "activity":
+            return Activity(check_state(frame.get("state")), ref)
+        if op in ("sub", "unsub"):
+            scope = parse_scope(frame, ref)
+            if op == "unsub":
+                return Unsub(scope, ref)
+            since = frame.get("since")
+            if since is not None and (
+                isinstance(since, bool)
+                or not isinstance(since, int)
+                or not INT64_MIN <= since <= INT64_MAX
+            ):
+                raise _field_error(
+                    f"since must be a cursor (an integer within 64 bits), got {since!r}"[:200],
+                    ref,
+                )
+            return Sub(scope, since, ref)
+        if op in ("join", "leave"):
+            room = _ident(frame.get("room"), "room", ref, MAX_ROOM_LENGTH)
+            return Join(room, ref) if op == "join" else Leave(room, ref)
+        if op == "ping":
+            return Ping(ref)
+        if op == "pong":
+            return Pong(ref)
+    except ProtocolError:
+        raise
+    except ValueError as exc:
+        raise _field_error(str(exc), ref) from None
+    raise ProtocolError(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}", ref)
+
+
+# -- server frames -------------------------------------------------------------------------
+
+
+class Codec:
+    """Encodes server frames for one subprotocol."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.binary = name == MSGPACK
+
+    def encode(self, frame: dict[str, Any]) -> str | bytes:
+        if self.binary:
+            packed: bytes = msgpack.packb(frame, use_bin_type=True)
+            return packed
+        return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+JSON_CODEC = Codec(JSON)
+MSGPACK_CODEC = Codec(MSGPACK)
+
+
+def codec_for(offered: list[str]) -> Codec:
+    """The codec for the client's offered subprotocols; JSON when none is asked."""
+    for name in offered:
+        if name == MSGPACK:
+            return MSGPACK_CODEC
+        if name == JSON:
+            return JSON_CODEC
+    return JSON_CODEC
+
+
+def ready(conn: str, user: Entry, cursor: int, window_s: float) -> dict[str, Any]:
+    window: float | int = int(window_s) if float(window_s).is_integer() else window_s
+    return {"op": "ready", "conn": conn, "user": user, "cursor": cursor, "window": window}
+
+
+def snapshot(scope: Scope, full: bool, users: list[Entry], cursor: int) -> dict[str, Any]:
+    return {"op": "snapshot", "scope": scope.wire(), "full": full, "users": users, "cursor": cursor}
+
+
+def delta(scope: Scope, users: list[Entry], cursor: int) -> dict[str, Any]:
+    return {"op": "delta", "scope": scope.wire(), "users": users, "cursor": cursor}
+
+
+def ack(ref: Any) -> dict[str, Any]:
+    return {"op": "ack", "ref": ref}
+
+
+def error(code: str, message: str, ref: Any = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"op": "error", "code": code, "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
