@@ -1,1 +1,1 @@
-"""hub.clients"""
+"""Clients of the hub for other programs: the websocket SDK, the pub/sub and stream consumers, watch."""

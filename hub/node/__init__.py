@@ -1,1 +1,1 @@
-"""hub.node.node"""
+"""A hub node: its connections, fan-out, rooms, admin actions, queries and its loops."""

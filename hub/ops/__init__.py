@@ -1,1 +1,1 @@
-"""hub.ops"""
+"""Running the hub: the app's wiring, the command line, settings, logs, metrics, workers."""

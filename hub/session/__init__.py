@@ -1,1 +1,1 @@
-"""hub.session.core"""
+"""One connection's life: the pure rules of each wire, and the bounded outbox."""

@@ -1,1 +1,1 @@
-"""hub.stores"""
+"""Store families (presence, registry, channels), each a contract with a memory and a Redis backend."""

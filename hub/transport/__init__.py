@@ -1,1 +1,1 @@
-"""hub.transport"""
+"""Transports: they move bytes between sockets and sessions, nothing more."""

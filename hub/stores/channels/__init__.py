@@ -1,1 +1,1 @@
-"""hub.stores.channels"""
+"""Pusher channel state across every hub node, and the bus that carries channel events."""
