@@ -1,1 +1,1 @@
-"""Clients of the hub for other programs: the websocket SDK, the pub/sub and stream consumers, watch."""
+"""Clients for other programs: the websocket SDK, the pub/sub and stream consumers, watch."""

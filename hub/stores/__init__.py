@@ -1,1 +1,1 @@
-"""Store families (presence, registry, channels), each a contract with a memory and a Redis backend."""
+"""Store families (presence, registry, channels): each a contract, a memory and a Redis backend."""

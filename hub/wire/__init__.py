@@ -1,1 +1,1 @@
-"""Frame shapes of each wire (the hub's own, Pusher's) and of the messages other services read: pure."""
+"""Frame shapes of each wire (hub, Pusher) and of the messages other services read: pure."""
