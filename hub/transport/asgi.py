@@ -26,13 +26,11 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hub.model.auth import Claims
-from hub.model.presence import Entry
+from hub.node.commands import HubCommands
 from hub.node.fanout import RESYNC, Outbox
 from hub.node.node import Node
 from hub.session.core import HUB_DIALECTS, Admit, Close, Limits, Run, Send, Session
 from hub.stores.presence.base import LiveConnection, StoreUnavailable
-from hub.transport.engine import set_status as apply_status
-from hub.transport.engine import snapshot as scope_snapshot
 from hub.wire import hub as p
 
 log = logging.getLogger("hub.ws")
@@ -46,6 +44,7 @@ class WsSession:
         self, node: Node, websocket: WebSocket, codec: p.Codec, claims: Claims, session: Session
     ) -> None:
         self.node = node
+        self.commands = HubCommands(node)
         self.session = session
         self.websocket = websocket
         self.codec = codec
@@ -58,6 +57,8 @@ class WsSession:
         self._writing: asyncio.Task[None] | None = None
         self.closing = False
         self.dropped = False  # the store already removed this connection (kick, ban)
+        self.registered = False  # the store holds the connection
+        self.lost = False  # the socket is gone
 
     @property
     def scopes(self) -> dict[tuple[str, ...], p.Scope]:
@@ -116,49 +117,12 @@ class WsSession:
     async def _resync(self) -> None:
         for scope in list(self.scopes.values()):
             try:
-                users, full, cursor = await self.snapshot(scope, None)
+                frame = await self.commands.snapshot_frame(self, scope)
             except StoreUnavailable:
                 self.outbox.request_resync()
                 await asyncio.sleep(0.5)
                 return
-            await self._write(self.codec.encode(p.snapshot(scope, full, users, cursor)))
-
-    # -- snapshots -----------------------------------------------------------------
-
-    async def snapshot(self, scope: p.Scope, since: int | None) -> tuple[list[Entry], bool, int]:
-        return await scope_snapshot(self.node, scope, since)
-
-    # -- handling frames -----------------------------------------------------------
-
-    async def apply(self, msg: p.Message) -> None:
-        """Carry out a frame the session let through (:class:`hub.session.core.Run`)."""
-        store = self.node.store
-        if isinstance(msg, p.SetStatus):
-            await apply_status(store, self.user, msg)
-        elif isinstance(msg, p.Activity):
-            self.state = msg.state
-            await store.activity(self.node.id, self.conn, self.user, msg.state)
-        elif isinstance(msg, p.Sub):
-            await self.subscribe(msg.scope, msg.since)
-        elif isinstance(msg, p.Unsub):
-            self.node.fanout.unsubscribe(self, msg.scope)
-        elif isinstance(msg, p.Join | p.Leave):
-            rooms = self.node.rooms
-            if rooms is None:
-                raise p.ProtocolError(p.ErrorCode.BAD_FIELD, "rooms are not enabled on this hub")
-            await (rooms.join if isinstance(msg, p.Join) else rooms.leave)(self, msg.room)
-
-    async def subscribe(self, scope: p.Scope, since: int | None) -> None:
-        fanout = self.node.fanout
-        fanout.unsubscribe(self, scope)  # a second sub of a scope starts it afresh
-        sub = fanout.subscribe(self, scope)
-        try:
-            users, full, cursor = await self.snapshot(scope, since)
-        except BaseException:
-            fanout.unsubscribe(self, scope)
-            raise
-        self.outbox.put_control(self.codec.encode(p.snapshot(scope, full, users, cursor)))
-        fanout.go_live(sub, self.codec, cursor)
+            await self._write(frame)
 
     async def reader(self) -> None:
         ws = self.websocket
@@ -178,7 +142,7 @@ class WsSession:
     async def run(self, msg: p.Message) -> None:
         session = self.session
         try:
-            await self.apply(msg)
+            await self.commands.run(self, msg)
         except p.ProtocolError as exc:
             answers = session.failed(msg, exc.code, exc.message)
         except StoreUnavailable:
@@ -276,6 +240,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         # From here on the store holds the connection: the session must be registered so
         # that closing it (or the node's reconciliation) removes it again.
         node.add(session)
+        session.registered = True
         node.remember(user.entry())
         cursor = await node.store.now()
     except StoreUnavailable:
@@ -318,7 +283,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
                    "subscriptions": len(session.scopes),
                    "overflows": session.outbox.overflows},
         )  # fmt: skip
-        session.closing = True
+        session.closing = session.lost = True
         session.outbox.close()
         if expiry is not None:
             expiry.cancel()

@@ -39,7 +39,7 @@ from websockets.protocol import State as WsState
 from websockets.server import ServerProtocol
 
 from hub.model.auth import Claims
-from hub.model.presence import Entry, in_window
+from hub.node.commands import HubCommands
 from hub.node.node import Node
 from hub.session.core import (
     HUB_DIALECTS,
@@ -53,7 +53,7 @@ from hub.session.core import (
     Session,
 )
 from hub.session.outbox import RESYNC, Outbox
-from hub.stores.presence.base import LiveConnection, PresenceStore, StoreUnavailable, UserView
+from hub.stores.presence.base import LiveConnection, StoreUnavailable
 from hub.wire import hub as p
 
 log = logging.getLogger("hub.ws")
@@ -134,6 +134,7 @@ class Engine:
 
     def __init__(self, node: Node, ping_interval_s: float = 20.0) -> None:
         self.node = node
+        self.commands = HubCommands(node)
         s = node.settings
         self.limits = Limits(
             secret=s.secret,
@@ -536,7 +537,7 @@ class Connection(asyncio.Protocol):
         session = self.session
         assert session is not None
         try:
-            await self._apply(msg)
+            await self._engine.commands.run(self, msg)
         except p.ProtocolError as exc:
             self._do(session.failed(msg, exc.code, exc.message))
         except StoreUnavailable:
@@ -544,56 +545,22 @@ class Connection(asyncio.Protocol):
         else:
             self._do(session.done(msg))
 
-    async def _apply(self, msg: p.Message) -> None:
-        node = self._engine.node
-        store = node.store
-        if isinstance(msg, p.SetStatus):
-            await set_status(store, self.user, msg)
-        elif isinstance(msg, p.Activity):
-            self.state = msg.state
-            if self.registered:  # never about a connection the store already let go
-                await store.activity(node.id, self.conn, self.user, msg.state)
-        elif isinstance(msg, p.Sub):
-            await self._subscribe(msg.scope, msg.since)
-        elif isinstance(msg, p.Unsub):
-            node.fanout.unsubscribe(self, msg.scope)
-        elif isinstance(msg, p.Join):
-            await _rooms(node).join(self, msg.room)
-        elif isinstance(msg, p.Leave):
-            await _rooms(node).leave(self, msg.room)
-
-    async def _subscribe(self, scope: p.Scope, since: int | None) -> None:
-        fanout = self._engine.node.fanout
-        fanout.unsubscribe(self, scope)  # a second sub of a scope starts it afresh
-        sub = fanout.subscribe(self, scope)
-        try:
-            users, full, cursor = await snapshot(self._engine.node, scope, since)
-        except BaseException:
-            fanout.unsubscribe(self, scope)
-            raise
-        if self.lost:
-            fanout.unsubscribe(self, scope)
-            return
-        self.outbox.put_control(self.codec.encode(p.snapshot(scope, full, users, cursor)))
-        fanout.go_live(sub, self.codec, cursor)
-
     async def _resync(self) -> None:
         """The outbox overflowed (or the feed lost events): fresh snapshots, then the rest."""
         session = self.session
-        node = self._engine.node
         scopes = list(session.scopes.values()) if session and session.scopes else []
         try:
             for scope in scopes:
                 if self.lost:
                     return
                 try:
-                    users, full, cursor = await snapshot(node, scope, None)
+                    frame = await self._engine.commands.snapshot_frame(self, scope)
                 except StoreUnavailable:
                     await asyncio.sleep(0.5)
                     self.resyncing = False
                     self.outbox.request_resync()
                     return
-                self.write(self.codec.encode(p.snapshot(scope, full, users, cursor)))
+                self.write(frame)
         finally:
             self.resyncing = False
         self._drain_outbox()
@@ -718,37 +685,3 @@ class Connection(asyncio.Protocol):
 def _select_subprotocol(protocol: ServerProtocol, offered: Any) -> Any:
     codec = p.codec_for(list(offered))
     return codec.name if codec.name in offered else None
-
-
-async def set_status(store: PresenceStore, user: str, msg: p.SetStatus) -> None:
-    """Carry out a ``status`` frame: chosen status, text, expiry and last-seen privacy."""
-    hide = None if msg.last_seen is None else msg.last_seen == "nobody"
-    try:
-        await store.set_status(user, status=msg.status, text=msg.text, until=msg.until,
-                               hide_last_seen=hide)  # fmt: skip
-    except ValueError as exc:  # an until in the past or too far ahead (on the store clock)
-        raise p.ProtocolError(p.ErrorCode.BAD_FIELD, str(exc), msg.ref) from None
-
-
-def _rooms(node: Node) -> Any:
-    if node.rooms is None:
-        raise p.ProtocolError(p.ErrorCode.BAD_FIELD, "rooms are not enabled on this hub")
-    return node.rooms
-
-
-async def snapshot(node: Node, scope: p.Scope, since: int | None) -> tuple[list[Entry], bool, int]:
-    """The state of ``scope``: users changed since ``since`` inside the window, else every
-    user of the scope who is not offline."""
-    store = node.store
-    if scope.kind == "all":
-        changes = await store.changes(since)
-        return [u.entry() for u in changes.users], changes.full, changes.cursor
-    if scope.kind == "room":
-        result: tuple[list[Entry], bool, int] = await _rooms(node).snapshot(scope.room, since)
-        return result
-    cursor = await store.now()
-    views: list[UserView] = await store.users(list(dict.fromkeys(scope.users)))
-    # A delta needs a cursor inside the window and from after the store's data began.
-    if in_window(since, cursor, store.window_ms) and since >= await store.epoch():
-        return [v.entry() for v in views if v.at >= since], False, cursor
-    return [v.entry() for v in views if v.status != "offline"], True, cursor
