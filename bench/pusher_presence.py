@@ -32,7 +32,7 @@ from websockets.asyncio.client import connect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hub.model.pusher_auth import channel_auth
-from hub.stores.channels.store import RedisChannels
+from hub.stores.channels.redis import RedisChannels
 from tests.support.hubproc import start_hub
 from tests.support.redis_server import start_server
 
@@ -48,7 +48,7 @@ def rss_kb(pid: int) -> int:
 
 
 async def fill(url: str, channel: str, members: int) -> None:
-    state = RedisChannels(url, PREFIX)
+    state = RedisChannels(url, PREFIX, f"{PREFIX}fill")
     await state.start()
     try:
         for start in range(0, members, 200):

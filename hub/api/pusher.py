@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hub.model.pusher_auth import SignatureError, check_request
-from hub.node.channels import PusherService
+from hub.node.channels import ChannelService
 from hub.ops.apps import App
 from hub.stores.presence.base import StoreUnavailable
 from hub.wire import pusher as p
@@ -37,8 +37,8 @@ def _error(status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _authorized(request: Request) -> tuple[PusherService, App, bytes]:
-    service: PusherService = request.app.state.pusher
+async def _authorized(request: Request) -> tuple[ChannelService, App, bytes]:
+    service: ChannelService = request.app.state.pusher
     if "app_id" in request.path_params:
         app = service.apps.by_id.get(request.path_params["app_id"])
     else:
@@ -114,13 +114,15 @@ def _handler(inner: Any) -> Any:
     return handle
 
 
-async def events(request: Request, service: PusherService, app: App, body: bytes) -> Response:
+async def events(request: Request, service: ChannelService, app: App, body: bytes) -> Response:
     channels, name, data, socket_id = _event(_json_body(body), "")
     await service.trigger(app, channels, name, data, socket_id)
     return JSONResponse({})
 
 
-async def batch_events(request: Request, service: PusherService, app: App, body: bytes) -> Response:
+async def batch_events(
+    request: Request, service: ChannelService, app: App, body: bytes
+) -> Response:
     batch = _json_body(body).get("batch")
     if not isinstance(batch, list) or not batch:
         raise ApiError(400, "batch must be a non-empty list of events")
@@ -141,7 +143,7 @@ def _info(request: Request) -> set[str]:
     return {i for i in raw.split(",") if i}
 
 
-async def channels(request: Request, service: PusherService, app: App, body: bytes) -> Response:
+async def channels(request: Request, service: ChannelService, app: App, body: bytes) -> Response:
     prefix = request.query_params.get("filter_by_prefix", "")
     info = _info(request)
     unknown = info - {"user_count"}
@@ -150,12 +152,12 @@ async def channels(request: Request, service: PusherService, app: App, body: byt
     if "user_count" in info and not prefix.startswith(p.PRESENCE):
         raise ApiError(400, "info=user_count needs filter_by_prefix=presence-")
     out: dict[str, dict[str, int]] = {}
-    for channel in await service.channels.occupied(app.id):
+    for channel in await service.store.occupied(app.id):
         if not channel.startswith(prefix):
             continue
         attrs: dict[str, int] = {}
         if "user_count" in info:
-            attrs["user_count"] = await service.channels.member_count(app.id, channel)
+            attrs["user_count"] = await service.store.member_count(app.id, channel)
         out[channel] = attrs
     return JSONResponse({"channels": out})
 
@@ -167,7 +169,7 @@ def _channel_param(request: Request) -> str:
         raise ApiError(400, str(exc)) from None
 
 
-async def channel(request: Request, service: PusherService, app: App, body: bytes) -> Response:
+async def channel(request: Request, service: ChannelService, app: App, body: bytes) -> Response:
     name = _channel_param(request)
     info = _info(request)
     unknown = info - {"user_count", "subscription_count"}
@@ -175,24 +177,24 @@ async def channel(request: Request, service: PusherService, app: App, body: byte
         raise ApiError(400, f"unknown info attributes: {', '.join(sorted(unknown))}")
     if "user_count" in info and p.kind(name) != "presence":
         raise ApiError(400, "user_count is only for presence channels")
-    count = await service.channels.subscription_count(app.id, name)
+    count = await service.store.subscription_count(app.id, name)
     out: dict[str, Any] = {"occupied": count > 0}
     if "user_count" in info:
-        out["user_count"] = await service.channels.member_count(app.id, name)
+        out["user_count"] = await service.store.member_count(app.id, name)
     if "subscription_count" in info:
         out["subscription_count"] = count
     return JSONResponse(out)
 
 
-async def users(request: Request, service: PusherService, app: App, body: bytes) -> Response:
+async def users(request: Request, service: ChannelService, app: App, body: bytes) -> Response:
     name = _channel_param(request)
     if p.kind(name) != "presence":
         raise ApiError(400, "users are only listed for presence channels")
-    members = await service.channels.members(app.id, name)
-    return JSONResponse({"users": [{"id": uid} for uid in members]})
+    members = await service.store.members(app.id, name)
+    return JSONResponse({"users": [{"id": uid} for uid in members.info]})
 
 
-async def terminate(request: Request, service: PusherService, app: App, body: bytes) -> Response:
+async def terminate(request: Request, service: ChannelService, app: App, body: bytes) -> Response:
     user = request.path_params["user"]
     if not user or len(user) > p.MAX_USER_ID:
         raise ApiError(400, f"user id must be 1 to {p.MAX_USER_ID} characters")

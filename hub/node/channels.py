@@ -1,12 +1,26 @@
-"""The Pusher service of one node: local sockets, channel transitions, events and reaping.
+"""The Pusher wire on the node: sockets, channels, member events, triggers and their upkeep.
 
-Every subscribe and unsubscribe goes through :class:`~hub.stores.channels.store.ChannelState`;
-the transitions it reports (first/last connection of a user, first/last subscriber) are
-published on the bus by this node only, as frames, and become webhooks here. A socket on a
-presence channel is also a hub connection of the member's ``user_id`` (``store.connect``
-with this node's id, registered with the node so drain, kick, reconcile and restore treat it
-like a ``/ws`` socket), and the channel's members are mirrored into the hub room of the
-same name.
+:class:`ChannelService` is the Pusher wire's :class:`~hub.session.driver.Handler`: the
+session rules (:mod:`hub.session.rules_pusher`) check a frame, this carries it out against
+the channel store (:mod:`hub.stores.channels`) and the node. It keeps, per app and channel,
+the sockets of this node subscribed to it, and delivers every event of the channel feed to
+them: the same frame object for every socket, so it is framed once and costs each socket
+one ``transport.write`` (the same path as a ``/ws`` delta).
+
+- **One presence truth.** A socket on a presence channel is a hub connection of the
+  member's ``user_id`` (:class:`~hub.node.connection.UserConnection`), attached through the
+  node's admission like a ``/ws`` socket, so drain, kick, reconcile and restore treat it
+  alike; the channel's members are mirrored into the hub room of the same name (retried
+  until it agrees, so a store error never leaves the two apart).
+- **Exact member events.** ``subscription_succeeded`` carries the member list at a version
+  (:mod:`hub.stores.channels.base`); feed events of the channel that arrive while the
+  subscription is in flight wait, and member events at or below the list's version are
+  dropped as already told. Subscribers joining the same channel at the same time share one
+  read of the list and one encoding of the frame.
+- **Upkeep** runs in the node's loops: :meth:`ChannelService.beat` once per sweep
+  (heartbeat per app, reaping of dead nodes' subscriptions, re-subscribing after this node
+  was reaped, retries of what a store error interrupted), :meth:`ChannelService.on_event`
+  for every feed event.
 """
 
 from __future__ import annotations
@@ -18,69 +32,78 @@ import logging
 import secrets
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Any
 
-from hub.delivery.pusher import Webhooks
+from hub.model.auth import Claims
+from hub.node.connection import Busy, UserConnection
 from hub.node.node import Node
+from hub.node.shared import Shared, SharedReads
 from hub.ops.apps import App, Apps
 from hub.ops.config import Settings
-from hub.session.pusher import PusherSession
-from hub.stores.channels.store import Bus, ChannelState, Left
-from hub.stores.presence.base import LiveConnection, Profile, StoreUnavailable
+from hub.session.core import Limits
+from hub.session.driver import Driver, Refused, WorkFailed
+from hub.session.rules_pusher import (
+    ClientEvent,
+    PusherRules,
+    Subscribe,
+    Unsubscribe,
+)
+from hub.stores.channels.base import (
+    ChannelEvent,
+    ChannelFeedEvent,
+    ChannelGap,
+    ChannelStore,
+    Left,
+    MemberChange,
+    Members,
+    Probe,
+    Terminate,
+)
+from hub.stores.presence.base import Profile, StoreUnavailable
 from hub.wire import pusher as p
+from hub.wire.hub import ErrorCode
 
-log = logging.getLogger("hub.stores.channels")
+log = logging.getLogger("hub.pusher")
 
-#: Hub close codes (kick, ban) that mean the store already dropped the connection.
-_DROPPED = (4003, 4004)
+#: Frames a second a Pusher socket may send, and how many at once (a client subscribing to
+#: hundreds of channels on connect), before its reading is throttled.
+RATE_PER_S = 100.0
+BURST = 1000.0
+#: How long the service waits to hear its own probe on the feed at start.
+LISTEN_S = 5.0
+#: How often the store's record of this node's subscriptions is checked against its
+#: sockets (and at the next sweep after a store error, whose outcome is unknown).
+RECONCILE_S = 30.0
 
 
-class Transport(Protocol):
-    """What the service needs of a socket (the websocket endpoint implements it)."""
-
-    def send(self, text: str) -> None: ...
-
-    async def close(self, code: int, reason: str) -> None: ...
+def pusher_close(code: int) -> int:
+    """A hub close code as a Pusher one: Pusher's own range stays; a drain (1012) and
+    anything else asks pusher-js to reconnect at once."""
+    return code if 4000 <= code < 4300 else p.Close.GENERIC_RECONNECT
 
 
-@dataclass
-class Socket:
-    """One Pusher connection as the service tracks it."""
+class PusherSocket:
+    """What the service keeps of one Pusher connection (its driver's ``state``)."""
 
-    app: App
-    session: PusherSession
-    transport: Transport
-    #: channels whose subscription_succeeded is not sent yet: bus messages wait here.
-    waiting: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    #: user id -> (its hub connection, how many presence channels use it)
-    hub: dict[str, tuple[HubConnection, int]] = field(default_factory=dict)
-    closed: bool = False
+    __slots__ = ("app", "driver", "id", "members", "seen", "waiting")
+
+    def __init__(self, app: App, socket_id: str, driver: Driver) -> None:
+        self.app = app
+        self.id = socket_id
+        self.driver = driver
+        #: channels whose subscription is in flight: their feed events wait here.
+        self.waiting: dict[str, list[ChannelEvent | MemberChange]] = {}
+        #: presence channel -> the member version of the list this socket was given.
+        self.seen: dict[str, int] = {}
+        #: user id -> (its hub connection, how many presence channels use it).
+        self.members: dict[str, tuple[UserConnection, int]] = {}
 
     @property
-    def id(self) -> str:
-        return self.session.socket_id
-
-
-class HubConnection:
-    """A pusher socket seen as a hub connection of one user (``node.Session``)."""
-
-    def __init__(self, socket: Socket, conn: str, profile: Profile) -> None:
-        self.socket = socket
-        self.conn = conn
-        self.user = profile.id
-        self.profile = profile
-        self.dropped = False
-
-    def live(self) -> LiveConnection:
-        return LiveConnection(self.conn, self.profile, "online")
-
-    async def close(self, code: int, reason: str = "") -> None:
-        if code in _DROPPED:
-            self.dropped = True
-        # A drain (1012) asks the client to come back at once; Pusher's range for that.
-        pusher_code = code if 4000 <= code < 4300 else p.Close.GENERIC_RECONNECT
-        await self.socket.transport.close(pusher_code, reason)
+    def rules(self) -> PusherRules:
+        rules = self.driver.session.rules
+        assert isinstance(rules, PusherRules)
+        return rules
 
 
 def room_of(channel: str) -> str:
@@ -88,426 +111,448 @@ def room_of(channel: str) -> str:
     return channel
 
 
-class PusherService:
+class ChannelService:
+    """The Pusher wire of one node."""
+
     def __init__(
-        self,
-        settings: Settings,
-        node: Node,
-        apps: Apps,
-        channels: ChannelState,
-        bus: Bus,
-        webhooks: Webhooks,
+        self, settings: Settings, node: Node, apps: Apps, store: ChannelStore, webhooks: Any
     ) -> None:
         self.settings = settings
         self.node = node
         self.apps = apps
-        self.channels = channels
-        self.bus = bus
+        self.store = store
         self.webhooks = webhooks
-        self.sockets: dict[str, Socket] = {}
-        self.local: dict[tuple[str, str], dict[str, Socket]] = {}
+        self.limits = Limits(
+            secret="",
+            max_frame_bytes=settings.max_frame_bytes,
+            rate_per_s=RATE_PER_S,
+            burst=BURST,
+            hello_timeout_s=settings.hello_timeout_s,
+            window_s=settings.window_s,
+        )
+        self.outbox_frames = max(1024, settings.outbox_frames * 4)
+        self.activity_timeout_s = settings.pusher_activity_timeout_s
+        self.sockets: dict[str, PusherSocket] = {}
+        self.local: dict[tuple[str, str], dict[str, PusherSocket]] = {}
+        self.lists: SharedReads[tuple[str, str], Members] = SharedReads(lambda: 0)
         self._prefix = str(secrets.randbelow(9 * 10**8) + 10**8)
         self._seq = itertools.count(1)
-        self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
         self._pending_leaves: deque[tuple[App, str, str]] = deque()
-        self.activity_timeout_s = settings.pusher_activity_timeout_s
+        self._pending_rooms: set[tuple[str, str, str]] = set()
+        self._next_reconcile = time.monotonic() + RECONCILE_S
+        #: A store call failed: it may have taken effect all the same (a timeout).
+        self._unsure = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.channels.start()
-        await self.bus.start()
+        """After the node started (its loops read the channel feed)."""
+        await self.store.start()
         await self.webhooks.start()
-        self._tasks = [
-            asyncio.create_task(self._consume(), name="pusher-bus"),
-            asyncio.create_task(self._liveness(), name="pusher-liveness"),
-        ]
         await self._until_listening()
         for app in self.apps:
             with contextlib.suppress(StoreUnavailable):
                 # A restart under the same node id: the previous life's subscriptions died.
                 await self._reap(app, self.node.id)
-                await self.channels.heartbeat(app.id, self.node.id, self.settings.node_ttl_ms)
+                await self.store.heartbeat(app.id, self.node.id, self.settings.node_ttl_ms)
 
     async def stop(self) -> None:
-        sockets = list(self.sockets.values())
-        await asyncio.gather(
-            *(s.transport.close(p.Close.GENERIC_RECONNECT, "node restarting") for s in sockets),
-            return_exceptions=True,
-        )
+        for sock in list(self.sockets.values()):
+            sock.driver.close(p.Close.GENERIC_RECONNECT, "node restarting")
         deadline = time.monotonic() + 2.0
         while self.sockets and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
         for app in self.apps:
             with contextlib.suppress(StoreUnavailable):
                 await self._reap(app, self.node.id)
-                await self.channels.forget_node(app.id, self.node.id)
+                await self.store.forget_node(app.id, self.node.id)
         await self.webhooks.stop()
-        await self.bus.close()
-        await self.channels.close()
+        await self.store.close()
 
     async def _until_listening(self) -> None:
-        """Publish a probe until our own bus reader hears it (at most 5 s): events published
-        before the subscription is live would be lost."""
-        deadline = time.monotonic() + 5.0
+        """Publish a probe until this node's feed hears it (at most LISTEN_S): events
+        published before the subscription is live would be lost."""
+        deadline = time.monotonic() + LISTEN_S
         while not self._listening.is_set() and time.monotonic() < deadline:
             with contextlib.suppress(StoreUnavailable):
-                await self.bus.publish({"k": "probe", "n": self.node.id})
+                await self.store.publish(Probe(self.node.id))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._listening.wait(), 0.05)
         if not self._listening.is_set():
-            log.warning("pusher bus not confirmed within 5 s; events may be lost until it is")
+            log.warning("pusher feed not confirmed within 5 s; events may be lost until it is")
+
+    # -- the transport's questions -----------------------------------------------------
+
+    def rules_for(
+        self, key: str, protocol: list[str] | None, now: float
+    ) -> tuple[tuple[int, str] | None, PusherRules | None]:
+        """The rules of a new socket on ``/app/{key}?protocol=...``, or why it is refused."""
+        app = self.apps.by_key.get(key)
+        if app is None:
+            return (p.Close.APP_UNKNOWN, "App key not known to this hub"), None
+        if not protocol:
+            return (p.Close.NO_PROTOCOL, "No protocol version supplied"), None
+        raw = protocol[0]
+        try:
+            version = int(raw)
+        except ValueError:
+            version = -1
+        if version not in p.PROTOCOLS:
+            message = f"Unsupported protocol version {raw[:16]!r} (5 to 7 are served)"
+            return (p.Close.UNSUPPORTED_PROTOCOL, message), None
+        return None, PusherRules(app, self.new_socket_id(), self.activity_timeout_s)
 
     def new_socket_id(self) -> str:
         return f"{self._prefix}.{next(self._seq)}"
 
-    # -- sockets -----------------------------------------------------------------------
+    # -- the driver's handler ----------------------------------------------------------
 
-    def opened(self, socket: Socket) -> None:
-        self.sockets[socket.id] = socket
+    async def admit(self, driver: Driver, claims: Claims | None) -> str:
+        rules = driver.session.rules
+        assert isinstance(rules, PusherRules)
+        if self.node.draining:
+            raise Refused(p.Close.GENERIC_RECONNECT, "node restarting")
+        sock = PusherSocket(rules.app, rules.socket_id, driver)
+        driver.state = sock
+        self.sockets[sock.id] = sock
+        driver.admitted = True
+        return sock.id
 
-    async def closed(self, socket: Socket) -> None:
+    async def run(self, driver: Driver, work: Any) -> None:
+        sock = driver.state
+        assert isinstance(sock, PusherSocket)
+        if isinstance(work, Subscribe):
+            await self.subscribe(sock, work.channel, work.member)
+        elif isinstance(work, Unsubscribe):
+            await self._leave(sock, work.channel)
+        elif isinstance(work, ClientEvent):
+            await self.client_event(sock, work)
+
+    async def resync(self, driver: Driver) -> None:
+        return None  # a full outbox closes a Pusher socket (4100): nothing to resync
+
+    async def detach(self, driver: Driver) -> None:
         """The socket ended: leave every channel, end its hub connections."""
-        socket.closed = True
-        self.sockets.pop(socket.id, None)
-        channels = list(socket.session.channels) + list(socket.waiting)
-        socket.session.channels.clear()
+        sock = driver.state
+        assert isinstance(sock, PusherSocket)
+        self.sockets.pop(sock.id, None)
+        channels = list(sock.rules.channels) + list(sock.waiting)
+        sock.rules.channels.clear()
         for channel in channels:
-            await self._leave(socket, channel)
-        for user in list(socket.hub):
-            await self._end_hub(socket, user, force=True)
+            await self._leave(sock, channel)
+        for user in list(sock.members):
+            await self._end_member(sock, user, force=True)
 
-    async def subscribe(self, socket: Socket, channel: str, member: p.Member | None) -> None:
-        app = socket.app
+    # -- subscriptions -----------------------------------------------------------------
+
+    async def subscribe(self, sock: PusherSocket, channel: str, member: p.Member | None) -> None:
+        app = sock.app
         key = (app.id, channel)
-        socket.waiting[channel] = []
-        self.local.setdefault(key, {})[socket.id] = socket
+        sock.waiting[channel] = []
+        self.local.setdefault(key, {})[sock.id] = sock
         user_id = member.user_id if member else ""
         info = p.dumps(member.user_info if member else None)
         try:
             if member is not None:
-                await self._begin_hub(socket, member)
-            joined = await self.channels.subscribe(
-                app.id, channel, socket.id, self.node.id, user_id, info, app.member_limit
+                await self._begin_member(sock, member)
+            joined = await self.store.subscribe(
+                app.id, channel, sock.id, self.node.id, user_id, info, app.member_limit
             )
+        except Busy:
+            # Admission is full: the client comes back (pusher-js reconnects and resubscribes).
+            await self._undo(sock, channel, member)
+            sock.driver.close(p.Close.GENERIC_RECONNECT, "hub busy, reconnect")
+            return
         except StoreUnavailable:
-            self._unlocal(socket, channel)
-            socket.session.refused(channel)
-            if member is not None:
-                await self._end_hub(socket, member.user_id)
-            socket.transport.send(
-                p.subscription_error(channel, "service unavailable", 503, "ServiceUnavailable")
-            )
-            return
+            # The subscription may have landed all the same (a timeout): reconciliation
+            # removes what no socket of this node backs.
+            self._unsure = True
+            await self._undo(sock, channel, member)
+            raise
         if joined.status < 0:
-            self._unlocal(socket, channel)
-            socket.session.refused(channel)
-            if member is not None:
-                await self._end_hub(socket, member.user_id)
-            socket.transport.send(
-                p.subscription_error(
-                    channel,
-                    f"the channel has reached its limit of {app.member_limit} members",
-                    4100,
-                    "LimitReached",
-                )
+            await self._undo(sock, channel, member)
+            limit = app.member_limit
+            raise WorkFailed(
+                ErrorCode.LIMIT, f"the channel has reached its limit of {limit} members"
             )
-            return
-        if socket.closed:
+        if sock.driver.lost:
             # The socket closed meanwhile: its cleanup did not see this subscription.
-            await self._leave(socket, channel)
+            await self._leave(sock, channel)
             return
-        members: dict[str, str] | None = None
         if member is not None:
-            members = await self.channels.members_json(app.id, channel)
-            frame = p.presence_succeeded(channel, members)
+            try:
+                listed = await self._member_list(app.id, channel, joined.version)
+            except StoreUnavailable:
+                await self._leave(sock, channel)
+                raise
+            sock.seen[channel] = listed.value.version
+            frame: str = listed.encode("frame", lambda m: p.presence_succeeded(channel, m.info))
         else:
             frame = p.subscription_succeeded(channel)
-        socket.session.subscribed(channel, member)
-        socket.transport.send(frame)
-        for message in socket.waiting.pop(channel, []):
-            if members is not None:
-                # Member events the list already reflects would be told twice.
-                added, removed = message.get("ma"), message.get("mr")
-                if added is not None and added in members:
-                    continue
-                if removed is not None and removed not in members:
-                    continue
-            self._deliver(socket, message)
+        sock.driver.send(frame)
+        for event in sock.waiting.pop(channel, []):
+            self._deliver(sock, event)
         if joined.occupied:
-            self.webhooks.add(app, {"name": "channel_occupied", "channel": channel})
+            self._hook(app, {"name": "channel_occupied", "channel": channel})
         if joined.added and member is not None:
-            await self._publish(
-                app,
-                channel,
-                p.member_added(channel, member.user_id, member.user_info),
-                exclude=socket.id,
-                added=member.user_id,
-            )
-            self.webhooks.add(
-                app, {"name": "member_added", "channel": channel, "user_id": member.user_id}
-            )
-            await self._sync_room(app, channel, member.user_id)
+            self._hook(app, {"name": "member_added", "channel": channel, "user_id": user_id})
+            await self._sync_room(app, channel, user_id)
 
-    async def unsubscribe(self, socket: Socket, channel: str) -> None:
-        await self._leave(socket, channel)
+    async def _undo(self, sock: PusherSocket, channel: str, member: p.Member | None) -> None:
+        """A subscription that did not happen leaves nothing behind."""
+        self._unlocal(sock, channel)
+        sock.waiting.pop(channel, None)
+        if member is not None:
+            await self._end_member(sock, member.user_id)
 
-    async def _leave(self, socket: Socket, channel: str) -> None:
-        app = socket.app
-        self._unlocal(socket, channel)
-        socket.waiting.pop(channel, None)
+    async def _member_list(self, app: str, channel: str, at_least: int) -> Shared[Members]:
+        """The member list at ``at_least`` or later, read once for everyone joining now."""
+        return await self.lists.get(
+            (app, channel),
+            lambda: self.store.members(app, channel),
+            fresh=lambda shared: shared.value.version >= at_least,
+        )
+
+    async def _leave(self, sock: PusherSocket, channel: str) -> None:
+        app = sock.app
+        self._unlocal(sock, channel)
+        sock.waiting.pop(channel, None)
+        sock.seen.pop(channel, None)
         try:
-            left = await self.channels.unsubscribe(app.id, channel, socket.id)
+            left = await self.store.unsubscribe(app.id, channel, sock.id)
         except StoreUnavailable:
-            # Retried by the liveness loop: a ghost member must not outlive its socket.
-            self._pending_leaves.append((app, channel, socket.id))
+            # Retried by the node's loop: a ghost member must not outlive its socket.
+            self._pending_leaves.append((app, channel, sock.id))
             left = None
         if left is not None:
             await self._transitions(app, channel, left)
-        if left is not None and left.user_id and left.user_id in socket.hub:
-            await self._end_hub(socket, left.user_id)
+            if left.user_id and left.user_id in sock.members:
+                await self._end_member(sock, left.user_id)
 
     async def _transitions(self, app: App, channel: str, left: Left) -> None:
         if not left.removed:
             return
         if left.member_removed:
-            await self._publish(
-                app, channel, p.member_removed(channel, left.user_id), removed=left.user_id
-            )
-            self.webhooks.add(
-                app, {"name": "member_removed", "channel": channel, "user_id": left.user_id}
-            )
+            self._hook(app, {"name": "member_removed", "channel": channel, "user_id": left.user_id})
             await self._sync_room(app, channel, left.user_id)
         if left.vacated:
-            self.webhooks.add(app, {"name": "channel_vacated", "channel": channel})
+            self._hook(app, {"name": "channel_vacated", "channel": channel})
 
-    def _unlocal(self, socket: Socket, channel: str) -> None:
-        key = (socket.app.id, channel)
+    def _unlocal(self, sock: PusherSocket, channel: str) -> None:
+        key = (sock.app.id, channel)
         subs = self.local.get(key)
         if subs is not None:
-            subs.pop(socket.id, None)
+            subs.pop(sock.id, None)
             if not subs:
                 del self.local[key]
+                self.lists.forget(key)
 
     # -- one presence truth ------------------------------------------------------------
 
-    async def _begin_hub(self, socket: Socket, member: p.Member) -> None:
+    async def _begin_member(self, sock: PusherSocket, member: p.Member) -> None:
         user = member.user_id
-        current = socket.hub.get(user)
+        current = sock.members.get(user)
         if current is not None:
-            socket.hub[user] = (current[0], current[1] + 1)
+            sock.members[user] = (current[0], current[1] + 1)
             return
         info = member.user_info if isinstance(member.user_info, dict) else {}
         name = info.get("name")
         profile = Profile(id=user, name=name if isinstance(name, str) else "")
-        conn = HubConnection(socket, f"{self.node.id}.pusher.{socket.id}.{user}", profile)
-        socket.hub[user] = (conn, 1)
-        self.node.connecting.add(conn.conn)
+        conn = UserConnection(
+            f"{self.node.id}.pusher.{sock.id}.{user}", profile, sock.driver, map_close=pusher_close
+        )
+        sock.members[user] = (conn, 1)
         try:
-            await self.node.store.connect(self.node.id, conn.conn, profile, "online")
-            self.node.add(conn)
-        except StoreUnavailable:
-            del socket.hub[user]
+            await self.node.attach(conn)
+        except BaseException:
+            del sock.members[user]
             raise
-        finally:
-            self.node.connecting.discard(conn.conn)
 
-    async def _end_hub(self, socket: Socket, user: str, *, force: bool = False) -> None:
-        current = socket.hub.get(user)
+    async def _end_member(self, sock: PusherSocket, user: str, *, force: bool = False) -> None:
+        current = sock.members.get(user)
         if current is None:
             return
         conn, uses = current
         if uses > 1 and not force:
-            socket.hub[user] = (conn, uses - 1)
+            sock.members[user] = (conn, uses - 1)
             return
-        del socket.hub[user]
-        self.node.remove(conn)
-        await self.node.connection_closed(conn)
+        del sock.members[user]
+        await self.node.detach(conn)
 
     async def _sync_room(self, app: App, channel: str, user: str) -> None:
         """Make the hub room agree with the channel's members (whatever order the
-        transitions of several nodes reach it in)."""
+        transitions of several nodes reach it in); retried by :meth:`beat` on failure."""
         rooms = self.node.rooms
         if rooms is None:
             return
         try:
-            if await self.channels.has_member(app.id, channel, user):
+            if await self.store.has_member(app.id, channel, user):
                 await rooms.add_member(room_of(channel), user)
             else:
                 await rooms.remove_member(room_of(channel), user)
         except StoreUnavailable:
-            log.warning("room %s not updated for %s: store unavailable", channel, user)
+            self._pending_rooms.add((app.id, channel, user))
+        else:
+            self._pending_rooms.discard((app.id, channel, user))
 
     # -- events ------------------------------------------------------------------------
 
-    async def client_event(
-        self, socket: Socket, channel: str, event: str, data: Any, user_id: str | None
-    ) -> None:
-        extra = {"user_id": user_id} if user_id is not None else {}
-        frame = p.encode(event, data, channel, **extra)
-        await self._publish(socket.app, channel, frame, exclude=socket.id)
+    async def client_event(self, sock: PusherSocket, work: ClientEvent) -> None:
+        extra = {"user_id": work.user_id} if work.user_id is not None else {}
+        frame = p.encode(work.event, work.data, work.channel, **extra)
+        await self.store.publish(ChannelEvent(sock.app.id, work.channel, frame, sock.id))
         hook: dict[str, Any] = {
             "name": "client_event",
-            "channel": channel,
-            "event": event,
-            "data": data if isinstance(data, str) else p.dumps(data),
-            "socket_id": socket.id,
+            "channel": work.channel,
+            "event": work.event,
+            "data": work.data if isinstance(work.data, str) else p.dumps(work.data),
+            "socket_id": sock.id,
         }
-        if user_id is not None:
-            hook["user_id"] = user_id
-        self.webhooks.add(socket.app, hook)
+        if work.user_id is not None:
+            hook["user_id"] = work.user_id
+        self._hook(sock.app, hook)
 
     async def trigger(
         self, app: App, channels: list[str], event: str, data: str, exclude: str | None
     ) -> None:
         """An event from the HTTP API, to every subscriber on every node."""
         for channel in channels:
-            await self._publish(app, channel, p.encode(event, data, channel), exclude=exclude)
+            frame = p.encode(event, data, channel)
+            await self.store.publish(ChannelEvent(app.id, channel, frame, exclude or ""))
 
     async def terminate(self, app: App, user: str) -> None:
-        await self.bus.publish({"k": "t", "a": app.id, "u": user})
+        await self.store.publish(Terminate(app.id, user))
 
-    async def _publish(
-        self,
-        app: App,
-        channel: str,
-        frame: str,
-        *,
-        exclude: str | None = None,
-        added: str | None = None,
-        removed: str | None = None,
-    ) -> None:
-        message: dict[str, Any] = {"k": "e", "a": app.id, "c": channel, "f": frame}
-        if exclude:
-            message["x"] = exclude
-        if added is not None:
-            message["ma"] = added
-        if removed is not None:
-            message["mr"] = removed
-        try:
-            await self.bus.publish(message)
-        except StoreUnavailable:
-            log.warning("event on %s not published: store unavailable", channel)
+    def _hook(self, app: App, event: dict[str, Any]) -> None:
+        self.webhooks.add(app, event)
 
-    def _deliver(self, socket: Socket, message: dict[str, Any]) -> None:
-        if message.get("x") != socket.id:
-            socket.transport.send(message["f"])
+    # -- the feed (from the node's loop) -------------------------------------------------
 
-    async def _consume(self) -> None:
-        while True:
-            try:
-                async for message in self.bus.messages():
-                    if message is not None and message.get("k") == "probe":
-                        if message.get("n") == self.node.id:
-                            self._listening.set()
-                    elif message is None:
-                        await self._resync()
-                    elif message.get("k") == "e":
-                        self._dispatch(message)
-                    elif message.get("k") == "t":
-                        await self._terminate_local(str(message.get("a")), str(message.get("u")))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("pusher bus failed; resubscribing")
-                await asyncio.sleep(0.5)
+    async def on_event(self, event: ChannelFeedEvent) -> None:
+        if isinstance(event, ChannelEvent | MemberChange):
+            subs = self.local.get((event.app, event.channel))
+            if not subs:
+                return
+            channel = event.channel
+            for sock in subs.values():
+                waiting = sock.waiting.get(channel)
+                if waiting is not None:
+                    waiting.append(event)
+                else:
+                    self._deliver(sock, event)
+        elif isinstance(event, Terminate):
+            for sock in list(self.sockets.values()):
+                if sock.app.id == event.app and event.user in sock.members:
+                    sock.driver.close(p.Close.UNAUTHORIZED, "terminated by the app")
+        elif isinstance(event, Probe):
+            if event.node == self.node.id:
+                self._listening.set()
+        elif isinstance(event, ChannelGap):
+            await self._resync()
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        subs = self.local.get((str(message.get("a")), str(message.get("c"))))
-        if not subs:
+    def _deliver(self, sock: PusherSocket, event: ChannelEvent | MemberChange) -> None:
+        if event.exclude == sock.id:
             return
-        channel = str(message["c"])
-        for socket in list(subs.values()):
-            waiting = socket.waiting.get(channel)
-            if waiting is not None:
-                waiting.append(message)
-            else:
-                self._deliver(socket, message)
-
-    async def _terminate_local(self, app_id: str, user: str) -> None:
-        targets = [s for s in self.sockets.values() if s.app.id == app_id and user in s.hub]
-        await asyncio.gather(
-            *(s.transport.close(p.Close.UNAUTHORIZED, "terminated by the app") for s in targets),
-            return_exceptions=True,
-        )
+        if isinstance(event, MemberChange):
+            seen = sock.seen.get(event.channel)
+            if seen is not None and event.version <= seen:
+                return  # already in the member list this socket was given
+            if not event.frame:
+                if event.info is None:
+                    event.frame = p.member_removed(event.channel, event.user_id)
+                else:
+                    event.frame = p.member_added_raw(event.channel, event.user_id, event.info)
+        sock.driver.deliver(event.frame)
 
     async def _resync(self) -> None:
-        """The bus lost messages: every local presence subscriber gets a fresh member list."""
+        """The feed lost events: every local presence subscriber gets a fresh member list."""
+        self.lists.forget()
         for (app_id, channel), subs in list(self.local.items()):
             if p.kind(channel) != "presence":
                 continue
             try:
-                members = await self.channels.members_json(app_id, channel)
+                members = await self.store.members(app_id, channel)
             except StoreUnavailable:
                 continue
-            frame = p.presence_succeeded(channel, members)
-            for socket in subs.values():
-                if channel not in socket.waiting:
-                    socket.transport.send(frame)
+            frame = p.presence_succeeded(channel, members.info)
+            for sock in list(subs.values()):
+                if channel not in sock.waiting:
+                    sock.seen[channel] = members.version
+                    sock.driver.send(frame)
 
-    # -- liveness ----------------------------------------------------------------------
+    # -- upkeep (from the node's liveness loop) ------------------------------------------
 
-    async def _liveness(self) -> None:
-        while True:
-            started = time.monotonic()
-            for app in self.apps:
-                try:
-                    await self._beat(app)
-                except StoreUnavailable:
-                    pass
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("pusher liveness step failed")
-            await asyncio.sleep(max(0.0, self.settings.sweep_s - (time.monotonic() - started)))
-
-    async def _beat(self, app: App) -> None:
+    async def beat(self) -> None:
+        """One sweep: retries, heartbeat per app, restore after a reap, reap dead nodes."""
         while self._pending_leaves:
-            papp, channel, socket_id = self._pending_leaves[0]
-            left = await self.channels.unsubscribe(papp.id, channel, socket_id)
+            app, channel, socket_id = self._pending_leaves[0]
+            left = await self.store.unsubscribe(app.id, channel, socket_id)
             self._pending_leaves.popleft()
-            await self._transitions(papp, channel, left)
-        known = await self.channels.heartbeat(app.id, self.node.id, self.settings.node_ttl_ms)
-        if not known:
-            await self._restore(app)
-        for node in await self.channels.expired_nodes(app.id):
-            if node != self.node.id:
-                await self._reap(app, node)
-                await self.channels.forget_node(app.id, node)
-                log.info("reaped the pusher subscriptions of node %s", node)
+            await self._transitions(app, channel, left)
+        for app_id, channel, user in list(self._pending_rooms):
+            owner = self.apps.by_id.get(app_id)
+            if owner is not None:
+                await self._sync_room(owner, channel, user)
+        reconcile = self._unsure or time.monotonic() >= self._next_reconcile
+        if reconcile:
+            self._unsure = False
+            self._next_reconcile = time.monotonic() + RECONCILE_S
+        for app in self.apps:
+            known = await self.store.heartbeat(app.id, self.node.id, self.settings.node_ttl_ms)
+            if not known:
+                await self._restore(app)
+            elif reconcile:
+                await self._reconcile(app)
+            for node in await self.store.expired_nodes(app.id):
+                if node != self.node.id:
+                    await self._reap(app, node)
+                    await self.store.forget_node(app.id, node)
+                    log.info("reaped the pusher subscriptions of node %s", node)
+
+    async def _reconcile(self, app: App) -> int:
+        """Remove subscriptions the store holds for this node but no socket backs (a
+        subscribe that timed out and landed all the same); returns how many went."""
+        gone = 0
+        for channel, socket_id in await self.store.node_subscriptions(app.id, self.node.id):
+            sock = self.sockets.get(socket_id)
+            if sock is not None and (channel in sock.rules.channels or channel in sock.waiting):
+                continue
+            left = await self.store.unsubscribe(app.id, channel, socket_id)
+            await self._transitions(app, channel, left)
+            gone += left.removed
+        if gone:
+            log.warning("removed %d stored pusher subscriptions no socket backs", gone)
+        return gone
 
     async def _reap(self, app: App, node: str) -> None:
-        for channel, socket_id in await self.channels.node_subscriptions(app.id, node):
-            left = await self.channels.unsubscribe(app.id, channel, socket_id)
+        for channel, socket_id in await self.store.node_subscriptions(app.id, node):
+            left = await self.store.unsubscribe(app.id, channel, socket_id)
             await self._transitions(app, channel, left)
 
     async def _restore(self, app: App) -> None:
-        """Our subscriptions were reaped (we were too slow): put them back."""
+        """This node's subscriptions were reaped (it was cut off too long): put them back."""
         restored = 0
-        for socket in list(self.sockets.values()):
-            if socket.app.id != app.id:
+        for sock in list(self.sockets.values()):
+            if sock.app.id != app.id:
                 continue
-            for channel, member in list(socket.session.channels.items()):
+            for channel, member in list(sock.rules.channels.items()):
                 user_id = member.user_id if member else ""
                 info = p.dumps(member.user_info if member else None)
-                joined = await self.channels.subscribe(
-                    app.id, channel, socket.id, self.node.id, user_id, info, 2**31
+                joined = await self.store.subscribe(
+                    app.id, channel, sock.id, self.node.id, user_id, info, 2**31
                 )
                 restored += 1
                 if joined.added and member is not None:
-                    await self._publish(
-                        app,
-                        channel,
-                        p.member_added(channel, member.user_id, member.user_info),
-                        added=member.user_id,
-                    )
                     await self._sync_room(app, channel, member.user_id)
         if restored:
             log.warning("pusher subscriptions had been reaped; restored %d", restored)
+
+    def feed(self) -> AsyncIterator[ChannelFeedEvent]:
+        """The channel feed, read by the node's loop (which calls :meth:`on_event`)."""
+        return self.store.events()
+
+    async def drain(self) -> None:
+        """The node drains: every Pusher socket is asked to reconnect elsewhere."""
+        for sock in list(self.sockets.values()):
+            sock.driver.close(p.Close.GENERIC_RECONNECT, "node restarting")

@@ -67,6 +67,9 @@ class Fanout:
         self._last_flush = 0.0
         self.frames_sent = 0
         self.deltas_published = 0
+        #: How many times changes were fed (presence or rooms): a snapshot read that began at
+        #: an equal version misses nothing a subscriber registered since would need.
+        self.version = 0
         #: Entries left out of a frame because they could not be encoded (a lone surrogate
         #: in a text, say): counted and logged, never a reason to stop the flush.
         self.entries_dropped = 0
@@ -138,6 +141,7 @@ class Fanout:
 
     def feed(self, entries: Iterable[Entry], cursor: int) -> None:
         """Merge changes from the store feed into the pending map."""
+        self.version += 1
         pending = self._pending
         for e in entries:
             cur = pending.get(e["id"])
@@ -149,6 +153,7 @@ class Fanout:
 
     def feed_room(self, room: str, entries: Iterable[Entry], cursor: int) -> None:
         """Membership changes of ``room`` (entries with ``member``) for its subscribers."""
+        self.version += 1
         pending = self._room_pending.setdefault(room, {})
         for e in entries:
             cur = pending.get(e["id"])
@@ -173,6 +178,7 @@ class Fanout:
 
     def forget_rooms(self) -> list[str]:
         """Drop every member set (the room feed lost events); the rooms that had one."""
+        self.version += 1
         rooms = list(self._room_members)
         self._room_members.clear()
         self._room_pending.clear()
@@ -186,6 +192,7 @@ class Fanout:
 
     def resync_all(self) -> None:
         """Every subscriber gets a fresh snapshot (after the feed lost too much)."""
+        self.version += 1
         self._pending.clear()
         self._room_pending.clear()
         sinks = {sub.sink for sub in self.subscriptions()}

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from hub.model.auth import Claims
 from hub.model.presence import Entry, infer_chosen
+from hub.node.connection import Pacer, UserConnection
 from hub.node.fanout import Fanout
 from hub.ops.config import Settings
 from hub.stores.presence.base import (
@@ -32,6 +34,7 @@ from hub.stores.presence.base import (
     LiveConnection,
     PresenceStore,
     StoreUnavailable,
+    UserView,
 )
 from hub.wire.hub import CloseCode
 
@@ -67,7 +70,8 @@ class RestGate(Protocol):
 class Member(Protocol):
     """A session as the rooms see it: only its user matters."""
 
-    user: str
+    @property
+    def user(self) -> str: ...
 
 
 class RoomService(Protocol):
@@ -96,13 +100,31 @@ class Core:
 class Session(Protocol):
     """A live connection as the node sees it (implemented by the websocket layer)."""
 
-    conn: str
-    user: str
-    dropped: bool
+    @property
+    def conn(self) -> str: ...
+
+    @property
+    def user(self) -> str: ...
+
+    @property
+    def dropped(self) -> bool: ...
 
     def live(self) -> LiveConnection: ...
 
     async def close(self, code: int, reason: str = "") -> None: ...
+
+
+class Upkeep(Protocol):
+    """A wire's share of the node's loops (the Pusher wire's channels): its feed, read by
+    the node's feed loop, and its step of every liveness sweep."""
+
+    def feed(self) -> AsyncIterator[Any]: ...
+
+    async def on_event(self, event: Any) -> None: ...
+
+    async def beat(self) -> None: ...
+
+    async def drain(self) -> None: ...
 
 
 @dataclass
@@ -148,7 +170,12 @@ class Node:
         self.cursor = 0
         self.stats = NodeStats()
         self.draining = False
+        #: Paces store registrations, so a storm of arrivals queues instead of timing out.
+        self.admission = Pacer()
+        self._conns = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
+        #: The other wires' shares of this node's loops (set before :meth:`start`).
+        self.upkeeps: list[Upkeep] = []
         self._registered = False
         self._control_hooks: list[Callable[[Control], Awaitable[None]]] = []
         self._batch_hooks: list[Callable[[Batch], None]] = []
@@ -173,6 +200,7 @@ class Node:
             asyncio.create_task(self._liveness(), name="hub-liveness"),
             asyncio.create_task(self._expiries(), name="hub-expiries"),
             asyncio.create_task(self.fanout.run(), name="hub-fanout"),
+            *(asyncio.create_task(self._follow(u), name="hub-wire-feed") for u in self.upkeeps),
         ]
 
     async def stop(self) -> None:
@@ -194,6 +222,7 @@ class Node:
         sessions = list(self.sessions.values())
         closes = asyncio.gather(
             *(s.close(CloseCode.RESTARTING, "node restarting") for s in sessions),
+            *(u.drain() for u in self.upkeeps),
             return_exceptions=True,
         )
         with contextlib.suppress(TimeoutError):
@@ -205,6 +234,28 @@ class Node:
         log.info("drained", extra={"connections": len(sessions)})
 
     # -- sessions ------------------------------------------------------------------
+
+    def new_conn(self) -> str:
+        """A connection id no other connection of the cluster has."""
+        return f"{self.id}.{next(self._conns)}"
+
+    async def attach(self, c: UserConnection) -> UserView:
+        """Register a user connection in the store (through :attr:`admission`, which may
+        raise :class:`~hub.node.connection.Busy`); from its return on, the node holds it."""
+        async with self.admission:
+            self.connecting.add(c.conn)
+            try:
+                view = await self.store.connect(self.id, c.conn, c.profile, c.state)
+                self.add(c)
+                self.remember(view.entry())
+            finally:
+                self.connecting.discard(c.conn)
+        return view
+
+    async def detach(self, c: UserConnection, *, grace: bool = True) -> None:
+        """A user connection ended: the user goes offline after the grace (or at once)."""
+        self.remove(c)
+        await self.connection_closed(c, grace=grace)
 
     def add(self, session: Session) -> None:
         self.sessions[session.conn] = session
@@ -295,6 +346,19 @@ class Node:
                 log.exception("feed failed; resubscribing")
                 await asyncio.sleep(0.5)
 
+    async def _follow(self, upkeep: Upkeep) -> None:
+        """A wire's feed, read by the node like its own: every event to the wire, and a
+        resubscription after a failure."""
+        while True:
+            try:
+                async for event in upkeep.feed():
+                    await upkeep.on_event(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("wire feed failed; resubscribing")
+                await asyncio.sleep(0.5)
+
     async def recover(self) -> None:
         """Catch up after lost feed messages, from the index by cursor."""
         since = self.cursor - RECOVERY_SLACK_MS if self.cursor else None
@@ -335,6 +399,8 @@ class Node:
                 if time.monotonic() >= self._next_reconcile:
                     await self.reconcile()
                 await self.store.sweep()
+                for upkeep in self.upkeeps:
+                    await upkeep.beat()
                 if not self.stats.store_ok:
                     log.info("store reachable again")
                 self.stats.store_ok = True

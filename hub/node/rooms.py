@@ -55,7 +55,8 @@ SLACK_MS = 2_000
 class Member(Protocol):
     """What joins a room over the websocket (a session: only its user matters)."""
 
-    user: str
+    @property
+    def user(self) -> str: ...
 
 
 def member_entry(user: str, view: UserView | None, member: bool, at: int) -> Entry:

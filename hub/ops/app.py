@@ -26,6 +26,7 @@ from hub.api.compat.rocketchat import RocketChat
 from hub.api.services import Services
 from hub.delivery.webhooks import Webhooks
 from hub.node.admin import Admin
+from hub.node.commands import HubCommands
 from hub.node.fanout import Fanout
 from hub.node.node import Core, Node
 from hub.node.queries import Queries
@@ -34,6 +35,8 @@ from hub.ops.config import Settings
 from hub.ops.metrics import HubMetrics, Instruments
 from hub.ops.pusher import create_service as create_pusher
 from hub.ops.pusher import routes as pusher_routes
+from hub.session.core import Limits
+from hub.session.driver import Drivers
 from hub.stores.presence import open_store
 from hub.stores.registry import open_registry
 from hub.transport.asgi import websocket_endpoint
@@ -91,6 +94,8 @@ def create_app(settings: Settings) -> Starlette:
     admin = Admin(core, registry, rooms)
     node = Node(settings, store, fanout=core.fanout, gate=admin.gate,
                 rest_gate=admin.refusal, rooms=rooms)  # fmt: skip
+    commands = HubCommands(node)
+    drivers = Drivers()
     queries = Queries(store)
     services = Services(settings, node, admin, queries)
     webhooks = Webhooks(settings, node)
@@ -136,12 +141,27 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes, lifespan=lifespan, middleware=cors(settings), exception_handlers=api.HANDLERS
     )
     app.state.node = node
+    app.state.commands = commands
+    app.state.drivers = drivers
+    app.state.hub_limits = hub_limits(settings)
     app.state.settings = settings
     app.state.admin = admin
     app.state.webhooks = webhooks
     app.state.pusher = pusher
     app.state.metrics = collector
     return app
+
+
+def hub_limits(settings: Settings) -> Limits:
+    """What every ``/ws`` session is held to (the one place they are read)."""
+    return Limits(
+        secret=settings.secret,
+        max_frame_bytes=settings.max_frame_bytes,
+        rate_per_s=settings.rate_per_s,
+        burst=settings.rate_per_s * 2,
+        hello_timeout_s=settings.hello_timeout_s,
+        window_s=settings.window_s,
+    )
 
 
 def cors(settings: Settings) -> list[Middleware]:

@@ -1,36 +1,35 @@
-"""``create_service``: the Pusher service for a node, or None when no app is configured."""
+"""``create_service``: the Pusher wire of a node, or None when no app is configured."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, WebSocketRoute
 
 from hub.delivery.core import Backoff
 from hub.delivery.pusher import Webhooks
-from hub.node.channels import PusherService
+from hub.node.channels import ChannelService
 from hub.node.node import Node
 from hub.ops import apps as apps_mod
 from hub.ops.config import Settings
-from hub.stores.channels.store import open_channels
+from hub.stores.channels import open_channels
 from hub.wire.pusher_webhook import retry_time
 
 
-def create_service(settings: Settings, node: Node) -> PusherService | None:
+def create_service(settings: Settings, node: Node) -> ChannelService | None:
     apps = apps_mod.load(settings.pusher_apps, settings.pusher_apps_file)
     if not len(apps):
         return None
-    channels, bus = open_channels(settings)
     webhooks = Webhooks(
         list(apps), retry_s=retry_time(settings.webhook_retry_s),
         backoff=Backoff(settings.webhook_backoff_min_s, settings.webhook_backoff_max_s),
         timeout_s=settings.webhook_timeout_s,
     )  # fmt: skip
-    return PusherService(settings, node, apps, channels, bus, webhooks)
+    service = ChannelService(settings, node, apps, open_channels(settings), webhooks)
+    node.upkeeps.append(service)
+    return service
 
 
 def routes() -> list[BaseRoute]:
-    from starlette.routing import WebSocketRoute
-
     from hub.api import pusher as http
-    from hub.transport import pusher_asgi as ws
+    from hub.transport.asgi import websocket_endpoint
 
-    return [WebSocketRoute("/app/{key}", ws.endpoint), *http.routes]
+    return [WebSocketRoute("/app/{key}", websocket_endpoint), *http.routes]

@@ -66,7 +66,8 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 def run(app: Starlette, settings: Settings, reuse_port: bool = False) -> None:
     # /ws is served by the hub's own websocket engine (hub/transport/engine.py): frame once, write
     # once, no ASGI per message. Everything else is the Starlette app.
-    engine = Engine(app.state.node)
+    state = app.state
+    engine = Engine(state.node, state.commands, state.pusher, state.drivers, state.hub_limits)
     config = uvicorn.Config(
         app,
         ws=protocol_class(engine),

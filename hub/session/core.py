@@ -1,23 +1,24 @@
-"""One connection's rules, as pure code: frames and ``now`` in, actions out.
+"""One connection's life, as pure code: frames and ``now`` in, actions out.
 
-A :class:`Session` knows nothing of sockets, asyncio or the store. The transport
-(:mod:`hub.transport.engine`) feeds it every data frame with :meth:`Session.receive` and the
-time, and carries out the actions it returns: :class:`Send` bytes to the client,
-:class:`Close` the socket, :class:`Admit` a verified user (the store registration),
-:class:`Run` a frame that takes effect in the store. When an :class:`Admit` or a
-:class:`Run` finished, the transport reports back with :meth:`Session.admitted`,
-:meth:`Session.done` or :meth:`Session.failed`, which return the answer (``ready``, ``ack``,
-``error``) as actions again.
+Every wire (the hub's JSON and msgpack frames, Pusher protocols 5-7) is a :class:`Rules`
+(a dialect): its frame shapes, its refusals and its overflow policy. The :class:`Session`
+holds what every wire shares and applies it before the rules see a frame:
 
-The rules: the first frame is ``hello`` with a valid token, within the hello timeout
-(:meth:`Session.expired`), else close 4001; a frame larger than the limit closes 1009; more
-frames than the rate allows close 4008; a bad frame is answered with ``error`` naming what
-was wrong (and the frame's ``ref``) and changes nothing; a frame that took effect is answered
-with ``ack`` when it had a ``ref``.
+- **admission**: a wire that needs a ``hello`` gets it within the hello timeout, with a
+  valid token (else the rules' refusal); a wire without one is admitted on open. Admitting
+  is store work (:class:`Admit`); the answer comes back through :meth:`Session.admitted`
+  or :meth:`Session.refused`.
+- **limits**: a frame larger than the limit closes 1009; frames beyond the rate (a token
+  bucket, bursts up to :attr:`Limits.burst`) get the rules' :meth:`Rules.rate_limited`
+  answer: a close (``/ws``: 4008) or a :class:`Throttle` (Pusher: the reading pauses until
+  the bucket has a token again).
+- **ordered store work**: a frame that takes effect in the store is a :class:`Run`; the
+  driver (:mod:`hub.session.driver`) carries them out in order and reports back with
+  :meth:`Session.done` / :meth:`Session.failed`, whose answers the rules shape.
+- **liveness**: :meth:`Session.tick` (one node-wide timer calls it) gives the rules their
+  protocol-level keepalive (Pusher's ``pusher:ping``); websocket pings are the transport's.
 
-The frame shapes are the :class:`Dialect`'s: the session asks it to parse client data into
-:mod:`hub.wire.hub` messages and to shape ``ack``, ``error``, ``pong`` and ``ready``. A
-second wire (the Pusher protocol) plugs in as another dialect with the same rules.
+A session knows nothing of sockets, asyncio or the store: it is tested without any.
 """
 
 from __future__ import annotations
@@ -26,66 +27,17 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Protocol
 
-from hub.model.auth import AuthError, Claims, verify_token
-from hub.model.presence import Entry
-from hub.wire import hub as p
+from hub.model.auth import Claims
+
+#: The websocket close code for a message over the frame limit (RFC 6455).
+TOO_LARGE = 1009
 
 
 class State(IntEnum):
-    HELLO = 0  # waiting for hello
-    ADMITTING = 1  # token verified, the store registration is in flight
+    HELLO = 0  # waiting for the hello frame
+    ADMITTING = 1  # admission (store registration) in flight
     OPEN = 2
     CLOSED = 3
-
-
-class Dialect(Protocol):
-    """The frame shapes of one wire: client data -> messages, answers -> bytes."""
-
-    binary: bool  # data frames are binary (else text)
-
-    def parse(self, data: str | bytes) -> p.Message: ...
-
-    def encode(self, frame: dict[str, Any]) -> str | bytes: ...
-
-    def ack(self, ref: Any) -> str | bytes: ...
-
-    def error(self, code: str, message: str, ref: Any) -> str | bytes: ...
-
-    def pong(self, ref: Any) -> str | bytes: ...
-
-    def ready(self, conn: str, user: Entry, cursor: int, window_s: float) -> str | bytes: ...
-
-
-class HubDialect:
-    """The hub's own wire: ``hub.v1.json`` or ``hub.v1.msgpack`` frames."""
-
-    __slots__ = ("binary", "codec", "name")
-
-    def __init__(self, codec: p.Codec) -> None:
-        self.codec = codec
-        self.name = codec.name
-        self.binary = codec.binary
-
-    def parse(self, data: str | bytes) -> p.Message:
-        return p.parse(data)
-
-    def encode(self, frame: dict[str, Any]) -> str | bytes:
-        return self.codec.encode(frame)
-
-    def ack(self, ref: Any) -> str | bytes:
-        return self.codec.encode(p.ack(ref))
-
-    def error(self, code: str, message: str, ref: Any) -> str | bytes:
-        return self.codec.encode(p.error(code, message, ref))
-
-    def pong(self, ref: Any) -> str | bytes:
-        return self.codec.encode({"op": "pong"} if ref is None else {"op": "pong", "ref": ref})
-
-    def ready(self, conn: str, user: Entry, cursor: int, window_s: float) -> str | bytes:
-        return self.codec.encode(p.ready(conn, user, cursor, window_s))
-
-
-HUB_DIALECTS = {name: HubDialect(p.codec_for([name])) for name in p.SUBPROTOCOLS}
 
 
 # -- actions ------------------------------------------------------------------------------
@@ -108,52 +60,133 @@ class Close:
 
 @dataclass(frozen=True, slots=True)
 class Admit:
-    """The token is valid: check the user may connect and register the connection, then
-    call :meth:`Session.admitted` (or :meth:`Session.refused`)."""
+    """Admit the connection to the node (``claims``: the verified user of a ``hello``; None
+    on a wire without one), then call :meth:`Session.admitted` or :meth:`Session.refused`."""
 
-    claims: Claims
+    claims: Claims | None
 
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """Carry out ``message`` (store, fan-out), then :meth:`Session.done` or ``failed``."""
+    """Carry out ``work`` (a parsed frame of the wire) against the node, then
+    :meth:`Session.done` or :meth:`Session.failed`."""
 
-    message: p.Message
+    work: Any
 
 
-Action = Send | Close | Admit | Run
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """The frame was not taken: hold it (and every later one), stop reading, and feed them
+    again from ``at`` (the time the rate allows the next one)."""
+
+    at: float
+
+
+Action = Send | Close | Admit | Run | Throttle
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """What every session of a node is held to (from :class:`hub.ops.config.Settings`)."""
+    """What every session of one wire on a node is held to."""
 
     secret: str
     max_frame_bytes: int = 64 * 1024
     rate_per_s: float = 50.0
+    #: Frames a client may send at once before the rate applies.
+    burst: float = 100.0
     hello_timeout_s: float = 5.0
     window_s: float = 600.0
 
 
+class Rules(Protocol):
+    """A wire's rules for one connection: frame shapes, refusals, overflow policy."""
+
+    @property
+    def binary(self) -> bool:
+        """Data frames are binary (else text)."""
+
+    @property
+    def needs_hello(self) -> bool:
+        """The first frame must be a hello with a token (else admitted on open)."""
+
+    @property
+    def overflow_close(self) -> int | None:
+        """What a full outbox means: None to resync by snapshot, else close with this code."""
+
+    @property
+    def try_again(self) -> int:
+        """The close code for "the hub is too busy to admit you now, try again"."""
+
+    @property
+    def restart_close(self) -> int:
+        """The close code for "this node is restarting: reconnect (elsewhere)"."""
+
+    def hello(self, data: str | bytes) -> Claims:
+        """The verified claims of a hello frame; raises :class:`Refusal` otherwise."""
+
+    def frame(self, data: str | bytes, now: float) -> list[Action]:
+        """One data frame of an open (or admitting) connection."""
+
+    def admitted(self, result: Any) -> list[Action]:
+        """The node admitted the connection (``result`` is the handler's answer)."""
+
+    def done(self, work: Any) -> list[Action]:
+        """``work`` took effect."""
+
+    def failed(self, work: Any, code: str, message: str) -> list[Action]:
+        """``work`` did not take effect: ``code`` is the hub's error code."""
+
+    def rate_limited(self, now: float, retry_at: float) -> list[Action]:
+        """A frame beyond the rate: close, or :class:`Throttle` until ``retry_at``."""
+
+    def tick(self, now: float, last_rx: float) -> list[Action]:
+        """The node-wide keepalive round: protocol-level pings, or a close for silence."""
+
+    def expired(self) -> list[Action]:
+        """No hello within the time limit."""
+
+    def too_large(self, limit: int) -> list[Action]:
+        """A frame over the limit."""
+
+
+class Refusal(Exception):
+    """A hello the wire refuses: close with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
 class Session:
-    """The protocol state of one connection. Call order: :meth:`receive` for each data
-    frame; :meth:`expired` when the hello deadline passed; :meth:`admitted` / :meth:`refused`
-    after an :class:`Admit`; :meth:`done` / :meth:`failed` after each :class:`Run`."""
+    """The protocol state of one connection. Call order: :meth:`opened`; :meth:`receive`
+    for each data frame; :meth:`expired` when the hello deadline passed; :meth:`admitted` /
+    :meth:`refused` after an :class:`Admit`; :meth:`done` / :meth:`failed` after each
+    :class:`Run`; :meth:`tick` on every keepalive round; :meth:`closed` at the end."""
 
-    __slots__ = ("_last", "_tokens", "claims", "deadline", "dialect", "limits", "scopes",
-                 "state")  # fmt: skip
+    __slots__ = ("_last", "_tokens", "claims", "deadline", "last_rx", "limits", "rules", "state")
 
-    def __init__(self, dialect: Dialect, limits: Limits, now: float) -> None:
-        self.dialect = dialect
+    def __init__(self, rules: Rules, limits: Limits, now: float) -> None:
+        self.rules = rules
         self.limits = limits
         self.state = State.HELLO
         self.claims: Claims | None = None
         self.deadline = now + limits.hello_timeout_s
-        # A token bucket: rate_per_s frames a second, bursts up to twice that.
-        self._tokens = limits.rate_per_s * 2
+        self._tokens = limits.burst
         self._last = now
-        # Subscribed scopes by key; None until the first sub (idle connections hold no dict).
-        self.scopes: dict[tuple[str, ...], p.Scope] | None = None
+        #: When the client last sent a frame (a keepalive's measure of silence).
+        self.last_rx = now
+
+    @property
+    def open(self) -> bool:
+        return self.state is State.OPEN
+
+    def opened(self) -> list[Action]:
+        """The websocket is open: a wire without a hello is admitted now."""
+        if self.rules.needs_hello:
+            return []
+        self.state = State.ADMITTING
+        return [Admit(None)]
 
     # -- frames in ---------------------------------------------------------------------
 
@@ -161,102 +194,86 @@ class Session:
         """One data frame from the client."""
         if self.state is State.CLOSED:
             return []
+        self.last_rx = now
         limit = self.limits.max_frame_bytes
         if len(data) > limit:
-            return self._close(p.CloseCode.TOO_LARGE, f"frame larger than {limit} bytes")
-        if not self._allow(now):
-            return self._close(p.CloseCode.RATE_LIMITED, "too many frames")
+            return self._closing(self.rules.too_large(limit))
+        retry_at = self._take(now)
+        if retry_at is not None:
+            return self._closing(self.rules.rate_limited(now, retry_at))
         if self.state is State.HELLO:
             return self._hello(data)
-        # While ADMITTING too: a client may send its sub right behind its hello; the
-        # transport carries the actions out after the Admit, in order (or drops them when
-        # the admission is refused).
-        ref: Any = None
-        try:
-            msg = self.dialect.parse(data)
-            ref = msg.ref
-            return self._message(msg)
-        except p.ProtocolError as exc:
-            return [self._error(exc.code, exc.message, exc.ref if exc.ref is not None else ref)]
+        # While ADMITTING too: a client may send its frames right behind its hello; the
+        # driver carries them out after the Admit, in order (or drops them when refused).
+        return self._closing(self.rules.frame(data, now))
 
     def expired(self, now: float) -> list[Action]:
-        """The hello timer fired: close 4001 unless the session got past hello."""
+        """The hello timer fired: the rules' refusal unless the session got past hello."""
         if self.state is State.HELLO and now >= self.deadline:
-            return self._close(p.CloseCode.NOT_AUTHENTICATED, "no hello within the time limit")
+            return self._closing(self.rules.expired())
         return []
 
-    def _allow(self, now: float) -> bool:
+    def tick(self, now: float) -> list[Action]:
+        """The node-wide keepalive round."""
+        if self.state is not State.OPEN:
+            return []
+        return self._closing(self.rules.tick(now, self.last_rx))
+
+    def _take(self, now: float) -> float | None:
+        """Take a token; None when one was there, else when the next one will be."""
         rate = self.limits.rate_per_s
-        self._tokens = min(rate * 2, self._tokens + (now - self._last) * rate)
+        self._tokens = min(self.limits.burst, self._tokens + max(0.0, now - self._last) * rate)
         self._last = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return None
+        return now + (1 - self._tokens) / rate
 
     def _hello(self, data: str | bytes) -> list[Action]:
         try:
-            msg = self.dialect.parse(data)
-            if not isinstance(msg, p.Hello):
-                raise AuthError("the first frame must be hello with a token")
-            claims = verify_token(self.limits.secret, msg.token)
-        except (AuthError, p.ProtocolError) as exc:
-            return self._close(p.CloseCode.NOT_AUTHENTICATED, str(exc)[:120])
+            claims = self.rules.hello(data)
+        except Refusal as exc:
+            return self._close(exc.code, exc.reason)
         self.state = State.ADMITTING
         self.claims = claims
         return [Admit(claims)]
 
-    def _message(self, msg: p.Message) -> list[Action]:
-        if isinstance(msg, p.Ping):
-            return [Send(self.dialect.pong(msg.ref))]
-        if isinstance(msg, p.Pong):
-            return []
-        if isinstance(msg, p.Hello):
-            raise p.ProtocolError(p.ErrorCode.BAD_FRAME, "already authenticated", msg.ref)
-        if isinstance(msg, p.Sub):
-            if self.scopes is None:
-                self.scopes = {}
-            self.scopes[msg.scope.key()] = msg.scope
-        elif isinstance(msg, p.Unsub):
-            key = msg.scope.key()
-            if not self.scopes or self.scopes.pop(key, None) is None:
-                raise p.ProtocolError(
-                    p.ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {msg.scope.wire()}", msg.ref
-                )
-        return [Run(msg)]
-
     # -- outcomes ----------------------------------------------------------------------
 
-    def admitted(self, conn: str, user: Entry, cursor: int) -> list[Action]:
-        """The store registered the connection: the client gets ``ready``."""
+    def admitted(self, result: Any) -> list[Action]:
+        """The node admitted the connection."""
         if self.state is not State.ADMITTING:
             return []
         self.state = State.OPEN
-        return [Send(self.dialect.ready(conn, user, cursor, self.limits.window_s))]
+        return self._closing(self.rules.admitted(result))
 
     def refused(self, code: int, reason: str) -> list[Action]:
-        """The user may not connect (deactivated, store down, node draining)."""
+        """The node did not admit the connection (deactivated, too busy, store down...)."""
         return self._close(code, reason)
 
-    def done(self, msg: p.Message) -> list[Action]:
-        """``msg`` took effect."""
-        return [] if msg.ref is None else [Send(self.dialect.ack(msg.ref))]
+    def done(self, work: Any) -> list[Action]:
+        if self.state is State.CLOSED:
+            return []
+        return self._closing(self.rules.done(work))
 
-    def failed(self, msg: p.Message, code: str, message: str) -> list[Action]:
-        """``msg`` did not take effect; a failed sub is no subscription."""
-        if isinstance(msg, p.Sub) and self.scopes is not None:
-            self.scopes.pop(msg.scope.key(), None)
-        return [self._error(code, message, msg.ref)]
+    def failed(self, work: Any, code: str, message: str) -> list[Action]:
+        if self.state is State.CLOSED:
+            return []
+        return self._closing(self.rules.failed(work, code, message))
 
     def closed(self) -> None:
         """The socket is gone; every later frame is ignored."""
         self.state = State.CLOSED
 
-    # -- helpers ---------------------------------------------------------------------------
-
-    def _error(self, code: str, message: str, ref: Any) -> Send:
-        return Send(self.dialect.error(code, message, ref))
+    # -- helpers -----------------------------------------------------------------------
 
     def _close(self, code: int, reason: str) -> list[Action]:
         self.state = State.CLOSED
         return [Close(int(code), reason)]
+
+    def _closing(self, actions: list[Action]) -> list[Action]:
+        """The rules' answer; a Close among it ends the session."""
+        for action in actions:
+            if isinstance(action, Close):
+                self.state = State.CLOSED
+        return actions

@@ -1,297 +1,178 @@
-"""The ASGI websocket endpoint ``/ws``, for the app served by another ASGI server.
+"""The ASGI websocket transport, for the app served by another ASGI server.
 
-``presence-hub serve`` serves ``/ws`` with :mod:`hub.transport.engine` (frame once, write once) and
-never reaches this module; it keeps the app whole under any ASGI server. The rules are the
-same: both drive the pure :class:`hub.session.core.Session`.
-
-A session authenticates with the first frame (``hello``, within ``HUB_HELLO_TIMEOUT_S``),
-registers its connection in the store, then reads frames until the socket closes. A
-separate writer task drains the session's bounded outbox, so a slow client never blocks
-the reader or the fan-out; when the outbox overflowed, the writer answers with fresh
-snapshots. The writer lives only while the outbox has something to write: an idle
-connection holds no task but its reader (memory per idle connection is what bounds a node).
-Every frame that took effect is answered with ``ack`` (when it had a ``ref``).
+``presence-hub serve`` serves ``/ws`` and ``/app/{key}`` with :mod:`hub.transport.engine`
+(frame once, write once) and never reaches this module; it keeps the app whole under any
+ASGI server (hypercorn, daphne, uvicorn without the hub's engine). The connection's life is
+the same :class:`~hub.session.driver.Driver` with the same rules; only the bytes move
+differently: a writer task sends the driver's frames in order, and while a send is in
+flight the transport reports itself paused, so the driver's bounded outbox (and the wire's
+overflow policy) applies exactly as on the engine. Websocket pings are the server's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
-import time
-from typing import Any
+from collections import deque
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketState
 
-from hub.model.auth import Claims
-from hub.node.commands import HubCommands
-from hub.node.fanout import RESYNC, Outbox
-from hub.node.node import Node
-from hub.session.core import HUB_DIALECTS, Admit, Close, Limits, Run, Send, Session
-from hub.stores.presence.base import LiveConnection, StoreUnavailable
+from hub.session.core import Session
+from hub.session.driver import Driver, Drivers
+from hub.session.rules_hub import HubRules
 from hub.wire import hub as p
+from hub.wire import pusher as pw
 
 log = logging.getLogger("hub.ws")
-_counter = itertools.count(1)
+
+#: Frames the writer may hold before the transport reports itself paused.
+HIGH_WATER = 16
+#: How long a close waits for the frames before it to be sent.
+FLUSH_S = 2.0
+#: Seconds a draining node asks a client to wait before it tries again (elsewhere).
+RETRY_AFTER_S = 1
 
 
-class WsSession:
-    """One authenticated websocket connection."""
+class AsgiTransport:
+    """A Starlette websocket as a driver's transport."""
 
-    def __init__(
-        self, node: Node, websocket: WebSocket, codec: p.Codec, claims: Claims, session: Session
-    ) -> None:
-        self.node = node
-        self.commands = HubCommands(node)
-        self.session = session
+    def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
-        self.codec = codec
-        self.claims = claims
-        self.user = claims.user
-        self.conn = f"{node.id}.{next(_counter)}"
-        self.state = "online"
-        self.outbox = Outbox(node.settings.outbox_frames)
-        self.outbox.notify = self._kick
-        self._writing: asyncio.Task[None] | None = None
-        self.closing = False
-        self.dropped = False  # the store already removed this connection (kick, ban)
-        self.registered = False  # the store holds the connection
-        self.lost = False  # the socket is gone
+        client = websocket.client
+        self.peer = client.host if client is not None else ""
+        self.paused = False
+        self.driver: Driver | None = None
+        self._queue: deque[str | bytes] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._reading = asyncio.Event()
+        self._reading.set()
 
-    @property
-    def scopes(self) -> dict[tuple[str, ...], p.Scope]:
-        return self.session.scopes or {}
+    def write(self, data: str | bytes) -> bool:
+        if self._closing:
+            return False
+        self._queue.append(data)
+        if len(self._queue) >= HIGH_WATER:
+            self.paused = True
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+        return True
 
-    # -- node.Session --------------------------------------------------------------
+    async def _write(self) -> None:
+        ws = self.websocket
+        try:
+            while self._queue:
+                data = self._queue.popleft()
+                if isinstance(data, str):
+                    await ws.send_text(data)
+                else:
+                    await ws.send_bytes(data)
+                if self.paused and len(self._queue) < HIGH_WATER // 2:
+                    self.paused = False
+                    if self.driver is not None:
+                        self.driver.resume_writing()
+        except Exception:
+            self._closing = True
+        finally:
+            self._writer = None
 
-    def live(self) -> LiveConnection:
-        return LiveConnection(self.conn, self.claims.profile(), self.state)
-
-    async def close(self, code: int, reason: str = "") -> None:
-        if self.closing:
+    def close(self, code: int, reason: str) -> None:
+        if self._closing:
             return
-        self.closing = True
-        if code in (p.CloseCode.DEACTIVATED, p.CloseCode.DISCONNECTED):
-            self.dropped = True
-        self.outbox.close()
+        asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        writer = self._writer
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(writer), FLUSH_S)
+        self._closing = True
         with contextlib.suppress(Exception):
             if self.websocket.application_state == WebSocketState.CONNECTED:
                 await self.websocket.close(code, reason)
 
-    # -- sending -------------------------------------------------------------------
+    def pause_reading(self) -> None:
+        self._reading.clear()
 
-    def send(self, frame: dict[str, Any]) -> None:
-        """Queue an answer to the client's own frame (never dropped by overflow)."""
-        self.outbox.put_control(self.codec.encode(frame))
+    def resume_reading(self) -> None:
+        self._reading.set()
 
-    async def _write(self, data: str | bytes) -> None:
-        if isinstance(data, str):
-            await self.websocket.send_text(data)
-        else:
-            await self.websocket.send_bytes(data)
+    def keepalive(self) -> None:
+        return None  # the ASGI server pings
 
-    def _kick(self) -> None:
-        """The outbox got an item: start a writer unless one is running."""
-        if self._writing is None and not self.closing:
-            self._writing = asyncio.get_running_loop().create_task(self.writer())
-
-    async def writer(self) -> None:
-        """Drain the outbox, then end; the next item starts a new writer."""
-        try:
-            while not self.closing:
-                item = self.outbox.pop()
-                if item is None:
-                    return
-                if item is RESYNC:
-                    await self._resync()
-                    continue
-                assert isinstance(item, str | bytes)
-                await self._write(item)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            self.closing = True
-        finally:
-            self._writing = None
-
-    async def _resync(self) -> None:
-        for scope in list(self.scopes.values()):
-            try:
-                frame = await self.commands.snapshot_frame(self, scope)
-            except StoreUnavailable:
-                self.outbox.request_resync()
-                await asyncio.sleep(0.5)
-                return
-            await self._write(frame)
-
-    async def reader(self) -> None:
+    async def read(self, driver: Driver) -> int | None:
+        """Feed every message to the driver until the client goes; its close code."""
         ws = self.websocket
-        session = self.session
         loop = asyncio.get_running_loop()
-        while not self.closing:
-            data = await _receive(ws)
-            for action in session.receive(data, loop.time()):
-                if isinstance(action, Send):
-                    self.outbox.put_control(action.data)
-                elif isinstance(action, Close):
-                    await self.close(action.code, action.reason)
-                    return
-                elif isinstance(action, Run):
-                    await self.run(action.message)
-
-    async def run(self, msg: p.Message) -> None:
-        session = self.session
-        try:
-            await self.commands.run(self, msg)
-        except p.ProtocolError as exc:
-            answers = session.failed(msg, exc.code, exc.message)
-        except StoreUnavailable:
-            answers = session.failed(msg, p.ErrorCode.UNAVAILABLE, "presence store unreachable")
-        else:
-            answers = session.done(msg)
-        for action in answers:
-            if isinstance(action, Send):
-                self.outbox.put_control(action.data)
-
-
-async def _receive(ws: WebSocket) -> str | bytes:
-    message = await ws.receive()
-    if message["type"] == "websocket.disconnect":
-        raise WebSocketDisconnect(message.get("code", 1000))
-    text = message.get("text")
-    if text is not None:
-        return str(text)
-    return bytes(message.get("bytes") or b"")
-
-
-async def _hello(ws: WebSocket, node: Node, session: Session) -> Claims | None:
-    """Wait for ``hello`` and verify its token; close with 4001 (or 4003) otherwise."""
-    loop = asyncio.get_running_loop()
-    try:
-        data = await asyncio.wait_for(_receive(ws), max(0.0, session.deadline - loop.time()))
-        actions = session.receive(data, loop.time())
-    except TimeoutError:
-        actions = session.expired(session.deadline)
-    first = actions[0] if actions else None
-    if isinstance(first, Close):
-        _refused(ws, first.code, first.reason)
-        await ws.close(first.code, first.reason)
+        while not self._closing:
+            if not self._reading.is_set():
+                await self._reading.wait()
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                code = message.get("code")
+                return int(code) if code is not None else None
+            text = message.get("text")
+            data: str | bytes = (
+                str(text) if text is not None else bytes(message.get("bytes") or b"")
+            )
+            driver.received(data, loop.time())
         return None
-    assert isinstance(first, Admit)
-    claims = first.claims
-    gate = node.gate
-    if gate is not None:
-        refusal = await gate(claims)
-        if refusal is not None:
-            _refused(ws, refusal[0], refusal[1], user=claims.user)
-            session.refused(refusal[0], refusal[1])
-            await ws.close(refusal[0], refusal[1])
-            return None
-    return claims
 
 
-def _peer(ws: WebSocket) -> str:
-    return ws.client.host if ws.client is not None else ""
-
-
-def _refused(ws: WebSocket, code: int, reason: str, user: str = "") -> None:
-    # The reason names what was wrong with the token, never the token itself.
-    log.info(
-        "session refused",
-        extra={"event": "ws.refused", "code": int(code), "reason": reason, "user": user,
-               "peer": _peer(ws)},
-    )  # fmt: skip
-
-
-def _expire_later(session: WsSession) -> asyncio.TimerHandle | None:
-    """An expiring token closes its socket with 4001 when it expires."""
-    exp = session.claims.exp
-    if exp is None:
-        return None
-    loop = asyncio.get_running_loop()
-    delay = max(0.0, exp - time.time())
-    return loop.call_later(
-        delay,
-        lambda: loop.create_task(session.close(p.CloseCode.NOT_AUTHENTICATED, "token expired")),
-    )
-
-
-async def websocket_endpoint(ws: WebSocket) -> None:
-    node: Node = ws.app.state.node
-    offered = list(ws.scope.get("subprotocols") or [])
-    codec = p.codec_for(offered)
-    await ws.accept(subprotocol=codec.name if codec.name in offered else None)
-    if node.draining:
-        await ws.close(p.CloseCode.RESTARTING, "node restarting")
-        return
-    s = node.settings
-    limits = Limits(s.secret, s.max_frame_bytes, s.rate_per_s, s.hello_timeout_s, s.window_s)
-    rules = Session(HUB_DIALECTS[codec.name], limits, asyncio.get_running_loop().time())
-    try:
-        claims = await _hello(ws, node, rules)
-    except WebSocketDisconnect:
-        return
-    if claims is None:
-        return
-    session = WsSession(node, ws, codec, claims, rules)
-    node.connecting.add(session.conn)
-    try:
-        user = await node.store.connect(node.id, session.conn, claims.profile(), "online")
-        # From here on the store holds the connection: the session must be registered so
-        # that closing it (or the node's reconciliation) removes it again.
-        node.add(session)
-        session.registered = True
-        node.remember(user.entry())
-        cursor = await node.store.now()
-    except StoreUnavailable:
-        node.connecting.discard(session.conn)
-        if session.conn in node.sessions:
-            node.remove(session)
-            await node.connection_closed(session)
-        log.warning(
-            "session refused: store unreachable",
-            extra={"event": "ws.refused", "code": 1013, "user": claims.user, "peer": _peer(ws)},
+async def _deny(websocket: WebSocket, status: int, body: str, headers: dict[str, str]) -> None:
+    """Answer the handshake with an HTTP response (the ASGI websocket denial extension), or
+    close before accepting when the server has no such extension."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        raw.append((b"content-type", b"text/plain; charset=utf-8"))
+        await websocket.send(
+            {"type": "websocket.http.response.start", "status": status, "headers": raw}
         )
-        with contextlib.suppress(Exception):
-            await ws.send_text(json.dumps(p.error(p.ErrorCode.UNAVAILABLE, "store down")))
-            await ws.close(1013, "presence store unreachable, retry later")
+        await websocket.send({"type": "websocket.http.response.body", "body": body.encode()})
         return
-    node.connecting.discard(session.conn)
-    started = time.monotonic()
-    client_code: int | None = None
-    log.info(
-        "session open",
-        extra={"event": "ws.connect", "conn": session.conn, "user": session.user,
-               "codec": codec.name, "peer": _peer(ws)},
-    )  # fmt: skip
-    expiry = _expire_later(session)
-    for action in rules.admitted(session.conn, user.entry(), cursor):
-        if isinstance(action, Send):
-            session.outbox.put_control(action.data)
+    await websocket.close(p.CloseCode.RESTARTING, body.strip()[:120])
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    """``/ws`` and ``/app/{key}``."""
+    state = websocket.app.state
+    node = state.node
+    drivers: Drivers = state.drivers
+    if node.draining:
+        await _deny(websocket, 503, "node restarting, retry elsewhere\n",
+                    {"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
+        return
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    if websocket.scope["path"] == "/ws":
+        offered = list(websocket.scope.get("subprotocols") or [])
+        codec = p.codec_for(offered)
+        await websocket.accept(subprotocol=codec.name if codec.name in offered else None)
+        limits = state.hub_limits
+        session = Session(HubRules(codec, limits), limits, now)
+        handler = state.commands
+        outbox_frames = node.settings.outbox_frames
+    else:
+        service = state.pusher
+        key = websocket.path_params.get("key", "")
+        protocol = websocket.query_params.getlist("protocol")
+        refusal, rules = service.rules_for(key, protocol, now)
+        await websocket.accept()
+        if refusal is not None:
+            await websocket.send_text(pw.error(refusal[1], refusal[0]))
+            await websocket.close(refusal[0], refusal[1][:120])
+            return
+        session = Session(rules, service.limits, now)
+        handler, codec, outbox_frames = service, p.JSON_CODEC, service.outbox_frames
+    transport = AsgiTransport(websocket)
+    driver = Driver(drivers, session, handler, transport, codec=codec, outbox_frames=outbox_frames)
+    transport.driver = driver
+    code: int | None = None
     try:
-        await session.reader()
-    except WebSocketDisconnect as exc:
-        client_code = exc.code
-    except (RuntimeError, OSError):
+        driver.opened()
+        code = await transport.read(driver)
+    except Exception:  # the client went away mid-frame: the same as a close
         pass
     finally:
-        log.info(
-            "session closed",
-            extra={"event": "ws.disconnect", "conn": session.conn, "user": session.user,
-                   "code": client_code, "dropped": session.dropped,
-                   "duration_s": round(time.monotonic() - started, 3),
-                   "subscriptions": len(session.scopes),
-                   "overflows": session.outbox.overflows},
-        )  # fmt: skip
-        session.closing = session.lost = True
-        session.outbox.close()
-        if expiry is not None:
-            expiry.cancel()
-        writer = session._writing
-        if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
-        node.remove(session)
-        node.fanout.drop(session, session.scopes.values())
-        await node.connection_closed(session, grace=client_code != p.SIGNED_OUT_CLOSE)
+        driver.gone(code)

@@ -155,6 +155,13 @@ def member_added(channel: str, user_id: str, user_info: Any) -> str:
     )
 
 
+def member_added_raw(channel: str, user_id: str, user_info: str) -> str:
+    """``member_added`` from ``user_info`` as the JSON text it was stored as (no parsing)."""
+    inner = f'{{"user_id":{dumps(user_id)},"user_info":{user_info}}}'
+    head = '{"event":"pusher_internal:member_added","channel":'
+    return f'{head}{dumps(channel)},"data":{dumps(inner)}}}'
+
+
 def member_removed(channel: str, user_id: str) -> str:
     return encode("pusher_internal:member_removed", dumps({"user_id": user_id}), channel)
 

@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from hub.model.pusher_auth import channel_auth
 from hub.ops.apps import DEFAULT_MEMBER_LIMIT
-from hub.stores.channels.store import RedisChannels
+from hub.stores.channels.redis import RedisChannels
 from tests.pusher.support import APP_ID, APP_KEY, APP_SECRET, APPS_ENV
 from tests.support.hubproc import HubProcess, start_hub
 
@@ -77,7 +77,7 @@ async def _subscribe(ws: ClientConnection, channel: str, user: str) -> dict[str,
 async def test_ten_thousand_members(hub, redis_url, prefix):
     assert DEFAULT_MEMBER_LIMIT >= 10_000
     channel = "presence-stadium"
-    state = RedisChannels(redis_url, prefix)
+    state = RedisChannels(redis_url, prefix, f"{prefix}fill")
     await state.start()
     try:
         for start in range(0, 9_999, 500):

@@ -1,5 +1,6 @@
-"""One contract for the channel state and bus on every backend: memory, Redis and Redis
-Cluster. Each subscribe/unsubscribe reports exactly the transitions it made."""
+"""One contract for the channel store on every backend: memory, Redis and Redis Cluster.
+Each subscribe/unsubscribe reports exactly the transitions it made, and every member
+change is published, in the same step, at a version the member list is read with."""
 
 from __future__ import annotations
 
@@ -7,12 +8,20 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 from hub.ops.config import Settings
-from hub.stores.channels.store import Bus, ChannelState, Joined, Left, open_channels
+from hub.stores.channels import open_channels
+from hub.stores.channels.base import (
+    ChannelEvent,
+    ChannelFeedEvent,
+    ChannelStore,
+    Joined,
+    Left,
+    MemberChange,
+    Probe,
+)
 
 BACKENDS = [
     pytest.param("memory", id="memory"),
@@ -24,53 +33,58 @@ BACKENDS = [
 
 
 @pytest.fixture(params=BACKENDS)
-async def backend(
-    request: pytest.FixtureRequest, key_prefix: str
-) -> AsyncIterator[tuple[ChannelState, Bus]]:
+async def backend(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[ChannelStore]:
     name: str = request.param
     url = "memory://"
     if name == "redis":
         url = request.getfixturevalue("redis_server").url
     elif name == "redis-cluster":
         url = request.getfixturevalue("redis_cluster").url
-    state, bus = open_channels(
+    state = open_channels(
         Settings(store=url, key_prefix=key_prefix, channel=f"{key_prefix}presence")
     )
     await state.start()
-    await bus.start()
     try:
-        yield state, bus
+        yield state
     finally:
-        await bus.close()
         await state.close()
+
+
+def _joined(j: Joined) -> tuple[int, bool, bool]:
+    return (j.status, j.occupied, j.added)
+
+
+def _left(x: Left) -> tuple[bool, str, bool, bool]:
+    return (x.removed, x.user_id, x.member_removed, x.vacated)
 
 
 INFO = json.dumps({"name": "x"})
 
 
 async def test_member_transitions_are_per_user_not_per_connection(backend):
-    state, _ = backend
+    state = backend
     ch = "presence-a"
-    assert await state.subscribe("1", ch, "1.1", "n1", "u1", INFO, 10) == Joined(1, True, True)
-    assert await state.subscribe("1", ch, "1.1", "n1", "u1", INFO, 10) == Joined(0, False, False)
-    assert await state.subscribe("1", ch, "2.1", "n2", "u1", INFO, 10) == Joined(1, False, False)
-    assert await state.subscribe("1", ch, "2.2", "n2", "u2", INFO, 10) == Joined(1, False, True)
-    assert await state.members("1", ch) == {"u1": {"name": "x"}, "u2": {"name": "x"}}
+    sub = state.subscribe
+    assert _joined(await sub("1", ch, "1.1", "n1", "u1", INFO, 10)) == (1, True, True)
+    assert _joined(await sub("1", ch, "1.1", "n1", "u1", INFO, 10)) == (0, False, False)
+    assert _joined(await sub("1", ch, "2.1", "n2", "u1", INFO, 10)) == (1, False, False)
+    assert _joined(await sub("1", ch, "2.2", "n2", "u2", INFO, 10)) == (1, False, True)
+    assert (await state.members("1", ch)).info == {"u1": INFO, "u2": INFO}
     assert await state.member_count("1", ch) == 2
     assert await state.subscription_count("1", ch) == 3
     assert await state.occupied("1") == [ch]
     assert await state.occupied("2") == []
-    assert await state.unsubscribe("1", ch, "1.1") == Left(True, "u1", False, False)
-    assert await state.unsubscribe("1", ch, "1.1") == Left(False, "", False, False)
-    assert await state.unsubscribe("1", ch, "2.1") == Left(True, "u1", True, False)
+    assert _left(await state.unsubscribe("1", ch, "1.1")) == (True, "u1", False, False)
+    assert _left(await state.unsubscribe("1", ch, "1.1")) == (False, "", False, False)
+    assert _left(await state.unsubscribe("1", ch, "2.1")) == (True, "u1", True, False)
     assert not await state.has_member("1", ch, "u1")
-    assert await state.unsubscribe("1", ch, "2.2") == Left(True, "u2", True, True)
+    assert _left(await state.unsubscribe("1", ch, "2.2")) == (True, "u2", True, True)
     assert await state.occupied("1") == []
-    assert await state.members("1", ch) == {}
+    assert (await state.members("1", ch)).info == {}
 
 
 async def test_member_limit_counts_users(backend):
-    state, _ = backend
+    state = backend
     ch = "presence-small"
     assert (await state.subscribe("1", ch, "1.1", "n1", "u1", INFO, 2)).status == 1
     assert (await state.subscribe("1", ch, "1.2", "n1", "u2", INFO, 2)).status == 1
@@ -81,7 +95,7 @@ async def test_member_limit_counts_users(backend):
 
 
 async def test_node_subscriptions_for_reaping(backend):
-    state, _ = backend
+    state = backend
     await state.subscribe("1", "presence-a", "1.1", "n1", "u1", INFO, 10)
     await state.subscribe("1", "news", "1.1", "n1", "", "null", 10)
     await state.subscribe("1", "news", "2.1", "n2", "", "null", 10)
@@ -96,27 +110,88 @@ async def test_node_subscriptions_for_reaping(backend):
     assert await state.subscription_count("1", "news") == 1
 
 
-async def test_bus_reaches_every_reader(backend):
-    _, bus = backend
-    got: list[dict[str, Any]] = []
+async def _live_reader(state: ChannelStore, got: list[ChannelFeedEvent]) -> asyncio.Task[None]:
+    """A reader of the store's feed, returned once its subscription is live (it heard a
+    probe: until then, published events may be lost)."""
     ready = asyncio.Event()
 
     async def read() -> None:
-        async for message in bus.messages():
-            if message is not None and message.get("k") == "probe":
+        async for event in state.events():
+            if isinstance(event, Probe):
                 ready.set()
-            elif message is not None:
-                got.append(message)
-                return
+            else:
+                got.append(event)
 
     reader = asyncio.create_task(read())
-    # Until the subscription is live, probes may be lost: repeat until one arrives.
     async with asyncio.timeout(10):
         while not ready.is_set():
-            await bus.publish({"k": "probe"})
+            await state.publish(Probe("test"))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ready.wait(), 0.1)
-    await bus.publish({"k": "e", "a": "1", "c": "x", "f": "{}"})
+    return reader
+
+
+async def _until(got: list[ChannelFeedEvent], n: int) -> None:
     async with asyncio.timeout(10):
-        await reader
-    assert got == [{"k": "e", "a": "1", "c": "x", "f": "{}"}]
+        while len(got) < n:
+            await asyncio.sleep(0.01)
+
+
+async def test_the_feed_reaches_every_reader(backend):
+    state = backend
+    got: list[ChannelFeedEvent] = []
+    reader = await _live_reader(state, got)
+    try:
+        await state.publish(ChannelEvent("1", "x", "{}", "9.9"))
+        await _until(got, 1)
+        assert got == [ChannelEvent("1", "x", "{}", "9.9")]
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def test_member_changes_are_published_in_version_order_with_the_list(backend):
+    """Every member change comes on the feed at a version; a member list read with its
+    version holds exactly the changes at or below it."""
+    state = backend
+    ch = "presence-v"
+    got: list[ChannelFeedEvent] = []
+    reader = await _live_reader(state, got)
+    try:
+        first = await state.subscribe("1", ch, "1.1", "n1", "u1", INFO, 10)
+        assert first.added and first.version > 0
+        again = await state.subscribe("1", ch, "1.2", "n1", "u1", INFO, 10)
+        assert not again.added and again.version == first.version  # no change, no version
+        listed = await state.members("1", ch)
+        assert listed.version == first.version and listed.info == {"u1": INFO}
+        second = await state.subscribe("1", ch, "1.3", "n1", "u2", INFO, 10)
+        assert second.version == first.version + 1
+        await state.unsubscribe("1", ch, "1.1")  # u1 still has 1.2: no change
+        left = await state.unsubscribe("1", ch, "1.2")
+        assert left.member_removed and left.version == second.version + 1
+        await _until(got, 3)
+        changes = [e for e in got if isinstance(e, MemberChange)]
+        assert [(c.version, c.user_id, c.info, c.exclude) for c in changes] == [
+            (first.version, "u1", INFO, "1.1"),
+            (second.version, "u2", INFO, "1.3"),
+            (left.version, "u1", None, ""),
+        ]
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def test_concurrent_joins_give_each_version_once(backend):
+    """Joins racing on one channel: every member change has its own version, and a list
+    read at the end is at the last one."""
+    state = backend
+    ch = "presence-race"
+    joined = await asyncio.gather(
+        *(state.subscribe("1", ch, f"1.{i}", "n1", f"u{i}", INFO, 100) for i in range(20))
+    )
+    versions = sorted(j.version for j in joined)
+    assert versions == list(range(versions[0], versions[0] + 20))
+    listed = await state.members("1", ch)
+    assert listed.version == versions[-1] and len(listed.info) == 20

@@ -12,7 +12,8 @@ import pytest
 from hub.model.pusher_auth import SignatureError, channel_auth, check_request, sign_request
 from hub.ops import apps as apps_mod
 from hub.ops.config import ConfigError
-from hub.session import pusher as s
+from hub.session import rules_pusher as s
+from hub.session.core import Close, Limits, Run, Send, Session
 from hub.wire import pusher as p
 
 KEY, SECRET = "key-1", "secret-0123456789"
@@ -141,23 +142,33 @@ def test_apps_from_env_and_file(tmp_path):
         apps_mod.Apps(apps_mod.parse_env("1:k:secret-aaaa,1:k2:secret-bbbb"))
 
 
-def _session(app: apps_mod.App = APP) -> s.PusherSession:
-    return s.PusherSession(app, "1.2", 120, now=0.0)
+def _session(app: apps_mod.App = APP) -> Session:
+    """An admitted Pusher session (socket id 1.2, activity timeout 120 s), opened at 0."""
+    rules = s.PusherRules(app, "1.2", 120)
+    session = Session(rules, Limits(secret="", rate_per_s=100, burst=1000), now=0.0)
+    session.opened()
+    session.admitted("1.2")
+    return session
 
 
 def _frame(event: str, data: object = None, channel: str | None = None) -> str:
     return json.dumps({"event": event, "data": data, "channel": channel})
 
 
+def _text(action: object) -> str:
+    assert isinstance(action, Send) and isinstance(action.data, str), action
+    return action.data
+
+
 def test_subscriptions_check_signatures_and_channel_data():
     session = _session()
     (sub,) = session.receive(_frame("pusher:subscribe", {"channel": "news"}), 1.0)
-    assert sub == s.Subscribe("news")
+    assert sub == Run(s.Subscribe("news"))
     (err,) = session.receive(
         _frame("pusher:subscribe", {"channel": "private-x", "auth": f"{KEY}:00"}), 1.0
     )
-    assert isinstance(err, s.Send)
-    sent = json.loads(err.text)
+    assert isinstance(err, Send)
+    sent = json.loads(_text(err))
     assert sent["event"] == "pusher:subscription_error" and sent["data"]["status"] == 401
     data = json.dumps({"user_id": "u1"})
     auth = channel_auth(KEY, SECRET, "1.2", "presence-r", data)
@@ -165,7 +176,7 @@ def test_subscriptions_check_signatures_and_channel_data():
         _frame("pusher:subscribe", {"channel": "presence-r", "auth": auth, "channel_data": data}),
         1.0,
     )
-    assert ok == s.Subscribe("presence-r", p.Member("u1", None))
+    assert ok == Run(s.Subscribe("presence-r", p.Member("u1", None)))
     # Tampered channel_data no longer matches the signature.
     (bad,) = session.receive(
         _frame(
@@ -174,40 +185,40 @@ def test_subscriptions_check_signatures_and_channel_data():
         ),
         1.0,
     )
-    assert json.loads(bad.text)["data"]["status"] == 401  # type: ignore[union-attr]
+    assert json.loads(_text(bad))["data"]["status"] == 401
     (err,) = session.receive("not json", 1.0)
-    assert json.loads(err.text)["event"] == "pusher:error"  # type: ignore[union-attr]
+    assert json.loads(_text(err))["event"] == "pusher:error"
 
 
 def test_client_events_need_a_private_subscription_permission_and_rate():
     session = _session()
-    session.subscribed("private-a", None)
-    session.subscribed("news", None)
+    session.done(s.Subscribe("private-a", None))
+    session.done(s.Subscribe("news", None))
     (e,) = session.receive(_frame("client-x", {"a": 1}, "private-a"), 1.0)
-    assert e == s.ClientEvent("private-a", "client-x", {"a": 1}, None)
+    assert e == Run(s.ClientEvent("private-a", "client-x", {"a": 1}, None))
     for channel in ("news", "private-b"):
         (err,) = session.receive(_frame("client-x", {}, channel), 1.0)
-        assert json.loads(err.text)["event"] == "pusher:error"  # type: ignore[union-attr]
+        assert json.loads(_text(err))["event"] == "pusher:error"
     actions = [session.receive(_frame("client-x", {}, "private-a"), 2.0)[0] for _ in range(12)]
-    rejected = [a for a in actions if isinstance(a, s.Send)]
+    rejected = [a for a in actions if isinstance(a, Send)]
     assert len(rejected) == 2  # 10 a second: the bucket is full again a second later
-    assert json.loads(rejected[0].text)["data"]["code"] == 4301
+    assert json.loads(_text(rejected[0]))["data"]["code"] == 4301
     off = _session(apps_mod.App("1", KEY, SECRET, client_events=False))
-    off.subscribed("private-a", None)
+    off.done(s.Subscribe("private-a", None))
     (err,) = off.receive(_frame("client-x", {}, "private-a"), 1.0)
-    assert "not enabled" in err.text  # type: ignore[union-attr]
+    assert "not enabled" in _text(err)
 
 
 def test_ping_pong_both_ways():
     session = _session()
     (pong,) = session.receive(_frame("pusher:ping", {}), 1.0)
-    assert json.loads(pong.text)["event"] == "pusher:pong"  # type: ignore[union-attr]
+    assert json.loads(_text(pong))["event"] == "pusher:pong"
     assert session.tick(100.0) == []
     (ping,) = session.tick(121.0)
-    assert json.loads(ping.text)["event"] == "pusher:ping"  # type: ignore[union-attr]
+    assert json.loads(_text(ping))["event"] == "pusher:ping"
     assert session.tick(140.0) == []
     (close,) = session.tick(151.0)
-    assert close == s.Close(p.Close.PONG_NOT_RECEIVED, "pong not received")
+    assert close == Close(p.Close.PONG_NOT_RECEIVED, "pong not received")
     fresh = _session()
     fresh.tick(121.0)
     fresh.receive(_frame("pusher:pong", {}), 125.0)

@@ -4,17 +4,21 @@
 -- KEYS[3] - the channel's member info hash (user id -> user_info JSON)
 -- KEYS[4] - the app's occupied-channels set
 -- KEYS[5] - the node's subscriptions set ("<channel>\t<socket id>")
+-- KEYS[6] - the app's member version (an integer, one for every channel of the app)
 -- ARGV[1] - channel name
 -- ARGV[2] - socket id
--- Returns {removed, user id, member removed, vacated}: removed 0 when the socket was not
--- subscribed (another node reaped it first: nothing to publish), member removed 1 when
--- that was the user's last connection in the channel, vacated 1 when it was the last
--- subscriber. Idempotent, so several nodes may reap at once and only one publishes.
+-- ARGV[3] - app id
+-- ARGV[4] - the channel feed (pub/sub channel) member changes are published on
+-- Returns {removed, user id, member removed, vacated, version}: removed 0 when the socket
+-- was not subscribed (another node reaped it first: nothing to act on), member removed 1
+-- when that was the user's last connection in the channel (the member change was published
+-- in this same step, at the returned version), vacated 1 when it was the last subscriber.
+-- Idempotent, so several nodes may reap at once and only one acts on each transition.
+local version = tonumber(redis.call('GET', KEYS[6]) or 0)
 local entry = redis.call('HGET', KEYS[1], ARGV[2])
-if not entry then return {0, '', 0, 0} end
+if not entry then return {0, '', 0, 0, version} end
 redis.call('HDEL', KEYS[1], ARGV[2])
-local node_key_entry = ARGV[1] .. '\t' .. ARGV[2]
-redis.call('SREM', KEYS[5], node_key_entry)
+redis.call('SREM', KEYS[5], ARGV[1] .. '\t' .. ARGV[2])
 local tab = string.find(entry, '\t', 1, true)
 local uid = string.sub(entry, tab + 1)
 local gone = 0
@@ -30,4 +34,9 @@ if redis.call('HLEN', KEYS[1]) == 0 then
   redis.call('SREM', KEYS[4], ARGV[1])
   vacated = 1
 end
-return {1, uid, gone, vacated}
+if gone == 1 then
+  version = redis.call('INCR', KEYS[6])
+  redis.call('PUBLISH', ARGV[4], cjson.encode({k = 'm', a = ARGV[3], c = ARGV[1], v = version,
+                                               u = uid, i = false}))
+end
+return {1, uid, gone, vacated, version}
