@@ -48,16 +48,24 @@ class WsClient(asyncio.Protocol):
     one clock: the sender's timestamps compare with it). ``state`` is free for the owner.
     """
 
-    def __init__(self, host: str, port: int, path: str, sink: Sink) -> None:
+    def __init__(
+        self, host: str, port: int, path: str, sink: Sink, first: bytes | None = None
+    ) -> None:
         self.host, self.port, self.path, self.sink = host, port, path, sink
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.upgraded = False
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiter: tuple[bytes, asyncio.Future[bytes]] | None = None
+        # A server that speaks first (Pusher's connection_established) may send its frame in
+        # the same read as the 101: the waiter for it must exist before the upgrade.
+        self.first: asyncio.Future[bytes] | None = None
+        if first is not None:
+            self.first = self.expect(first)
         self.seen: dict[bytes, bytes] = {}  # publisher -> newest sequence number received
         self.state: Any = None
         self.closed = False
+        self.closed_here = False  # closed by this side (not the server, not the network)
         self.mask = random.getrandbits(32).to_bytes(4, "big")
         self._mask_int = int.from_bytes(self.mask * 64, "big")
 
@@ -159,16 +167,22 @@ class WsClient(asyncio.Protocol):
         return fut
 
     def close(self) -> None:
+        self.closed_here = True
         if not self.closed and self.transport is not None:
             self.send(b"\x03\xe8", 0x8)
             self.transport.close()
         self.closed = True
 
 
-async def connect(host: str, port: int, path: str, sink: Sink, timeout: float = 10) -> WsClient:
-    """An upgraded connection to ``ws://host:port/path``."""
+async def connect(
+    host: str, port: int, path: str, sink: Sink, timeout: float = 10, first: bytes | None = None
+) -> WsClient:
+    """An upgraded connection to ``ws://host:port/path``; with ``first``, ``client.first``
+    is the future of the first frame starting with it."""
     loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(lambda: WsClient(host, port, path, sink), host, port)
+    _, client = await loop.create_connection(
+        lambda: WsClient(host, port, path, sink, first), host, port
+    )
     assert isinstance(client, WsClient)
     await asyncio.wait_for(client.opened, timeout)
     return client
