@@ -314,6 +314,25 @@ def percentile(sorted_values: array.array[int], q: float, scale: float = 1000.0)
     return sorted_values[idx] / scale
 
 
+def cell(value: float | None, f: str) -> str:
+    """A table cell: ``value`` formatted with ``f``, or ``-`` where nothing was measured."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f.format(value)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN (a figure that could not be measured) as ``None``: JSON has
+    no NaN, and readers such as ``jq`` refuse it."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 # -- readings from /proc -------------------------------------------------------------------
 
 

@@ -49,6 +49,8 @@ from loadgen import (
     Pool,
     WsClient,
     bounded,
+    cell,
+    json_safe,
     machine_busy_s,
     percentile,
     process_cpu_s,
@@ -338,7 +340,9 @@ def run_step(
         server_cpu_pct=100.0 * server_cpu / wall,
         redis_cpu_pct=100.0 * redis_cpu / wall,
         us_per_delivery=server_cpu * 1e6 / received if received else math.nan,
-        redis_us_per_delivery=redis_cpu * 1e6 / received if received else math.nan,
+        redis_us_per_delivery=redis_cpu * 1e6 / received
+        if received and srv.redis is not None
+        else math.nan,
         gen_cpu_pct=100.0 * gen_cpu / wall,
         other_cpu_pct=max(0.0, 100.0 * (busy1 - busy0 - server_cpu - redis_cpu - gen_cpu) / wall),
         http_errors=p["errors"],
@@ -411,14 +415,12 @@ def table(
     head += "".join(f"{s + '/soketi':>20}" for s in others)
     out = [head]
 
-    def cell(value: float | None, f: str) -> str:
-        return "-" if value is None else f.format(value)
-
-    def row(label: str, values: dict[str, float | None], f: str) -> None:
+    def row(label: str, values: dict[str, float | None], f: str, ratios: bool = True) -> None:
         cells = "".join(f"{cell(values.get(s), f):>13}" for s in servers)
-        cells += "".join(
-            f"{ratio(values.get(s), values.get(base) if base else None):>20}" for s in others
-        )
+        if ratios:
+            cells += "".join(
+                f"{ratio(values.get(s), values.get(base) if base else None):>20}" for s in others
+            )
         out.append(f"{label:<{width}}{cells}")
 
     at = {(s.server, s.offered, s.label): s for s in steps}
@@ -438,7 +440,7 @@ def table(
             "us_per_delivery"), "{:.1f}")  # fmt: skip
         if any(k.startswith("hub-redis") for k in servers):
             row("  + Redis CPU us per delivery", per(rate, label, "redis_us_per_delivery"),
-                "{:.1f}")  # fmt: skip
+                "{:.1f}", ratios=False)  # fmt: skip
         row("  p50 ms", per(rate, label, "p50_ms"), "{:.1f}")
         row("  p99 ms", per(rate, label, "p99_ms"), "{:.1f}")
         row("  delivered/s", per(rate, label, "deliveries_s"), "{:,.0f}")
@@ -526,14 +528,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {
-                    "command": command,
-                    "subscribers": args.subscribers,
-                    "steps": [asdict(s) for s in steps],
-                    "idle": {
-                        k: {**asdict(v), "per_conn_kb": v.per_conn_kb} for k, v in idle.items()
-                    },
-                },
+                json_safe(
+                    {
+                        "command": command,
+                        "subscribers": args.subscribers,
+                        "steps": [asdict(s) for s in steps],
+                        "idle": {
+                            k: {**asdict(v), "per_conn_kb": v.per_conn_kb} for k, v in idle.items()
+                        },
+                    }
+                ),
                 indent=2,
             )
         )

@@ -53,8 +53,11 @@ from loadgen import (
     Pool,
     WsClient,
     bounded,
+    cell,
+    json_safe,
     machine_busy_s,
     percentile,
+    process_cpu_s,
     raise_open_files,
     split,
 )
@@ -154,6 +157,7 @@ class Joiners(PipeWorker):
         return {"open": len(self.clients)}
 
     async def storm(self, a: dict[str, Any]) -> dict[str, Any]:
+        cpu0 = process_cpu_s()
         t0, rate, n = a["t0"], a["rate"], a["n"]
         for _, client, _ in self.clients:
             client.state = None
@@ -179,6 +183,7 @@ class Joiners(PipeWorker):
         refusals = collections.Counter(v.refused for v in views if v.refused)
         subscribed = [v for v in views if not v.refused]
         return {
+            "cpu_s": process_cpu_s() - cpu0,
             "latency_us": array.array(
                 "q", [(v.succeeded_ns - v.sent_ns) // 1000 for v in views if v.succeeded_ns]
             ).tobytes(),
@@ -263,6 +268,7 @@ class Storm:
     converged_ms: float
     server_cpu_s: float
     redis_cpu_s: float
+    gen_cpu_pct: float
     other_cpu_pct: float
     refusals: dict[str, int]
     race: dict[str, int]
@@ -294,7 +300,9 @@ def measure(kind: str, pool: Pool, args: argparse.Namespace, logdir: Path) -> St
         rs = pool.call("storm", [storm] * k, timeout=n / args.rate + args.wait_s + 60)
         cpu1, redis1, busy1, wall1 = srv.cpu_s(), srv.redis_cpu_s(), machine_busy_s(), time.time()
         pool.call("close", [None] * k, timeout=30)
-        race_args = {**base, "trials": args.trials, "wait_s": 5.0, "quiet_s": args.quiet_s}
+        # a late duplicate in the race comes within milliseconds of the joins: half a second
+        # of silence ends a trial
+        race_args = {**base, "trials": args.trials, "wait_s": 5.0, "quiet_s": 0.5}
         race = pool.call("race", [race_args] + [None] * (k - 1), timeout=args.trials * 10 + 30)[0]
     lat: array.array[int] = array.array("q")
     for r in rs:
@@ -306,6 +314,7 @@ def measure(kind: str, pool: Pool, args: argparse.Namespace, logdir: Path) -> St
     last = max(r["last_complete_ns"] for r in rs)
     complete = sum(r["complete"] for r in rs)
     server_cpu, redis_cpu = cpu1 - cpu0, redis1 - redis0
+    gen_cpu = sum(r["cpu_s"] for r in rs)
     return Storm(
         server=kind,
         clients=n,
@@ -325,8 +334,11 @@ def measure(kind: str, pool: Pool, args: argparse.Namespace, logdir: Path) -> St
         if complete == n
         else math.nan,
         server_cpu_s=server_cpu,
-        redis_cpu_s=redis_cpu,
-        other_cpu_pct=max(0.0, 100.0 * (busy1 - busy0 - server_cpu - redis_cpu) / (wall1 - wall0)),
+        redis_cpu_s=redis_cpu if srv.redis is not None else math.nan,
+        gen_cpu_pct=100.0 * gen_cpu / (wall1 - wall0),
+        other_cpu_pct=max(
+            0.0, 100.0 * (busy1 - busy0 - server_cpu - redis_cpu - gen_cpu) / (wall1 - wall0)
+        ),
         refusals=dict(refusals.most_common(3)),
         race=race,
     )
@@ -350,7 +362,7 @@ def table(servers: list[str], runs: dict[str, Storm], args: argparse.Namespace) 
 
     def row(label: str, value: Any, f: str = "{:,}", ratios: bool = False) -> None:
         values = {s: value(runs[s]) for s in servers if s in runs}
-        cells = "".join(f"{f.format(values[s]) if s in values else '-':>13}" for s in servers)
+        cells = "".join(f"{cell(values.get(s), f):>13}" for s in servers)
         if ratios and base:
             for s in others:
                 cells += f"{ratio(values.get(s), values.get(base)):>20}"
@@ -369,6 +381,8 @@ def table(servers: list[str], runs: dict[str, Storm], args: argparse.Namespace) 
     row("server CPU s during the storm", lambda r: r.server_cpu_s, "{:.2f}", ratios=True)
     if any(s.startswith("hub-redis") for s in runs):
         row("  + Redis CPU s", lambda r: r.redis_cpu_s, "{:.2f}")
+    row("load generators' CPU, % of a core", lambda r: r.gen_cpu_pct, "{:.0f}")
+    row("other CPU on the machine, % of a core", lambda r: r.other_cpu_pct, "{:.0f}")
     row(f"2-socket race: trials with a duplicate /{args.trials}", lambda r: r.race["dup_trials"])
     row("  duplicate member events", lambda r: r.race["duplicates"])
     row("  trials with a member missing", lambda r: r.race["missing_trials"])
@@ -453,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"command": command, "runs": {k: asdict(v) for k, v in runs.items()}},
+                json_safe({"command": command, "runs": {k: asdict(v) for k, v in runs.items()}}),
                 indent=2,
             )
         )

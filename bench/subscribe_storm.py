@@ -45,9 +45,12 @@ from loadgen import (
     Pool,
     WsClient,
     bounded,
+    cell,
     connect,
+    json_safe,
     machine_busy_s,
     percentile,
+    process_cpu_s,
     raise_open_files,
     split,
 )
@@ -110,6 +113,7 @@ class Subscribers(PipeWorker):
         return {"open": len(self.clients)}
 
     async def storm(self, a: dict[str, Any]) -> dict[str, Any]:
+        cpu0 = process_cpu_s()
         waits = [Wait() for _ in self.clients]
         for client, wait in zip(self.clients, waits, strict=True):
             client.state = wait
@@ -136,6 +140,7 @@ class Subscribers(PipeWorker):
             await asyncio.gather(*jobs, return_exceptions=True)
         got = [w for w in waits if w.got_ns]
         return {
+            "cpu_s": process_cpu_s() - cpu0,
             "latency_us": array.array("q", [(w.got_ns - w.sent_ns) // 1000 for w in got]).tobytes(),
             "first_sent_ns": min((w.sent_ns for w in waits if w.sent_ns), default=0),
             "last_got_ns": max((w.got_ns for w in got), default=0),
@@ -172,6 +177,7 @@ class Run:
     p99_ms: float
     server_cpu_s: float
     redis_cpu_s: float
+    gen_cpu_pct: float
     other_cpu_pct: float
     rss_before_mib: float
     peak_rss_mib: float
@@ -209,6 +215,7 @@ def measure(kind: str, pool: Pool, args: argparse.Namespace, logdir: Path) -> Ru
     snapshots = sum(r["snapshots"] for r in rs)
     first = min(r["first_sent_ns"] for r in rs if r["first_sent_ns"])
     server_cpu, redis_cpu = cpu1 - cpu0, redis1 - redis0
+    gen_cpu = sum(r["cpu_s"] for r in rs)
     return Run(
         server=kind,
         clients=n,
@@ -223,8 +230,11 @@ def measure(kind: str, pool: Pool, args: argparse.Namespace, logdir: Path) -> Ru
         p50_ms=percentile(lat, 0.50),
         p99_ms=percentile(lat, 0.99),
         server_cpu_s=server_cpu,
-        redis_cpu_s=redis_cpu,
-        other_cpu_pct=max(0.0, 100.0 * (busy1 - busy0 - server_cpu - redis_cpu) / (wall1 - wall0)),
+        redis_cpu_s=redis_cpu if srv.redis is not None else math.nan,
+        gen_cpu_pct=100.0 * gen_cpu / (wall1 - wall0),
+        other_cpu_pct=max(
+            0.0, 100.0 * (busy1 - busy0 - server_cpu - redis_cpu - gen_cpu) / (wall1 - wall0)
+        ),
         rss_before_mib=rss_before / 1024,
         peak_rss_mib=peak / 1024,
         closed=sum(r["closed"] for r in rs),
@@ -236,7 +246,7 @@ def table(servers: list[str], runs: dict[str, Run], args: argparse.Namespace) ->
     out = [f"{'':<{width}}" + "".join(f"{s:>13}" for s in servers)]
 
     def row(label: str, value: Any, f: str = "{:,}") -> None:
-        cells = "".join(f"{f.format(value(runs[s])) if s in runs else '-':>13}" for s in servers)
+        cells = "".join(f"{cell(value(runs[s]) if s in runs else None, f):>13}" for s in servers)
         out.append(f"{label:<{width}}{cells}")
 
     row("time to the last snapshot, s", lambda r: r.last_snapshot_s, "{:.2f}")
@@ -250,6 +260,7 @@ def table(servers: list[str], runs: dict[str, Run], args: argparse.Namespace) ->
         row("  + Redis CPU s", lambda r: r.redis_cpu_s, "{:.2f}")
     row("server RSS before the storm, MiB", lambda r: r.rss_before_mib, "{:.1f}")
     row("server peak RSS (VmHWM), MiB", lambda r: r.peak_rss_mib, "{:.1f}")
+    row("load generators' CPU, % of a core", lambda r: r.gen_cpu_pct, "{:.0f}")
     row("other CPU on the machine, % of a core", lambda r: r.other_cpu_pct, "{:.0f}")
     return out
 
@@ -334,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"command": command, "runs": {k: asdict(v) for k, v in runs.items()}}, indent=2
+                json_safe({"command": command, "runs": {k: asdict(v) for k, v in runs.items()}}),
+                indent=2,
             )
         )
     return 0
