@@ -8,8 +8,8 @@ Redis (a ``redis-server`` of its own). For each:
 2. The storm: every socket sends ``{"op":"sub","all":true}``, at most ``--in-flight``
    (default 100) awaiting their snapshot at a time across the generators, or, with
    ``--all-at-once``, every socket in the same instant. Each snapshot should list the N
-   users: about N x 75 bytes, so N snapshots are about N^2 x 75 bytes (300 MB at 2,000);
-   the count of users in each is checked.
+   users (about 110 bytes each), so N snapshots are about N^2 x 110 bytes (440 MB at
+   2,000); the count of users in each is checked.
 
 Measured: the time from the first ``sub`` sent to the last snapshot received, the snapshot
 bytes received in total, the per-socket time from its ``sub`` to its snapshot (p50/p99),
