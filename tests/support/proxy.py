@@ -77,16 +77,16 @@ def _hex_address(host: str, port: int) -> str:
     return f"{int.from_bytes(packed, 'little'):08X}:{port:04X}"
 
 
-def _socket_inode(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
-    """The inode of the TCP socket ``local -> remote`` of this host, None if not listed."""
-    want = (_hex_address(*local), _hex_address(*remote))
+def _socket_inodes() -> dict[tuple[str, str], int]:
+    """Every TCP socket of this host as ``(local, remote) -> inode``, in the hex notation
+    of ``/proc/net/tcp``: read once per decision, since the table may hold thousands."""
+    found: dict[tuple[str, str], int] = {}
     with open("/proc/net/tcp") as table:
         next(table)
         for line in table:
             fields = line.split()
-            if (fields[1], fields[2]) == want:
-                return int(fields[9])
-    return None
+            found[(fields[1], fields[2])] = int(fields[9])
+    return found
 
 
 def _owned_inodes(pids: Iterable[int]) -> set[int]:
@@ -180,7 +180,7 @@ class TcpProxy:
         if self.mode is Cut.RESET and self._only is None:
             # Refused for real: nobody listens on the port until the heal.
             await self._stop_listening()
-        for flow in [f for f in self._flows if self._affects(f)]:
+        for flow in self._affected(self._flows):
             if self.mode is Cut.RESET:
                 self._drop(flow)
             else:
@@ -196,14 +196,18 @@ class TcpProxy:
         if self._server is None:
             await self._listen()
 
-    def _affects(self, flow: _Flow) -> bool:
+    def _affected(self, flows: Iterable[_Flow]) -> list[_Flow]:
+        """The flows the current cut applies to (their client's process is in ``only``)."""
         if self._only is None:
-            return True
-        peer = flow.client.get_extra_info("peername")
-        if peer is None:
-            return False
-        inode = _socket_inode((peer[0], peer[1]), (self.host, self.port))
-        return inode is not None and inode in _owned_inodes(self._only)
+            return list(flows)
+        inodes, owned = _socket_inodes(), _owned_inodes(self._only)
+        here = _hex_address(self.host, self.port)
+        out = []
+        for flow in flows:
+            peer = flow.client.get_extra_info("peername")
+            if peer is not None and inodes.get((_hex_address(*peer[:2]), here)) in owned:
+                out.append(flow)
+        return out
 
     # -- forwarding ------------------------------------------------------------------
 
@@ -214,7 +218,7 @@ class TcpProxy:
         if handler is not None:
             self._handlers.add(handler)
         try:
-            if self.mode is not None and self._affects(flow):
+            if self.mode is not None and self._affected([flow]):
                 if self.mode is Cut.RESET:
                     _reset(writer)
                     return
