@@ -234,11 +234,13 @@ async def partition_round(rig: Rig, mode: Cut) -> None:
             return time.monotonic() - cut_at
 
         async def status_unavailable() -> None:
+            started = time.monotonic()
             answer = await clients[g].request(
                 {"op": "status", "status": "busy", "text": "never"}, expect="error",
                 timeout=ANSWER_S,
             )  # fmt: skip
             assert answer["code"] == "unavailable", answer
+            rig.note(f"{mode} unavailable answer s", time.monotonic() - started)
 
         async def rest_unavailable() -> None:
             response = await asyncio.wait_for(
