@@ -32,17 +32,11 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
-import base64
-import contextlib
 import json
 import math
-import multiprocessing as mp
 import os
-import random
 import re
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +46,24 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from loadgen import (
+    Handler,
+    PipeWorker,
+    Pool,
+    RedisServer,
+    WsClient,
+    connect,
+    cpu_s,
+    free_port,
+    machine_busy_s,
+    percentile,
+    raise_open_files,
+    rss_kb,
+    split,
+    stop_process,
+    wait_listening,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -68,131 +80,6 @@ NODE_SERVERS = {
 SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 #: ``hub-redis-w2``: ``serve --workers 2`` on its own Redis (two nodes on one port).
 SERVERS = ("plain", "hub", "hub-redis", "hub-redis-w2", *NODE_SERVERS)
-
-# -- a minimal websocket client (asyncio Protocol) --------------------------------------------
-#
-# The load generators must not be the bottleneck, so the client is a bare RFC 6455 framer:
-# server frames are unmasked and unfragmented here; pings are answered (both servers ping
-# every 20 s); deliveries are counted with one regex over each delta payload.
-
-
-class WsClient(asyncio.Protocol):
-    """One websocket connection; frames go to ``sink.frame(self, payload, now_ns)``."""
-
-    def __init__(self, host: str, port: int, path: str, sink: Any) -> None:
-        self.host, self.port, self.path, self.sink = host, port, path, sink
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.upgraded = False
-        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiter: tuple[bytes, asyncio.Future[bytes]] | None = None
-        self.seen: dict[bytes, bytes] = {}  # publisher -> newest sequence number received
-        self.closed = False
-        self.mask = random.getrandbits(32).to_bytes(4, "big")
-        self._mask_int = int.from_bytes(self.mask * 64, "big")
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(
-            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if not self.opened.done():
-            self.opened.set_exception(ConnectionError("closed during the handshake"))
-        if self.waiter is not None and not self.waiter[1].done():
-            self.waiter[1].set_exception(ConnectionError("connection closed"))
-        self.sink.lost(self)
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        if not self.upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(buf[:end])
-            del buf[: end + 4]
-            if not head.startswith(b"HTTP/1.1 101"):
-                self.opened.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode()))
-                assert self.transport is not None
-                self.transport.close()
-                return
-            self.upgraded = True
-            if self.opened.done():  # the opener gave up waiting (a loaded machine)
-                assert self.transport is not None
-                self.transport.close()
-                return
-            self.opened.set_result(None)
-        now = time.time_ns()
-        pos, n = 0, len(buf)
-        frame = self.sink.frame
-        while n - pos >= 2:
-            b0, ln = buf[pos], buf[pos + 1] & 0x7F
-            hl = 2
-            if ln == 126:
-                if n - pos < 4:
-                    break
-                ln, hl = (buf[pos + 2] << 8) | buf[pos + 3], 4
-            elif ln == 127:
-                if n - pos < 10:
-                    break
-                ln, hl = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
-            end = pos + hl + ln
-            if end > n:
-                break
-            payload = bytes(buf[pos + hl : end])
-            pos = end
-            op = b0 & 0x0F
-            if op in (1, 2):
-                w = self.waiter
-                if w is not None and payload.startswith(w[0]):
-                    self.waiter = None
-                    if not w[1].done():
-                        w[1].set_result(payload)
-                frame(self, payload, now)
-            elif op == 9:
-                self.send(payload, 0xA)
-            elif op == 8:
-                self.close()
-                break
-        if pos:
-            del buf[:pos]
-
-    def send(self, data: bytes, opcode: int = 1) -> None:
-        if self.closed or self.transport is None:
-            return
-        n = len(data)
-        if n < 126:
-            head = bytes((0x80 | opcode, 0x80 | n))
-        elif n < 65536:
-            head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-        else:
-            head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-        if n <= 256:
-            masked = (int.from_bytes(data, "big") ^ (self._mask_int >> (8 * (256 - n)))).to_bytes(
-                n, "big"
-            )
-        else:
-            mask = (self.mask * (n // 4 + 1))[:n]
-            masked = (int.from_bytes(data, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
-        self.transport.write(head + self.mask + masked)
-
-    def expect(self, prefix: bytes) -> asyncio.Future[bytes]:
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.waiter = (prefix, fut)
-        return fut
-
-    def close(self) -> None:
-        if not self.closed and self.transport is not None:
-            self.send(b"\x03\xe8", 0x8)
-            self.transport.close()
-        self.closed = True
-
 
 # -- the load-generator process ----------------------------------------------------------
 
@@ -211,12 +98,11 @@ class Counters:
     lost: int = 0
 
 
-class Worker:
+class Worker(PipeWorker):
     """One load-generator process: subscribers, publishers, idle connections."""
 
     def __init__(self, pipe: Connection, index: int) -> None:
-        self.pipe = pipe
-        self.index = index
+        super().__init__(pipe, index)
         self.c = Counters()
         self.subs: list[WsClient] = []
         self.pubs: list[tuple[WsClient, str]] = []
@@ -248,14 +134,8 @@ class Worker:
         self.c.lost += 1
 
     async def open(self, user: str, *, subscribe: bool, since_cursor: bool = False) -> WsClient:
-        loop = asyncio.get_running_loop()
         sio = self.kind.startswith("node-sio")
-        path = SIO_PATH if sio else "/ws"
-        _, client = await loop.create_connection(
-            lambda: WsClient(self.host, self.port, path, self), self.host, self.port
-        )
-        assert isinstance(client, WsClient)
-        await asyncio.wait_for(client.opened, 10)
+        client = await connect(self.host, self.port, SIO_PATH if sio else "/ws", self)
         cursor = None
         if sio:
             # Engine.IO sends its open packet ("0{...}"); "40" joins the default namespace.
@@ -383,88 +263,28 @@ class Worker:
         self.idle.extend(opened)
         return {"idle": len(self.idle), "lost": self.c.lost}
 
-    async def close_all(self) -> dict[str, Any]:
+    async def close_all(self) -> None:
         for client in [*self.subs, *(p for p, _ in self.pubs), *self.idle]:
             client.close()
         self.subs, self.pubs, self.idle = [], [], []
         await asyncio.sleep(0.2)
         self.c = Counters()
+
+    async def close_conns(self, a: None) -> dict[str, Any]:
+        await self.close_all()
         return {}
 
-    async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            # a blocking recv in a thread: the pipe must stay blocking for large sends
-            cmd, a = await loop.run_in_executor(None, self.pipe.recv)
-            if cmd == "exit":
-                await self.close_all()
-                return
-            try:
-                handler = {
-                    "setup": self.setup,
-                    "step": self.step,
-                    "quiet": self.quiet,
-                    "idle": self.idle_open,
-                }.get(cmd)
-                result = await (handler(a) if handler else self.close_all())
-                self.pipe.send(("ok", result))
-            except Exception as exc:
-                self.pipe.send(("err", f"{type(exc).__name__}: {exc}"))
-
-
-def worker_main(pipe: Connection, index: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    worker = Worker(pipe, index)
-    try:
-        import uvloop
-
-        uvloop.run(worker.serve())
-    except ImportError:
-        asyncio.run(worker.serve())
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "setup": self.setup,
+            "step": self.step,
+            "quiet": self.quiet,
+            "idle": self.idle_open,
+            "close": self.close_conns,
+        }
 
 
 # -- the coordinator ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def rss_kb(pid: int) -> int:
-    """VmRSS of ``pid`` plus that of its live children (``serve --workers N``)."""
-    total = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            total = int(line.split()[1])
-            break
-    else:
-        raise RuntimeError(f"no VmRSS for pid {pid}")
-    with contextlib.suppress(OSError):
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            with contextlib.suppress(OSError, RuntimeError):
-                total += rss_kb(int(child))
-    return total
-
-
-def machine_busy_s() -> float:
-    """CPU seconds the whole machine spent busy (all cores, every process)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    idle = fields[3] + fields[4]
-    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds of ``pid`` and its live children (``serve --workers N`` forks N)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    with contextlib.suppress(OSError):
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            with contextlib.suppress(OSError):
-                total += cpu_s(int(child))
-    return total
 
 
 class Server:
@@ -475,8 +295,8 @@ class Server:
         self.port = free_port()
         self.log = logdir / f"{kind}-{self.port}.log"
         env = dict(os.environ)
-        self.redis: subprocess.Popen[bytes] | None = None
-        self.redis_port = 0
+        # A redis-server of its own, on a free port, no persistence.
+        self.redis = RedisServer() if kind.endswith("-redis") or kind == "hub-redis-w2" else None
         if kind.startswith("hub"):
             self.cmd = [sys.executable, "-m", "hub", "serve", "--port", str(self.port)]
             env.update(
@@ -491,15 +311,12 @@ class Server:
                 env["HUB_STORE"] = args.store
             if kind == "hub-redis-w2":
                 self.cmd += ["--workers", "2"]
-            if kind.endswith("-redis") or kind == "hub-redis-w2":
-                # A redis-server of its own, on a free port, no persistence.
-                self.redis_port = free_port()
-                env["HUB_STORE"] = f"redis://127.0.0.1:{self.redis_port}/0"
+            if self.redis is not None:
+                env["HUB_STORE"] = self.redis.url
         elif kind in NODE_SERVERS:
             self.cmd = ["node", str(HERE / "node" / NODE_SERVERS[kind]), "--port", str(self.port)]
-            if kind.endswith("-redis"):
-                self.redis_port = free_port()
-                self.cmd += ["--redis", f"redis://127.0.0.1:{self.redis_port}"]
+            if self.redis is not None:
+                self.cmd += ["--redis", f"redis://127.0.0.1:{self.redis.port}"]
         else:
             script = HERE / f"{kind}_server.py"  # plain_server.py, starlette_server.py
             self.cmd = [sys.executable, str(script), "--port", str(self.port)]
@@ -507,101 +324,26 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
-        if self.redis_port:
-            self.redis = subprocess.Popen(
-                ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                with contextlib.suppress(OSError):
-                    socket.create_connection(("127.0.0.1", self.redis_port), timeout=0.5).close()
-                    break
-                time.sleep(0.05)
+        if self.redis is not None:
+            self.redis.__enter__()
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 self.cmd, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited: see {self.log}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
-            ):
-                time.sleep(0.3)  # let the lifespan / loop settle
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.kind} did not listen on {self.port}: see {self.log}")
+        wait_listening(self.port, self.proc, self.kind, self.log)
+        time.sleep(0.3)  # let the lifespan / loop settle
+        return self
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(12)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         if self.redis is not None:
-            self.redis.terminate()
-            self.redis.wait(10)
+            self.redis.__exit__()
 
     @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
-
-
-class Pool:
-    """The load-generator processes, driven over pipes."""
-
-    def __init__(self, procs: int) -> None:
-        ctx = mp.get_context("fork")
-        self.pipes: list[Connection] = []
-        self.procs: list[Any] = []
-        for i in range(procs):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(child, i), daemon=True)
-            proc.start()
-            self.pipes.append(parent)
-            self.procs.append(proc)
-
-    def call(self, cmd: str, per_worker: list[Any], timeout: float) -> list[Any]:
-        for pipe, a in zip(self.pipes, per_worker, strict=True):
-            pipe.send((cmd, a))
-        out = []
-        deadline = time.monotonic() + timeout
-        for pipe in self.pipes:
-            if not pipe.poll(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"load generator did not answer {cmd!r} in {timeout} s")
-            status, result = pipe.recv()
-            if status != "ok":
-                raise RuntimeError(f"load generator failed on {cmd!r}: {result}")
-            out.append(result)
-        return out
-
-    def close(self) -> None:
-        for pipe in self.pipes:
-            with contextlib.suppress(OSError):
-                pipe.send(("exit", None))
-        for proc in self.procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-
-
-def split(items: list[str], k: int) -> list[list[str]]:
-    return [items[i::k] for i in range(k)]
-
-
-def percentile(sorted_values: array.array[int], q: float) -> float:
-    if not sorted_values:
-        return math.nan
-    idx = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[idx] / 1000.0
 
 
 @dataclass
@@ -897,11 +639,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--servers takes {', '.join(SERVERS)}, got {s!r}")
 
     need_fds = (args.idle + args.warmup + args.subscribers + args.publishers) * 2 + 256
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need_fds:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, need_fds), hard))
+    raise_open_files(need_fds)
 
     command = "python bench/fanout.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     cores = os.cpu_count()
@@ -918,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     logdir = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     started = time.monotonic()
-    pool = Pool(args.procs)
+    pool = Pool(args.procs, Worker)
     all_steps: list[StepResult] = []
     best: dict[str, StepResult | None] = {}
     fixed: dict[str, dict[float, StepResult]] = {}

@@ -7,8 +7,13 @@ connections to the grace so users who reconnect elsewhere do not flap.
 
 Recovery is by cursor: the node remembers the newest cursor the feed gave it. After a gap
 it asks the store for everything changed since then (minus a small slack, as deltas are
-idempotent states); outside the window, or when the store lost its data (a heartbeat that
-finds the node unknown), every subscriber gets a fresh snapshot instead.
+idempotent states); outside the window, or after the node re-registered its connections,
+every subscriber gets a fresh snapshot instead.
+
+The store is the truth for what users chose. A heartbeat that finds the node reaped (cut off
+past its TTL) makes it re-register its connections and nothing else; only when the store
+lost its data (the store epoch moved) does the node offer back what it remembers of its
+users' choices, and the store takes each only where it holds none newer.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from hub.node.fanout import Fanout
 from hub.ops.config import Settings
 from hub.stores.presence.base import (
     Batch,
+    Choice,
     Control,
     Gap,
     LiveConnection,
+    Liveness,
     PresenceStore,
     StoreUnavailable,
     UserView,
@@ -163,8 +170,13 @@ class Node:
         self.sessions: dict[str, Session] = {}
         # Connections whose store registration is in flight (not yet in ``sessions``).
         self.connecting: set[str] = set()
-        # The newest entry seen for each user with a socket here: what a restore puts back.
-        self.last_seen: dict[str, Entry] = {}
+        # The newest entry seen for each user with a socket here: what this node offers back
+        # of their choices to a store that lost its data (never the product's "last seen").
+        self.remembered: dict[str, Entry] = {}
+        # The store epoch this node's registrations belong to (None until first read), and
+        # the re-registration a heartbeat asked for and no restore completed yet.
+        self.epoch: int | None = None
+        self._owed: Liveness | None = None
         self._next_reconcile = time.monotonic() + RECONCILE_S
         self.by_user: dict[str, set[str]] = {}
         self.cursor = 0
@@ -191,8 +203,9 @@ class Node:
             # in its pod) heartbeats before its old TTL runs out, so no sweep would ever reap
             # the connections of its previous life: they died with it. Hand them to the
             # grace before this life registers anything.
+            self.epoch = await self.store.epoch()
             await self.store.remove_node(self.id, grace=True)
-            await self.store.heartbeat(self.id, self.settings.node_ttl_ms)
+            await self.store.heartbeat(self.id, self.settings.node_ttl_ms, epoch=self.epoch)
             self._registered = True
             self.cursor = await self.store.now()
         self._tasks = [
@@ -268,15 +281,15 @@ class Node:
             conns.discard(session.conn)
             if not conns:
                 del self.by_user[session.user]
-                self.last_seen.pop(session.user, None)
+                self.remembered.pop(session.user, None)
 
     def remember(self, entry: Entry) -> None:
         """Keep the newest entry of a user who has a socket on this node."""
         uid = entry["id"]
         if uid in self.by_user:
-            cur = self.last_seen.get(uid)
+            cur = self.remembered.get(uid)
             if cur is None or entry["at"] >= cur["at"]:
-                self.last_seen[uid] = entry
+                self.remembered[uid] = entry
 
     def on_close(self, hook: Callable[[Session], Awaitable[None]]) -> None:
         self._close_hooks.append(hook)
@@ -371,10 +384,14 @@ class Node:
         else:
             self.resync()
             return
+        entries = [u.entry() for u in changes.users]
+        if self.by_user:
+            for entry in entries:
+                self.remember(entry)
         if changes.full:
             self.resync()
         else:
-            self.fanout.feed([u.entry() for u in changes.users], changes.cursor)
+            self.fanout.feed(entries, changes.cursor)
         self.cursor = max(self.cursor, changes.cursor)
 
     def resync(self) -> None:
@@ -390,11 +407,18 @@ class Node:
         while not self.draining:
             started = time.monotonic()
             try:
-                known = await self.store.heartbeat(self.id, self.settings.node_ttl_ms)
+                if self.epoch is None:
+                    self.epoch = await self.store.epoch()
+                liveness = await self.store.heartbeat(
+                    self.id, self.settings.node_ttl_ms, epoch=self.epoch
+                )
                 self.stats.store_latency_s = time.monotonic() - started
-                if not known and self._registered and not self.draining:
-                    await self._restore()
+                if liveness is not Liveness.KNOWN and self._registered:
+                    self._owe(liveness)
                 self._registered = True
+                if self._owed is not None and not self.draining:
+                    await self._restore(self._owed)
+                    self._owed = None
                 await self._retry_disconnects()
                 if time.monotonic() >= self._next_reconcile:
                     await self.reconcile()
@@ -454,31 +478,42 @@ class Node:
             log.warning("removed %d stored connections no socket backs", len(ghosts))
         return len(ghosts)
 
-    async def _restore_choices(self, sessions: list[Session]) -> None:
-        """Put back each local user's chosen status and text, as far as this node can tell
-        from the last entry it saw (exact when all the user's sockets are here)."""
-        states: dict[str, list[str]] = {}
-        for session in sessions:
-            states.setdefault(session.user, []).append(session.live().state)
-        now = await self.store.now()
-        for user, user_states in states.items():
-            last = self.last_seen.get(user)
-            if last is None:
-                continue
-            chosen = infer_chosen(last["status"], user_states)
-            text, until = last["text"], last.get("until")
-            if until is not None and until <= now + 50:
-                # Due (or too close to be accepted again): restore what the expiry leaves.
-                chosen, text, until = "online", "", None
-            if chosen != "online" or text:
-                await self.store.set_status(user, status=chosen, text=text, until=until)
+    def _owe(self, liveness: Liveness) -> None:
+        """Keep a restore owed until one completes: the next heartbeat answers KNOWN even
+        when this restore fails half-way. A loss outranks a reap."""
+        if self._owed is None or liveness is Liveness.LOST:
+            self._owed = liveness
 
-    async def _restore(self) -> None:
-        """The store forgot this node (restart without persistence, or we were reaped)."""
+    def _choices(self, sessions: list[Session], live: list[LiveConnection]) -> list[Choice]:
+        """What each local user chose, as far as this node can tell from the newest entry it
+        saw (exact when all the user's sockets are here), versioned by that entry's ``at``."""
+        states: dict[str, list[str]] = {}
+        for session, item in zip(sessions, live, strict=True):
+            states.setdefault(session.user, []).append(item.state)
+        choices = []
+        for user, user_states in states.items():
+            entry = self.remembered.get(user)
+            if entry is not None:
+                chosen = infer_chosen(entry["status"], user_states)
+                choices.append(
+                    Choice(user, chosen, entry["text"], entry["at"], entry.get("until", 0))
+                )
+        return choices
+
+    async def _restore(self, liveness: Liveness) -> None:
+        """Re-register this node's connections: a sweep reaped them (the node was cut off
+        past its TTL), or the store lost its data (restart without persistence).
+
+        After a reap the store kept every user's choice, so nothing but the connections
+        goes back. After a loss the node also offers what it remembers of its users'
+        choices; the store takes each only where it lost it and holds none newer."""
+        assert self.epoch is not None
+        epoch = await self.store.epoch()  # before the writes: a later loss moves it again
         sessions = list(self.sessions.values())
         live = [s.live() for s in sessions]
-        await self.store.restore(self.id, live)
-        await self._restore_choices(sessions)
+        choices = self._choices(sessions, live) if liveness is Liveness.LOST else []
+        await self.store.restore(self.id, live, epoch=self.epoch, choices=choices)
+        self.epoch = epoch
         # A socket that closed while the restore ran may have reached the store before the
         # restore registered it again, which would leave a ghost: disconnect those once more
         # (idempotent; the liveness loop does it right after, and retries it on failure).
@@ -486,7 +521,8 @@ class Node:
             (s.conn, s.user) for s in sessions if s.conn not in self.sessions
         ]
         self.stats.restores += 1
-        log.warning("store had lost this node; re-registered %d connections", len(live))
+        what = "lost its data" if liveness is Liveness.LOST else "reaped this node"
+        log.warning("the store %s; re-registered %d connections", what, len(live))
         # Other nodes re-register within one sweep; resync after that so snapshots hold
         # everyone who is really online.
         loop = asyncio.get_running_loop()

@@ -39,9 +39,11 @@ from hub.node.queries import Queries
 from hub.stores.presence.base import (
     Batch,
     Changes,
+    Choice,
     Control,
     Event,
     LiveConnection,
+    Liveness,
     PresenceStore,
     Profile,
     StoreUnavailable,
@@ -189,17 +191,24 @@ class TimedStore:
         finally:
             self._observe("drop_user", started)
 
-    async def heartbeat(self, node: str, ttl_ms: int) -> bool:
+    async def heartbeat(self, node: str, ttl_ms: int, *, epoch: int | None) -> Liveness:
         started = time.perf_counter()
         try:
-            return await self.inner.heartbeat(node, ttl_ms)
+            return await self.inner.heartbeat(node, ttl_ms, epoch=epoch)
         finally:
             self._observe("heartbeat", started)
 
-    async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
+    async def restore(
+        self,
+        node: str,
+        live: Sequence[LiveConnection],
+        *,
+        epoch: int,
+        choices: Sequence[Choice] = (),
+    ) -> None:
         started = time.perf_counter()
         try:
-            await self.inner.restore(node, live)
+            await self.inner.restore(node, live, epoch=epoch, choices=choices)
         finally:
             self._observe("restore", started)
 

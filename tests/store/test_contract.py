@@ -25,7 +25,16 @@ from hub.model.presence import MAX_UNTIL_AHEAD_MS, Entry
 from hub.ops.config import Settings
 from hub.stores.local_feed import FEED_LIMIT
 from hub.stores.presence import PresenceStore, StoreUnavailable, open_store
-from hub.stores.presence.base import Batch, Control, Event, Gap, LiveConnection, Profile
+from hub.stores.presence.base import (
+    Batch,
+    Choice,
+    Control,
+    Event,
+    Gap,
+    LiveConnection,
+    Liveness,
+    Profile,
+)
 from hub.stores.presence.memory import MemoryStore
 from hub.stores.presence.redis import SKEW_SLACK_MS, RedisStore
 from tests.support import eventually
@@ -74,6 +83,7 @@ async def make_store(backend: Backend, key_prefix: str) -> AsyncIterator[StoreFa
         grace_ms: int = 5_000,
         url: str | None = None,
         last_seen: str = "everyone",
+        buckets: int = 0,
     ) -> PresenceStore:
         settings = Settings(
             store=url or backend.url,
@@ -82,6 +92,7 @@ async def make_store(backend: Backend, key_prefix: str) -> AsyncIterator[StoreFa
             window_s=window_ms / 1000,
             offline_grace_s=grace_ms / 1000,
             last_seen=last_seen,
+            buckets=buckets,
         )
         store = open_store(settings)
         stores.append(store)
@@ -531,19 +542,31 @@ async def test_drop_user_skips_the_grace(store: PresenceStore) -> None:
 
 
 async def test_heartbeat_knows_registered_nodes(store: PresenceStore) -> None:
-    """False for a node the store does not know, True once registered, False after removal."""
-    assert not await store.heartbeat("n1", 60_000)
-    assert await store.heartbeat("n1", 60_000)
+    """REAPED for a node the store does not hold, KNOWN once registered, REAPED after its
+    removal: the store kept its data, so none of it is LOST."""
+    epoch = await store.epoch()
+    assert await store.heartbeat("n1", 60_000, epoch=epoch) is Liveness.REAPED
+    assert await store.heartbeat("n1", 60_000, epoch=epoch) is Liveness.KNOWN
     await store.remove_node("n1", grace=False)
-    assert not await store.heartbeat("n1", 60_000)
+    assert await store.heartbeat("n1", 60_000, epoch=epoch) is Liveness.REAPED
+    assert await store.heartbeat("n1", 60_000, epoch=None) is Liveness.KNOWN
+
+
+async def test_heartbeat_under_an_older_epoch_is_lost(store: PresenceStore) -> None:
+    """A node registered before the store's data began (the epoch moved since) is told
+    LOST, known or not; under the current epoch it is not."""
+    epoch = await store.epoch()
+    assert await store.heartbeat("n1", 60_000, epoch=epoch - 1) is Liveness.LOST
+    assert await store.heartbeat("n1", 60_000, epoch=epoch - 1) is Liveness.LOST
+    assert await store.heartbeat("n1", 60_000, epoch=epoch) is Liveness.KNOWN
 
 
 async def test_nodes_alive_counts_live_heartbeats(store: PresenceStore) -> None:
     """nodes_alive() (the metric) counts nodes whose heartbeat has not expired."""
     assert isinstance(store, MemoryStore | RedisStore)
     assert await store.nodes_alive() == 0
-    await store.heartbeat("short", 1)
-    await store.heartbeat("long", 60_000)
+    await store.heartbeat("short", 1, epoch=None)
+    await store.heartbeat("long", 60_000, epoch=None)
 
     async def one_left() -> bool:
         assert isinstance(store, MemoryStore | RedisStore)
@@ -557,8 +580,9 @@ async def test_sweep_reaps_a_node_whose_heartbeat_expired(
 ) -> None:
     """A dead node's connections go without grace; live nodes are untouched."""
     feed = await feed_of(store)
-    await store.heartbeat("dead", 200)
-    await store.heartbeat("live", 60_000)
+    epoch = await store.epoch()
+    await store.heartbeat("dead", 200, epoch=epoch)
+    await store.heartbeat("live", 60_000, epoch=epoch)
     await store.connect("dead", "c1", profile("u1"), "online")
     await store.connect("dead", "c2", profile("u2"), "online")
     await store.connect("live", "c3", profile("u2"), "away")
@@ -573,8 +597,8 @@ async def test_sweep_reaps_a_node_whose_heartbeat_expired(
     u2, u3 = await store.users(["u2", "u3"])
     assert (u2.status, u2.connections, u3.status) == ("away", 1, "online")
     assert [e["status"] for e in await feed.wait_entries("u1", 2)] == ["online", "offline"]
-    assert not await store.heartbeat("dead", 60_000)
-    assert await store.heartbeat("live", 60_000)
+    assert await store.heartbeat("dead", 60_000, epoch=epoch) is Liveness.REAPED
+    assert await store.heartbeat("live", 60_000, epoch=epoch) is Liveness.KNOWN
 
 
 async def test_remove_node_without_grace(store: PresenceStore) -> None:
@@ -628,11 +652,148 @@ async def test_restore_re_registers_connections(store: PresenceStore) -> None:
         LiveConnection("c2", profile("u2"), "away"),
         LiveConnection("c3", profile("u2"), "away"),
     ]
-    await store.restore("n1", live)
+    await store.restore("n1", live, epoch=await store.epoch())
     u1, u2 = await store.users(["u1", "u2"])
     assert (u1.status, u2.status, u2.connections) == ("online", "away", 2)
     await store.remove_node("n1", grace=False)
     assert {u.status for u in await store.users(["u1", "u2"])} == {"offline"}
+
+
+# -- restoring: after a reap nothing but connections, after a loss nothing newer lost --------
+
+
+async def test_restore_after_a_reap_writes_back_no_choice(store: PresenceStore) -> None:
+    """A reaped node re-registers its connections and nothing else: a choice it offers is
+    refused when the store lost nothing, however new it claims to be, so writes made
+    elsewhere meanwhile (status, text, expiry, privacy) stay."""
+    epoch = await store.epoch()
+    await store.connect("n1", "c1", profile("u1"), "online")
+    seen = await store.set_status("u1", status="busy", text="pre")
+    assert seen is not None
+    await store.remove_node("n1", grace=False)  # n1 was cut off past its TTL
+    until = await store.now() + 60_000
+    await store.set_status("u1", status="away", text="changed", until=until, hide_last_seen=True)
+    live = [LiveConnection("c1", profile("u1"), "online")]
+    stale = Choice("u1", "busy", "pre", seen.at + 10**9)
+    await store.restore("n1", live, epoch=epoch, choices=[stale])
+    view = await store.get("u1")
+    assert view is not None
+    assert (view.status, view.chosen, view.text, view.until) == ("away", "away", "changed", until)
+    assert (view.hide_last_seen, view.connections) == (True, 1)
+    assert await store.node_connections("n1") == {"c1": "u1"}
+
+
+async def test_restore_after_a_loss_puts_back_what_the_store_lost(store: PresenceStore) -> None:
+    """Registered before the store's data began (its epoch is older), a node puts back a
+    user the store does not know: its connections, its profile, the choice it saw."""
+    until = await store.now() + 60_000
+    live = [
+        LiveConnection("c1", Profile("u1", "alice", "Alice", "a.png", 1.5), "away"),
+        LiveConnection("c2", Profile("u1", "alice", "Alice", "a.png", 1.5), "online"),
+    ]
+    await store.restore("n1", live, epoch=0, choices=[Choice("u1", "busy", "pre", 5, until)])
+    view = await store.get("u1")
+    assert view is not None
+    assert (view.status, view.chosen, view.text, view.until) == ("busy", "busy", "pre", until)
+    assert (view.username, view.name, view.avatar, view.utc_offset) == (
+        "alice", "Alice", "a.png", 1.5,
+    )  # fmt: skip
+    assert view.connections == 2 and view.last_login > 0
+    assert await store.find_username("ALICE") == "u1"
+
+
+async def test_restore_after_a_loss_never_overwrites_a_newer_choice(
+    store: PresenceStore,
+) -> None:
+    """After a loss a node's memory of a choice is taken only where the store holds none
+    made after it was seen, and it leaves the user's privacy alone."""
+    await store.connect("n2", "c9", profile("u1"), "online")
+    newer = await store.set_status("u1", status="away", text="newer", hide_last_seen=True)
+    assert newer is not None
+    live = [LiveConnection("c1", profile("u1"), "online")]
+    older = Choice("u1", "busy", "stale", newer.at - 1)
+    await store.restore("n1", live, epoch=0, choices=[older])
+    view = await store.get("u1")
+    assert view is not None and (view.chosen, view.text, view.connections) == ("away", "newer", 2)
+    later = Choice("u1", "busy", "seen later", newer.at + 1)
+    await store.restore("n1", live, epoch=0, choices=[later])
+    view = await store.get("u1")
+    assert view is not None
+    assert (view.status, view.text, view.hide_last_seen) == ("busy", "seen later", True)
+
+
+async def test_the_restore_that_saw_more_wins_in_either_order(
+    make_store: StoreFactory,
+) -> None:
+    """Two nodes restore one user after a loss: the choice seen later wins, whichever
+    restore comes first (each takes the version it was seen at)."""
+    store = await make_store()
+    early, late = Choice("u1", "busy", "early", 100), Choice("u1", "away", "late", 200)
+    await store.restore("n1", [LiveConnection("a", profile("u1"), "online")], epoch=0,
+                        choices=[late])  # fmt: skip
+    await store.restore("n2", [LiveConnection("b", profile("u1"), "online")], epoch=0,
+                        choices=[early])  # fmt: skip
+    await store.restore("n1", [LiveConnection("c", profile("u2"), "online")], epoch=0,
+                        choices=[Choice("u2", "busy", "early", 100)])  # fmt: skip
+    await store.restore("n2", [LiveConnection("d", profile("u2"), "online")], epoch=0,
+                        choices=[Choice("u2", "away", "late", 200)])  # fmt: skip
+    for view in await store.users(["u1", "u2"]):
+        assert (view.status, view.text, view.connections) == ("away", "late", 2), view
+
+
+async def test_a_due_expiry_restores_what_it_leaves(store: PresenceStore) -> None:
+    """A choice whose ``until`` passed while the data was lost comes back as its expiry
+    would have left it: automatic, no text, no expiry."""
+    past = await store.now() - 1
+    live = [LiveConnection("c1", profile("u1"), "online")]
+    await store.restore("n1", live, epoch=0, choices=[Choice("u1", "busy", "call", 5, past)])
+    view = await store.get("u1")
+    assert view is not None
+    assert (view.status, view.chosen, view.text, view.until) == ("online", "online", "", 0)
+
+
+async def test_a_reaped_users_profile_stays_as_stored(store: PresenceStore) -> None:
+    """Re-registering a known user leaves the profile the store holds (renamed elsewhere
+    meanwhile), not the one the node's connection carried."""
+    await store.connect("n1", "c1", profile("u1", "old", "Old Name"), "online")
+    await store.remove_node("n1", grace=False)
+    await store.set_profile(Profile("u1", "new", "New Name"), create=False)
+    live = [LiveConnection("c1", profile("u1", "old", "Old Name"), "online")]
+    await store.restore("n1", live, epoch=await store.epoch())
+    view = await store.get("u1")
+    assert view is not None and (view.username, view.name) == ("new", "New Name")
+    assert (view.status, view.connections) == ("online", 1)
+    assert await store.find_username("old") is None
+
+
+@pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
+async def test_a_loss_is_told_by_the_buckets_that_lost_data(
+    make_store: StoreFactory, backend: Backend
+) -> None:
+    """One bucket loses its data (its master restarted empty): heartbeat says LOST, and a
+    restore puts back choices in that bucket only; the others kept theirs."""
+    store = await make_store(buckets=4)
+    assert isinstance(store, RedisStore)
+    lost_user = "u-lost"
+    kept_user = next(u for u in (f"u{n}" for n in range(100))
+                     if store.keys.bucket_of(u) != store.keys.bucket_of(lost_user))  # fmt: skip
+    epoch = await store.epoch()
+    assert await store.heartbeat("n1", 60_000, epoch=epoch) is Liveness.REAPED
+    for n, user in enumerate((lost_user, kept_user)):
+        await store.connect("n1", f"c{n}", profile(user), "online")
+    views = {v.id: v for v in await store.users([lost_user, kept_user])}
+    b = store.keys.bucket_of(lost_user)
+    async with raw_client(backend) as client:
+        await client.delete(b.user + lost_user, b.conns + lost_user, b.node + "n1", b.epoch)
+    assert await store.heartbeat("n1", 60_000, epoch=epoch) is Liveness.LOST
+    choices = [Choice(u, "busy", "seen", views[u].at + 1) for u in (lost_user, kept_user)]
+    live = [LiveConnection(f"c{n}", profile(u), "online")
+            for n, u in enumerate((lost_user, kept_user))]  # fmt: skip
+    await store.restore("n1", live, epoch=epoch, choices=choices)
+    found = {v.id: v for v in await store.users([lost_user, kept_user])}
+    assert (found[lost_user].status, found[lost_user].text) == ("busy", "seen")
+    assert (found[kept_user].status, found[kept_user].text) == ("online", "")
+    assert await store.epoch() > epoch
 
 
 # -- changes: delta inside the window, snapshot outside ---------------------------------
@@ -805,7 +966,7 @@ async def test_reaping_a_big_node_takes_every_connection(
     monkeypatch.setattr("hub.stores.presence.redis.REAP_BATCH", 10)
     # Past 512 fields Redis stores a hash as a table, where HSCAN really goes in steps.
     live = [LiveConnection(f"c{n}", profile(f"user-{n % 250}"), "online") for n in range(700)]
-    await store.restore("big", live)
+    await store.restore("big", live, epoch=await store.epoch())
     await store.connect("other", "x", profile("user-0"), "away")
     await store.remove_node("big", grace=False)
     users = await store.users([f"user-{n}" for n in range(250)])
@@ -1025,7 +1186,7 @@ async def test_nodes_sharing_redis_see_each_other(
     """Two hub nodes on one Redis share presence and the feed; either may sweep."""
     one, two = await make_store(), await make_store()
     feed = await feed_of(two)
-    await one.heartbeat("n1", 200)
+    await one.heartbeat("n1", 200, epoch=None)
     await one.connect("n1", "c1", profile("u1"), "online")
     assert (await two.get("u1")).status == "online"  # type: ignore[union-attr]
     await feed.wait_entries("u1", 1)
@@ -1046,29 +1207,30 @@ async def test_a_node_reaped_while_it_restores_is_told_again(make_store: StoreFa
     store = await make_store()
     assert isinstance(store, RedisStore)
     live = [LiveConnection("c1", profile("u1"), "online")]
-    await store.heartbeat("n1", 100)
+    epoch = await store.epoch()
+    await store.heartbeat("n1", 100, epoch=epoch)
     await store.connect("n1", "c1", profile("u1"), "online")
 
     async def expired() -> bool:
         return bool(await store._nodes_expired(keys=[store.keys.nodes]))
 
     await eventually(expired)  # a sweeper reads the node as expired here ...
-    assert not await store.heartbeat("n1", 60_000)
-    await store.restore("n1", live)
+    assert await store.heartbeat("n1", 60_000, epoch=epoch) is Liveness.REAPED
+    await store.restore("n1", live, epoch=epoch)
     await store._reap_node("n1", grace_ms=0)  # ... and reaps it after the restore
     await store._node_reaped(keys=[store.keys.nodes, store.keys.reaped], args=["n1", 60_000])
     assert (await store.get("u1")).status == "offline"  # type: ignore[union-attr]
-    assert not await store.heartbeat("n1", 60_000)
-    await store.restore("n1", live)
+    assert await store.heartbeat("n1", 60_000, epoch=epoch) is Liveness.REAPED
+    await store.restore("n1", live, epoch=epoch)
     assert (await store.get("u1")).status == "online"  # type: ignore[union-attr]
-    assert await store.heartbeat("n1", 60_000)
+    assert await store.heartbeat("n1", 60_000, epoch=epoch) is Liveness.KNOWN
 
 
 @pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
 async def test_a_dead_node_is_reaped_again_for_late_connections(store: PresenceStore) -> None:
     """A slow node may register a connection after it was reaped, then die: later sweeps
     reap it again, so that connection cannot stay online forever."""
-    await store.heartbeat("n1", 100)
+    await store.heartbeat("n1", 100, epoch=None)
     await store.connect("n1", "c1", profile("u1"), "online")
 
     async def offline(user: str) -> bool:
@@ -1089,8 +1251,8 @@ async def _assert_every_call_unavailable(store: PresenceStore) -> None:
         lambda: store.set_status("u1", status="busy"),
         lambda: store.set_profile(profile("u1")),
         lambda: store.drop_user("u1"),
-        lambda: store.heartbeat("n1", 1000),
-        lambda: store.restore("n1", [LiveConnection("c1", profile("u1"), "online")]),
+        lambda: store.heartbeat("n1", 1000, epoch=1),
+        lambda: store.restore("n1", [LiveConnection("c1", profile("u1"), "online")], epoch=1),
         store.sweep,
         lambda: store.remove_node("n1", grace=True),
         lambda: store.changes(None),
@@ -1111,7 +1273,8 @@ async def test_redis_down_raises_unavailable_then_recovers(
     key_prefix: str, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
 ) -> None:
     """Redis down: every call raises StoreUnavailable, none hangs. Back empty: the node is
-    unknown, scripts reload, restore works, and the feed reports a Gap."""
+    told LOST, scripts reload, restore brings back its connections and the choices it saw,
+    and the feed reports a Gap."""
     server = start_server()
     try:
         settings = Settings(store=server.url, key_prefix=key_prefix, channel=f"{key_prefix}p")
@@ -1119,14 +1282,22 @@ async def test_redis_down_raises_unavailable_then_recovers(
         await store.start()
         try:
             feed = await feed_of(store)
-            await store.heartbeat("n1", 60_000)
+            epoch = await store.epoch()
+            await store.heartbeat("n1", 60_000, epoch=epoch)
             await store.connect("n1", "c1", profile("u1"), "online")
+            seen = await store.set_status("u1", status="busy", text="pre")
+            assert seen is not None
             server.stop()
             await _assert_every_call_unavailable(store)
             server.start()  # same port, no data
-            assert not await store.heartbeat("n1", 60_000)
-            await store.restore("n1", [LiveConnection("c1", profile("u1"), "online")])
-            assert (await store.get("u1")).status == "online"  # type: ignore[union-attr]
+            assert await store.heartbeat("n1", 60_000, epoch=epoch) is Liveness.LOST
+            assert await store.epoch() > epoch
+            choice = Choice("u1", "busy", "pre", seen.at)
+            live = [LiveConnection("c1", profile("u1"), "online")]
+            await store.restore("n1", live, epoch=epoch, choices=[choice])
+            back = await store.get("u1")
+            assert back is not None
+            assert (back.status, back.text, back.name, back.connections) == ("busy", "pre", "U1", 1)
 
             async def gap() -> bool:
                 return any(isinstance(e, Gap) for e in feed.events)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from hub.model.presence import Entry, entry_of, shown_last_seen
@@ -112,6 +113,34 @@ class LiveConnection:
     state: str
 
 
+class Liveness(StrEnum):
+    """What a heartbeat found of its node in the store."""
+
+    #: Registered, alive, its connections all held.
+    KNOWN = "known"
+    #: A sweep took its connections (its heartbeat expired), or it never registered; every
+    #: user's own data (choices, profile, last seen) is intact.
+    REAPED = "reaped"
+    #: The store's data began after the node registered (the store epoch moved: a restart
+    #: without persistence); what users chose may be gone with it.
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A user's choice as a node last saw it: what it offers back to a store that lost it.
+
+    ``seen_at`` is the ``at`` of the entry it was read from, its version: a store holding a
+    choice made later keeps that one."""
+
+    user: str
+    status: str
+    text: str
+    seen_at: int
+    #: When the chosen status expires (0: it does not).
+    until: int = 0
+
+
 class PresenceStore(Protocol):
     """The backend contract. ``node`` ids and ``conn`` ids are opaque strings."""
 
@@ -164,12 +193,30 @@ class PresenceStore(Protocol):
     async def drop_user(self, user: str) -> None:
         """Remove every connection of ``user`` everywhere; offline now, no grace."""
 
-    async def heartbeat(self, node: str, ttl_ms: int) -> bool:
-        """Mark ``node`` alive for ``ttl_ms``; False when the store did not know it (restart
-        without persistence, or the node was reaped): the node then calls :meth:`restore`."""
+    async def heartbeat(self, node: str, ttl_ms: int, *, epoch: int | None) -> Liveness:
+        """Mark ``node`` alive for ``ttl_ms`` and say what the store knew of it.
 
-    async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
-        """Re-register the connections ``node`` still holds."""
+        ``epoch`` is the store epoch (:meth:`epoch`) the node registered under, None before
+        it ever did. LOST when the store's data began after it, else REAPED when the store
+        had let the node's connections go (or never had them), else KNOWN. A node told
+        anything but KNOWN calls :meth:`restore`."""
+
+    async def restore(
+        self,
+        node: str,
+        live: Sequence[LiveConnection],
+        *,
+        epoch: int,
+        choices: Sequence[Choice] = (),
+    ) -> None:
+        """Re-register the connections ``node`` still holds, and nothing the store kept.
+
+        A user the store does not know at all gets the profile of its connection; a known
+        user's profile stays as stored. A choice in ``choices`` is applied only where the
+        store lost it (the user's data began after ``epoch``, the store epoch the node
+        registered under) and holds no choice made after its ``seen_at``: decided in the
+        same atomic step as the write, so no newer choice is ever overwritten. A due
+        ``until`` restores what its expiry leaves (automatic, no text)."""
 
     async def node_connections(self, node: str) -> dict[str, str]:
         """The connections the store holds for ``node``: conn -> user."""

@@ -8,7 +8,9 @@ with one Redis and ``B = 1`` everything lives in one slot. Per bucket ``T = {hub
 ``T:u:<user>``            hash     id, username, lname (lowercased username), name, chosen,
                                    text, status, at, avatar, utc, last_login, grace_until,
                                    last_seen, until (status expiry), hide_ls (the extras only
-                                   when set: one field each per user, no history)
+                                   when set: one field each per user, no history), chosen_at
+                                   (the version of the user's choice: the stamp of its last
+                                   change, which a node's restore must not overwrite)
 ``T:c:<user>``            hash     the user's connections: conn -> ``<state>:<node>``
 ``T:n:<node>``            hash     the node's connections in this bucket: conn -> user
                                    (reaping a dead node, draining a stopping one)

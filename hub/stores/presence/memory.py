@@ -19,10 +19,12 @@ from hub.stores.local_feed import LocalFeed
 from hub.stores.presence.base import (
     Batch,
     Changes,
+    Choice,
     Control,
     Event,
     Gap,
     LiveConnection,
+    Liveness,
     Profile,
     UserView,
 )
@@ -66,6 +68,8 @@ class MemoryStore:
         # expiry by now is stale: skipped when it comes up, compacted away when they pile up.
         self._expiries: list[tuple[int, str]] = []
         self._expiring: dict[str, int] = {}
+        # The version of each user's choice: the stamp of its last change (see restore).
+        self._chosen_at: dict[str, int] = {}
         self._nodes: dict[str, int] = {}
         self._node_conns: dict[str, dict[str, str]] = {}
         self._feed: LocalFeed[Event] = LocalFeed(Gap())
@@ -201,6 +205,16 @@ class MemoryStore:
         changed = record.set_status(
             now, status=status, text=text, until=until, hide_last_seen=hide_last_seen
         )
+        self._chose(record, now)
+        self._track_expiry(record)
+        return self._apply(record, changed)
+
+    def _chose(self, record: UserPresence, now: int) -> None:
+        """Version the user's choice: the stamp of this change, or the clock (as chose() in
+        common.lua)."""
+        self._chosen_at[record.id] = max(now, record.at)
+
+    def _track_expiry(self, record: UserPresence) -> None:
         if record.until:
             self._expiring[record.id] = record.until
             heapq.heappush(self._expiries, (record.until, record.id))
@@ -209,7 +223,6 @@ class MemoryStore:
                 heapq.heapify(self._expiries)
         else:
             self._expiring.pop(record.id, None)
-        return self._apply(record, changed)
 
     async def expire_statuses(self) -> None:
         now = self._now()
@@ -222,6 +235,7 @@ class MemoryStore:
             del self._expiring[uid]
             if record.expire_status(now):
                 changed.append(record)
+            self._chose(record, now)
         self._record(changed)
 
     async def set_profile(self, profile: Profile, *, create: bool = True) -> UserView | None:
@@ -258,11 +272,13 @@ class MemoryStore:
 
     # -- nodes ---------------------------------------------------------------------
 
-    async def heartbeat(self, node: str, ttl_ms: int) -> bool:
+    async def heartbeat(self, node: str, ttl_ms: int, *, epoch: int | None) -> Liveness:
         now = self._now()
         known = self._nodes.get(node, -1) >= now
         self._nodes[node] = now + ttl_ms
-        return known
+        if epoch is not None and self._epoch > epoch:
+            return Liveness.LOST
+        return Liveness.KNOWN if known else Liveness.REAPED
 
     async def node_connections(self, node: str) -> dict[str, str]:
         return dict(self._node_conns.get(node, {}))
@@ -274,9 +290,48 @@ class MemoryStore:
         now = self._now()
         return sum(1 for deadline in self._nodes.values() if deadline >= now)
 
-    async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
+    async def restore(
+        self,
+        node: str,
+        live: Sequence[LiveConnection],
+        *,
+        epoch: int,
+        choices: Sequence[Choice] = (),
+    ) -> None:
+        by_user: dict[str, list[LiveConnection]] = {}
         for item in live:
-            await self.connect(node, item.conn, item.profile, item.state)
+            by_user.setdefault(item.profile.id, []).append(item)
+        chosen = {choice.user: choice for choice in choices}
+        node_conns = self._node_conns.setdefault(node, {})
+        # This store's data all began at its epoch: it lost what a node registered before.
+        lost = self._epoch > epoch
+        for uid, conns in by_user.items():
+            now = self._now()
+            record = self._users.get(uid)
+            changed = False
+            if record is None:
+                # No trace of the user: the connection's profile is all there is.
+                profile = conns[0].profile
+                record = self._user(uid)
+                record.avatar, record.utc_offset, record.last_login = (
+                    profile.avatar, profile.utc_offset, now,
+                )  # fmt: skip
+                changed = record.set_profile(
+                    now, username=profile.username or None, name=profile.name or None
+                )
+                self._rename(record, "")
+            for item in conns:
+                changed = record.connect(item.conn, item.state, now) or changed
+                node_conns[item.conn] = uid
+            choice = chosen.get(uid)
+            if lost and choice is not None and self._chosen_at.get(uid, 0) < choice.seen_at:
+                status, text, until = choice.status, choice.text, choice.until
+                if 0 < until <= now:
+                    status, text, until = "online", "", 0  # due meanwhile: what it leaves
+                changed = record.set_status(now, status=status, text=text, until=until) or changed
+                self._chosen_at[uid] = choice.seen_at
+                self._track_expiry(record)
+            self._apply(record, changed)
 
     async def sweep(self) -> None:
         now = self._now()

@@ -43,10 +43,12 @@ from hub.stores.feed import GAP, Subscription
 from hub.stores.presence.base import (
     Batch,
     Changes,
+    Choice,
     Control,
     Event,
     Gap,
     LiveConnection,
+    Liveness,
     Profile,
     StoreUnavailable,
     UserView,
@@ -77,7 +79,7 @@ READS_IN_FLIGHT = 4
 REAP_BATCH = 1000
 #: A dead node stays listed, and reaped by every sweep, this long after its expiry.
 FORGET_NODE_AFTER_MS = 60_000
-#: connect calls in flight while a node re-registers its connections.
+#: restore calls (one per user) in flight while a node re-registers its connections.
 RESTORE_CONCURRENCY = 16
 
 SCRIPTS = (
@@ -88,6 +90,7 @@ SCRIPTS = (
     "set_profile",
     "drop_user",
     "heartbeat",
+    "restore",
     "nodes_expired",
     "node_reaped",
     "reap",
@@ -330,6 +333,7 @@ class RedisStore:
         self._set_profile = reg(source["set_profile"])
         self._drop_user = reg(source["drop_user"])
         self._heartbeat = reg(source["heartbeat"])
+        self._restore = reg(source["restore"])
         self._nodes_expired = reg(source["nodes_expired"])
         self._node_reaped = reg(source["node_reaped"])
         self._reap = reg(source["reap"])
@@ -478,12 +482,26 @@ class RedisStore:
 
     # -- nodes ---------------------------------------------------------------------
 
-    async def heartbeat(self, node: str, ttl_ms: int) -> bool:
+    async def heartbeat(self, node: str, ttl_ms: int, *, epoch: int | None) -> Liveness:
         with unavailable():
             known = await self._heartbeat(
                 keys=[self.keys.nodes, self.keys.reaped], args=[node, ttl_ms]
             )
-        return bool(known)
+        # The epochs are read after the heartbeat: a Redis that restarts between the two
+        # shows here (the heartbeat may have said known), never the other way round.
+        if epoch is not None and await self._lost_since(epoch):
+            return Liveness.LOST
+        return Liveness.KNOWN if known else Liveness.REAPED
+
+    async def _lost_since(self, epoch: int) -> bool:
+        """True when some bucket's data began after ``epoch`` (or has no epoch: it is gone)."""
+
+        async def one(b: BucketKeys) -> bool:
+            with unavailable():
+                value = await self._redis.get(b.epoch)
+            return value is None or int(value) > epoch
+
+        return any(await _all([one(b) for b in self.keys.buckets]))
 
     async def nodes_alive(self) -> int:
         """Nodes whose heartbeat has not expired (for the ``hub_nodes_alive`` metric)."""
@@ -513,15 +531,41 @@ class RedisStore:
 
         return max(await _all([one(b) for b in self.keys.buckets]))
 
-    async def restore(self, node: str, live: Sequence[LiveConnection]) -> None:
+    async def restore(
+        self,
+        node: str,
+        live: Sequence[LiveConnection],
+        *,
+        epoch: int,
+        choices: Sequence[Choice] = (),
+    ) -> None:
+        by_user: dict[str, list[LiveConnection]] = {}
+        for item in live:
+            by_user.setdefault(item.profile.id, []).append(item)
+        chosen = {choice.user: choice for choice in choices}
         gate = asyncio.Semaphore(RESTORE_CONCURRENCY)
 
-        async def one(item: LiveConnection) -> None:
+        async def one(uid: str, conns: list[LiveConnection]) -> None:
+            b = self.keys.bucket_of(uid)
+            profile = conns[0].profile
+            choice = chosen.get(uid)
+            offer = ["0", "", "", "0", "0"] if choice is None else [
+                "1", choice.status, choice.text, str(choice.until), str(choice.seen_at),
+            ]  # fmt: skip
+            pairs = [value for item in conns for value in (item.conn, item.state)]
             async with gate:
-                await self.connect(node, item.conn, item.profile, item.state)
+                with unavailable():
+                    await self._restore(
+                        keys=[b.user + uid, b.conns + uid, b.idx, b.on, b.grace, b.clock,
+                              b.names, b.node + node, b.expiries, b.epoch, b.stream],
+                        args=[uid, node, self._window, self.channel, profile.username,
+                              profile.username.lower(), profile.name, profile.avatar,
+                              _utc(profile.utc_offset) if profile.utc_offset else "",
+                              str(epoch), *offer, *pairs],
+                    )  # fmt: skip
 
-        if live:
-            await _all([one(item) for item in live])
+        if by_user:
+            await _all([one(uid, conns) for uid, conns in by_user.items()])
 
     async def sweep(self) -> None:
         with unavailable():

@@ -12,7 +12,8 @@
 if redis.replicate_commands then redis.replicate_commands() end
 
 local FIELDS = {'id', 'username', 'lname', 'name', 'chosen', 'text', 'status', 'at',
-                'avatar', 'utc', 'last_login', 'grace_until', 'last_seen', 'until', 'hide_ls'}
+                'avatar', 'utc', 'last_login', 'grace_until', 'last_seen', 'until', 'hide_ls',
+                'chosen_at'}
 
 -- Integers as plain digits: tostring() would switch to exponent notation past 14 digits.
 local function num(n)
@@ -47,13 +48,21 @@ local function load_user(key)
           last_login = tonumber(v[11]) or 0, grace_until = tonumber(v[12]),
           -- `until` is a Lua keyword: the status expiry is `expires` here.
           last_seen = tonumber(v[13]) or 0, expires = tonumber(v[14]) or 0,
-          hide_ls = v[15] == '1', had_expires = v[14] ~= false, had_hide = v[15] ~= false}
+          hide_ls = v[15] == '1', had_expires = v[14] ~= false, had_hide = v[15] ~= false,
+          chosen_at = tonumber(v[16]) or 0}
 end
 
 local function new_user(key, id)
   return {key = key, id = id, username = '', lname = '', name = '', chosen = 'online',
           text = '', status = 'offline', at = 0, avatar = '', utc = '0', last_login = 0,
-          last_seen = 0, expires = 0, hide_ls = false}
+          last_seen = 0, expires = 0, hide_ls = false, chosen_at = 0}
+end
+
+-- A user's choice (chosen status, text, expiry, privacy) changed: version it with the stamp
+-- of the change, or the clock when nothing visible changed, so a node that saw an older
+-- entry can tell its memory of the choice is stale (restore.lua). Call after settle.
+local function chose(ctx, u)
+  if u.at > ctx.now then u.chosen_at = u.at else u.chosen_at = ctx.now end
 end
 
 -- Connection values are '<state>:<node>'; the state never contains ':'.
@@ -139,6 +148,10 @@ local function save(ctx, u, changed, had_grace)
     fields[#fields + 1] = '1'
   elseif u.had_hide then
     redis.call('HDEL', u.key, 'hide_ls')
+  end
+  if u.chosen_at > 0 then
+    fields[#fields + 1] = 'chosen_at'
+    fields[#fields + 1] = num(u.chosen_at)
   end
   redis.call('HSET', u.key, unpack(fields))
   if u.grace_until then

@@ -29,7 +29,9 @@ for _, uid in ipairs(due) do
     u.chosen = 'online'
     u.text = ''
     u.expires = 0
-    save(ctx, u, settle(ctx, u, conns_key, before), had_grace)
+    local changed = settle(ctx, u, conns_key, before)
+    chose(ctx, u)
+    save(ctx, u, changed, had_grace)
   end
 end
 finish(ctx)

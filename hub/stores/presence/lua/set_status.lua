@@ -15,7 +15,8 @@
 -- ARGV[6] - until: when the chosen status expires, ms ('' none); a status or a text
 --           replaces the expiry, a call with neither keeps it
 -- ARGV[7] - last seen hidden by the user: '1' hide, '0' show, '' keep
--- Returns the user's row, or nil for an unknown user (nothing is created).
+-- Returns the user's row, or nil for an unknown user (nothing is created). Every call is a
+-- choice: it versions the user's choice (common.lua chose).
 local u = load_user(KEYS[1])
 if not u then return false end
 local ctx = context(KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[4], ARGV[5])
@@ -33,6 +34,8 @@ if ARGV[1] ~= '' or ARGV[2] == '1' then
 end
 if ARGV[7] ~= '' then u.hide_ls = ARGV[7] == '1' end
 -- Saved even without a visible change: a chosen status set while offline still persists.
-save(ctx, u, settle(ctx, u, KEYS[2], before), had_grace)
+local changed = settle(ctx, u, KEYS[2], before)
+chose(ctx, u)
+save(ctx, u, changed, had_grace)
 finish(ctx)
 return row(u, KEYS[2])
