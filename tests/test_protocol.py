@@ -277,8 +277,9 @@ def test_server_frame_shapes():
 def test_close_codes_are_the_documented_ones():
     """The close codes match DESIGN.md's list."""
     assert {c.name: int(c) for c in p.CloseCode} == {
-        "NORMAL": 1000, "TOO_LARGE": 1009, "RESTARTING": 1012, "NOT_AUTHENTICATED": 4001,
-        "DEACTIVATED": 4003, "DISCONNECTED": 4004, "RATE_LIMITED": 4008,
+        "NORMAL": 1000, "TOO_LARGE": 1009, "RESTARTING": 1012, "TRY_AGAIN": 1013,
+        "NOT_AUTHENTICATED": 4001, "DEACTIVATED": 4003, "DISCONNECTED": 4004,
+        "RATE_LIMITED": 4008,
     }  # fmt: skip
 
 

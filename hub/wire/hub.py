@@ -44,7 +44,6 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     TOO_LARGE = 1009
-    INTERNAL = 1011
     RESTARTING = 1012
     TRY_AGAIN = 1013
     NOT_AUTHENTICATED = 4001
