@@ -242,7 +242,7 @@ class PusherService:
                     continue
             self._deliver(socket, message)
         if joined.occupied:
-            self.webhooks.add(app, {"name": "channel_occupied", "channel": channel})
+            await self.webhooks.append(app.id, [{"name": "channel_occupied", "channel": channel}])
         if joined.added and member is not None:
             await self._publish(
                 app,
@@ -251,8 +251,8 @@ class PusherService:
                 exclude=socket.id,
                 added=member.user_id,
             )
-            self.webhooks.add(
-                app, {"name": "member_added", "channel": channel, "user_id": member.user_id}
+            await self.webhooks.append(
+                app.id, [{"name": "member_added", "channel": channel, "user_id": member.user_id}]
             )
             await self._sync_room(app, channel, member.user_id)
 
@@ -281,12 +281,12 @@ class PusherService:
             await self._publish(
                 app, channel, p.member_removed(channel, left.user_id), removed=left.user_id
             )
-            self.webhooks.add(
-                app, {"name": "member_removed", "channel": channel, "user_id": left.user_id}
+            await self.webhooks.append(
+                app.id, [{"name": "member_removed", "channel": channel, "user_id": left.user_id}]
             )
             await self._sync_room(app, channel, left.user_id)
         if left.vacated:
-            self.webhooks.add(app, {"name": "channel_vacated", "channel": channel})
+            await self.webhooks.append(app.id, [{"name": "channel_vacated", "channel": channel}])
 
     def _unlocal(self, socket: Socket, channel: str) -> None:
         key = (socket.app.id, channel)
@@ -362,7 +362,7 @@ class PusherService:
         }
         if user_id is not None:
             hook["user_id"] = user_id
-        self.webhooks.add(socket.app, hook)
+        await self.webhooks.append(socket.app.id, [hook])
 
     async def trigger(
         self, app: App, channels: list[str], event: str, data: str, exclude: str | None

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from hub.delivery.core import Backoff
 from hub.delivery.pusher import Webhooks
 from hub.node.channels import PusherService
 from hub.node.node import Node
 from hub.ops import apps as apps_mod
 from hub.ops.config import Settings
 from hub.stores.channels.store import open_channels
-from hub.wire.pusher_webhook import retry_time
 
 
 def create_service(settings: Settings, node: Node) -> PusherService | None:
@@ -19,11 +17,7 @@ def create_service(settings: Settings, node: Node) -> PusherService | None:
     if not len(apps):
         return None
     channels, bus = open_channels(settings)
-    webhooks = Webhooks(
-        list(apps), retry_s=retry_time(settings.webhook_retry_s),
-        backoff=Backoff(settings.webhook_backoff_min_s, settings.webhook_backoff_max_s),
-        timeout_s=settings.webhook_timeout_s,
-    )  # fmt: skip
+    webhooks = Webhooks.from_settings(settings, list(apps), node.id)
     return PusherService(settings, node, apps, channels, bus, webhooks)
 
 
