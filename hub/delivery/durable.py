@@ -32,7 +32,7 @@ from typing import Generic
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from hub.delivery.core import Delivery, DeliveryStats, Source
+from hub.delivery.core import Delivery, DeliveryStats, Source, cancel_requested, stop_task
 from hub.delivery.stream import E, Reader, entry_order, merged
 
 log = logging.getLogger("hub.delivery")
@@ -264,14 +264,14 @@ class Keeper:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 log.warning("%s: %s", self.name, exc)
             await asyncio.sleep(self.sweep_s)
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await stop_task(self._task)
             self._task = None
         for source in self.sources:
             with contextlib.suppress(Exception):

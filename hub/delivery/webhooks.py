@@ -19,7 +19,6 @@ On ``memory://`` the store's feed goes to an in-process queue per endpoint
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -30,7 +29,14 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from hub.delivery.core import Backoff, Deliverer, DeliveryStats, hub_signer
+from hub.delivery.core import (
+    Backoff,
+    Deliverer,
+    DeliveryStats,
+    cancel_requested,
+    hub_signer,
+    stop_task,
+)
 from hub.delivery.durable import BLOCK_MS, Keeper, Lease, Skipping, StreamSource
 from hub.delivery.queue import QueueSource
 from hub.delivery.stream import GroupReader, StreamEntry, stream_client
@@ -206,14 +212,14 @@ class Webhooks:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 log.warning("webhook feed: %s; resubscribing", exc)
                 await asyncio.sleep(0.5)
 
     async def stop(self) -> None:
         if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._follower
+            await stop_task(self._follower)
         for ep in self.endpoints:
             await ep.deliverer.stop()
         if self._keeper is not None:
