@@ -90,7 +90,7 @@ async def stop_task(task: asyncio.Task[None], *, every_s: float = 1.0) -> None:
     cancellation was swallowed on its way (see :func:`cancel_requested`)."""
     while not task.done():
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception, TimeoutError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(asyncio.shield(task), every_s)
     with contextlib.suppress(asyncio.CancelledError, Exception):
         task.result()
