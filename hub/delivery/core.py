@@ -77,6 +77,25 @@ def verify(
     return hmac.compare_digest(given, signature(secret, timestamp, body))
 
 
+def cancel_requested() -> bool:
+    """Whether the running task was asked to stop. A client library that turns the
+    CancelledError of an interrupted call into its own error (redis-py's cluster client
+    can) must not make a retry loop outlive its stop: a loop checks this in its handler."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def stop_task(task: asyncio.Task[None], *, every_s: float = 1.0) -> None:
+    """Cancel ``task`` and wait for its end, cancelling again every ``every_s`` in case a
+    cancellation was swallowed on its way (see :func:`cancel_requested`)."""
+    while not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(task), every_s)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()
+
+
 @dataclass
 class Delivery:
     """One POST to make: ``id`` is stable across retries and nodes; ``born`` (unix seconds)
@@ -169,9 +188,7 @@ class Deliverer:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     async def run(self) -> None:
@@ -186,6 +203,8 @@ class Deliverer:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # a store outage: back off, then go on
+                    if cancel_requested():
+                        raise asyncio.CancelledError from exc
                     kind = type(exc).__name__
                     self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
                     if failures % 30 == 0:  # once per outage, then every 30th failure

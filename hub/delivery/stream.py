@@ -13,14 +13,17 @@ a dead consumer left pending (``XAUTOCLAIM``), acknowledges (``XACK``) and tells
 group's position fell out of the stream (:meth:`GroupReader.behind`). Entries of several
 streams are merged by entry id (time, then sequence). Both the SDK consumer
 (:mod:`hub.clients.stream`) and the webhook delivery (:mod:`hub.delivery.webhooks`) use it.
+What an entry holds is the decoder's: :class:`GroupReader` reads the change stream's
+batches; :class:`Reader` takes any decoder (the Pusher webhook events of
+:mod:`hub.delivery.pusher` are entries of another stream, read the same way).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from redis import exceptions as rex
 from redis.asyncio import Redis
@@ -30,7 +33,14 @@ from hub.clients.pubsub import decode_message
 from hub.model.presence import Entry
 from hub.stores.presence.keys import Keys
 
-__all__ = ["GroupReader", "StreamEntry", "entry_order", "stream_client", "stream_keys"]
+__all__ = [
+    "GroupReader",
+    "Reader",
+    "StreamEntry",
+    "entry_order",
+    "stream_client",
+    "stream_keys",
+]
 
 #: Seconds a command may take beyond its BLOCK time before the socket gives up.
 SOCKET_SLACK_S = 5.0
@@ -54,6 +64,23 @@ class StreamEntry:
     @property
     def order(self) -> tuple[int, int]:
         return entry_order(self.id)
+
+
+class Positioned(Protocol):
+    """What the reader needs of a decoded entry: its stream and its id (to merge, ack)."""
+
+    @property
+    def stream(self) -> str: ...
+
+    @property
+    def id(self) -> str: ...
+
+
+#: A decoded entry of whatever stream a reader reads.
+E = TypeVar("E", bound=Positioned)
+#: ``(stream, [(id, fields), ...])`` -> entries; keeps every entry (a malformed one decoded
+#: as empty), so each is still acknowledged and none blocks a group.
+Decoder = Callable[[str, Iterable[Any]], list[E]]
 
 
 def stream_keys(
@@ -106,13 +133,14 @@ def decode_entries(stream: str, raw: Iterable[Any]) -> list[StreamEntry]:
     return out
 
 
-def merged(parts: Iterable[Sequence[StreamEntry]]) -> list[StreamEntry]:
+def merged(parts: Iterable[Sequence[E]]) -> list[E]:
     """Entries of several streams in one order: by entry id (time, then sequence)."""
-    return sorted((e for part in parts for e in part), key=lambda e: e.order)
+    return sorted((e for part in parts for e in part), key=lambda e: entry_order(e.id))
 
 
-class GroupReader:
-    """One consumer ``consumer`` of the group ``group`` on every stream in ``streams``."""
+class Reader(Generic[E]):
+    """One consumer ``consumer`` of the group ``group`` on every stream in ``streams``,
+    its entries decoded by ``decode``."""
 
     def __init__(
         self,
@@ -120,10 +148,12 @@ class GroupReader:
         streams: Sequence[str],
         group: str,
         consumer: str,
+        decode: Decoder[E],
         *,
         start: str = "$",
     ) -> None:
         self.redis = redis
+        self.decode = decode
         self.streams = tuple(streams)
         self.group = group
         self.consumer = consumer
@@ -171,16 +201,16 @@ class GroupReader:
             return "$", 0  # no stream yet
         return _text(_get(info, "last-generated-id")), int(_get(info, "entries-added") or 0)
 
-    async def _per_stream(self, call: Any) -> list[list[StreamEntry]]:
+    async def _per_stream(self, call: Any) -> list[list[E]]:
         if len(self.streams) == 1:
             return [await call(self.streams[0])]
         return list(await asyncio.gather(*(call(key) for key in self.streams)))
 
-    async def read(self, count: int, block_ms: int) -> list[StreamEntry]:
+    async def read(self, count: int, block_ms: int) -> list[E]:
         """Up to ``count`` new entries per stream, waiting up to ``block_ms`` for the first;
         a stream whose group vanished gets it back (from ``start``) and answers nothing."""
 
-        async def one(key: str) -> list[StreamEntry]:
+        async def one(key: str) -> list[E]:
             try:
                 reply = await self.redis.xreadgroup(
                     self.group, self.consumer, {key: ">"}, count=count, block=block_ms or None
@@ -194,24 +224,23 @@ class GroupReader:
 
         return merged(await self._per_stream(one))
 
-    @staticmethod
-    def _decode(reply: Any) -> list[StreamEntry]:
+    def _decode(self, reply: Any) -> list[E]:
         # RESP2 answers [[stream, entries]]; RESP3 {stream: [entries]}.
         pairs = reply.items() if isinstance(reply, Mapping) else (reply or [])
-        out: list[StreamEntry] = []
+        out: list[E] = []
         for key, raw in pairs:
-            out.extend(decode_entries(_text(key), raw))
+            out.extend(self.decode(_text(key), raw))
         return out
 
-    async def claim(self, min_idle_ms: int, count: int = 1000) -> tuple[list[StreamEntry], int]:
+    async def claim(self, min_idle_ms: int, count: int = 1000) -> tuple[list[E], int]:
         """Take over the group's entries pending longer than ``min_idle_ms`` (another
         consumer read them and died): ``(entries, lost)`` where ``lost`` counts pending
         entries the stream no longer holds (trimmed before anyone acknowledged them)."""
         lost = 0
 
-        async def one(key: str) -> list[StreamEntry]:
+        async def one(key: str) -> list[E]:
             nonlocal lost
-            out: list[StreamEntry] = []
+            out: list[E] = []
             start = "0-0"
             while True:
                 try:
@@ -224,7 +253,7 @@ class GroupReader:
                     await self._regroup(key)
                     return out
                 start = _text(reply[0])
-                out.extend(decode_entries(key, reply[1]))
+                out.extend(self.decode(key, reply[1]))
                 if len(reply) > 2 and reply[2]:
                     lost += len(reply[2])
                 if start == "0-0":
@@ -233,11 +262,11 @@ class GroupReader:
         entries = merged(await self._per_stream(one))
         return entries, lost
 
-    async def pending_mine(self, count: int = 1000) -> list[StreamEntry]:
+    async def pending_mine(self, count: int = 1000) -> list[E]:
         """Entries this consumer read before and did not acknowledge (e.g. before a restart
         under the same name): ``XREADGROUP ... 0``."""
 
-        async def one(key: str) -> list[StreamEntry]:
+        async def one(key: str) -> list[E]:
             try:
                 reply = await self.redis.xreadgroup(
                     self.group, self.consumer, {key: "0"}, count=count
@@ -251,7 +280,7 @@ class GroupReader:
 
         return merged(await self._per_stream(one))
 
-    async def ack(self, entries: Iterable[StreamEntry]) -> None:
+    async def ack(self, entries: Iterable[E]) -> None:
         by_stream: dict[str, list[str]] = {}
         for e in entries:
             by_stream.setdefault(e.stream, []).append(e.id)
@@ -284,6 +313,21 @@ class GroupReader:
         read = _get(group, "entries-read")
         unread = added - int(read) if read is not None else added
         return unread > length
+
+
+class GroupReader(Reader[StreamEntry]):
+    """A reader of the change stream(s): entries are the store's batches (field ``d``)."""
+
+    def __init__(
+        self,
+        redis: Redis | RedisCluster,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        start: str = "$",
+    ) -> None:
+        super().__init__(redis, streams, group, consumer, decode_entries, start=start)
 
 
 def _get(mapping: Mapping[Any, Any], name: str) -> Any:

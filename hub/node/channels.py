@@ -63,6 +63,7 @@ from hub.stores.channels.base import (
 from hub.stores.presence.base import Profile, StoreUnavailable
 from hub.wire import pusher as p
 from hub.wire.hub import ErrorCode
+from hub.wire.pusher_webhook import retention_ms
 
 log = logging.getLogger("hub.pusher")
 
@@ -122,6 +123,8 @@ class ChannelService:
         self.apps = apps
         self.store = store
         self.webhooks = webhooks
+        #: How long each app's webhook events are kept (0: the app has no webhook).
+        self._hooks_ms = {app.id: retention_ms(app, settings.webhook_retry_s) for app in apps}
         self.limits = Limits(
             secret="",
             max_frame_bytes=settings.max_frame_bytes,
@@ -257,8 +260,9 @@ class ChannelService:
             if member is not None:
                 await self._begin_member(sock, member)
             joined = await self.store.subscribe(
-                app.id, channel, sock.id, self.node.id, user_id, info, app.member_limit
-            )
+                app.id, channel, sock.id, self.node.id, user_id, info, app.member_limit,
+                self._hooks_ms[app.id],
+            )  # fmt: skip
         except Busy:
             # Admission is full: the client comes back (pusher-js reconnects and resubscribes).
             await self._undo(sock, channel, member)
@@ -294,9 +298,10 @@ class ChannelService:
         for event in sock.waiting.pop(channel, []):
             self._deliver(sock, event)
         if joined.occupied:
-            self._hook(app, {"name": "channel_occupied", "channel": channel})
+            await self._transition(app, {"name": "channel_occupied", "channel": channel})
         if joined.added and member is not None:
-            self._hook(app, {"name": "member_added", "channel": channel, "user_id": user_id})
+            added = {"name": "member_added", "channel": channel, "user_id": user_id}
+            await self._transition(app, added)
             await self._sync_room(app, channel, user_id)
 
     async def _undo(self, sock: PusherSocket, channel: str, member: p.Member | None) -> None:
@@ -320,7 +325,7 @@ class ChannelService:
         sock.waiting.pop(channel, None)
         sock.seen.pop(channel, None)
         try:
-            left = await self.store.unsubscribe(app.id, channel, sock.id)
+            left = await self.store.unsubscribe(app.id, channel, sock.id, self._hooks_ms[app.id])
         except StoreUnavailable:
             # Retried by the node's loop: a ghost member must not outlive its socket.
             self._pending_leaves.append((app, channel, sock.id))
@@ -334,10 +339,11 @@ class ChannelService:
         if not left.removed:
             return
         if left.member_removed:
-            self._hook(app, {"name": "member_removed", "channel": channel, "user_id": left.user_id})
+            removed = {"name": "member_removed", "channel": channel, "user_id": left.user_id}
+            await self._transition(app, removed)
             await self._sync_room(app, channel, left.user_id)
         if left.vacated:
-            self._hook(app, {"name": "channel_vacated", "channel": channel})
+            await self._transition(app, {"name": "channel_vacated", "channel": channel})
 
     def _unlocal(self, sock: PusherSocket, channel: str) -> None:
         key = (sock.app.id, channel)
@@ -411,7 +417,7 @@ class ChannelService:
         }
         if work.user_id is not None:
             hook["user_id"] = work.user_id
-        self._hook(sock.app, hook)
+        await self._hook(sock.app, hook)
 
     async def trigger(
         self, app: App, channels: list[str], event: str, data: str, exclude: str | None
@@ -424,8 +430,15 @@ class ChannelService:
     async def terminate(self, app: App, user: str) -> None:
         await self.store.publish(Terminate(app.id, user))
 
-    def _hook(self, app: App, event: dict[str, Any]) -> None:
-        self.webhooks.add(app, event)
+    async def _hook(self, app: App, event: dict[str, Any]) -> None:
+        """A webhook event made here (client_event...): recorded for the app's endpoints."""
+        await self.webhooks.append(app.id, [event])
+
+    async def _transition(self, app: App, event: dict[str, Any]) -> None:
+        """A transition's webhook event: the store recorded it in the same step as the
+        transition when it can (Redis); else it is recorded now."""
+        if not self.store.records_hooks:
+            await self._hook(app, event)
 
     # -- the feed (from the node's loop) -------------------------------------------------
 
@@ -487,7 +500,7 @@ class ChannelService:
         """One sweep: retries, heartbeat per app, restore after a reap, reap dead nodes."""
         while self._pending_leaves:
             app, channel, socket_id = self._pending_leaves[0]
-            left = await self.store.unsubscribe(app.id, channel, socket_id)
+            left = await self.store.unsubscribe(app.id, channel, socket_id, self._hooks_ms[app.id])
             self._pending_leaves.popleft()
             await self._transitions(app, channel, left)
         for app_id, channel, user in list(self._pending_rooms):
@@ -518,7 +531,7 @@ class ChannelService:
             sock = self.sockets.get(socket_id)
             if sock is not None and (channel in sock.rules.channels or channel in sock.waiting):
                 continue
-            left = await self.store.unsubscribe(app.id, channel, socket_id)
+            left = await self.store.unsubscribe(app.id, channel, socket_id, self._hooks_ms[app.id])
             await self._transitions(app, channel, left)
             gone += left.removed
         if gone:
@@ -527,7 +540,7 @@ class ChannelService:
 
     async def _reap(self, app: App, node: str) -> None:
         for channel, socket_id in await self.store.node_subscriptions(app.id, node):
-            left = await self.store.unsubscribe(app.id, channel, socket_id)
+            left = await self.store.unsubscribe(app.id, channel, socket_id, self._hooks_ms[app.id])
             await self._transitions(app, channel, left)
 
     async def _restore(self, app: App) -> None:
@@ -540,8 +553,9 @@ class ChannelService:
                 user_id = member.user_id if member else ""
                 info = p.dumps(member.user_info if member else None)
                 joined = await self.store.subscribe(
-                    app.id, channel, sock.id, self.node.id, user_id, info, 2**31
-                )
+                    app.id, channel, sock.id, self.node.id, user_id, info, 2**31,
+                    self._hooks_ms[app.id],
+                )  # fmt: skip
                 restored += 1
                 if joined.added and member is not None:
                     await self._sync_room(app, channel, member.user_id)

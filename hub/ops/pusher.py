@@ -4,25 +4,19 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, WebSocketRoute
 
-from hub.delivery.core import Backoff
 from hub.delivery.pusher import Webhooks
 from hub.node.channels import ChannelService
 from hub.node.node import Node
 from hub.ops import apps as apps_mod
 from hub.ops.config import Settings
 from hub.stores.channels import open_channels
-from hub.wire.pusher_webhook import retry_time
 
 
 def create_service(settings: Settings, node: Node) -> ChannelService | None:
     apps = apps_mod.load(settings.pusher_apps, settings.pusher_apps_file)
     if not len(apps):
         return None
-    webhooks = Webhooks(
-        list(apps), retry_s=retry_time(settings.webhook_retry_s),
-        backoff=Backoff(settings.webhook_backoff_min_s, settings.webhook_backoff_max_s),
-        timeout_s=settings.webhook_timeout_s,
-    )  # fmt: skip
+    webhooks = Webhooks.from_settings(settings, list(apps), node.id)
     service = ChannelService(settings, node, apps, open_channels(settings), webhooks)
     node.upkeeps.append(service)
     return service

@@ -3,18 +3,19 @@
 The POSTing, retrying, ordering and dead-lettering are the hub's general delivery
 (:mod:`hub.delivery.core`); this module only gives it Pusher's format:
 
-- the body ``{"time_ms": <ms when the batch was made>, "events": [...]}``
-  (:func:`pusher_encoder`);
+- the body ``{"time_ms": <ms of the batch's newest event>, "events": [...]}``
+  (:func:`body`, :func:`pusher_encoder`): the same bytes on every retry and on whichever
+  node delivers the batch;
 - the headers ``X-Pusher-Key`` (the app key) and ``X-Pusher-Signature`` (hex HMAC-SHA256 of
   the body, keyed by the app secret) (:func:`pusher_signer`);
 - the batching: events wait at most :data:`BATCH_S`, at most :data:`BATCH_MAX` per POST;
-- the retry time: at least :data:`MIN_RETRY_S` (Pusher retries for at least 5 minutes).
+- the retry time: at least :data:`MIN_RETRY_S` (Pusher retries for at least 5 minutes),
+  and how long an app's webhook stream keeps an event (:func:`retention_ms`).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,6 +29,9 @@ BATCH_S = 0.25
 BATCH_MAX = 100
 #: Pusher webhooks are retried for at least this long, whatever HUB_WEBHOOK_RETRY_S says.
 MIN_RETRY_S = 300.0
+#: An app's webhook stream keeps an event this much longer than the retry time: room for
+#: clock skew between the nodes and Redis, and for the last attempt at the deadline.
+RETENTION_SLACK_S = 60.0
 
 #: One Pusher webhook event: ``{"name": "member_added", "channel": ..., ...}``.
 Event = dict[str, Any]
@@ -38,11 +42,10 @@ def body(events: list[Event], time_ms: int) -> bytes:
 
 
 def pusher_encoder() -> Callable[[str, int, list[Event]], bytes | None]:
-    """The body of one batch: made once, so every retry sends the same bytes (and the same
-    ``time_ms``, the time the batch was made)."""
+    """The body of one queued batch; ``cursor`` is the ms its newest event was queued."""
 
     def encode(delivery_id: str, cursor: int, events: list[Event]) -> bytes | None:
-        return body(events, int(time.time() * 1000)) if events else None
+        return body(events, cursor) if events else None
 
     return encode
 
@@ -59,3 +62,12 @@ def pusher_signer(app: App) -> Signer:
 def retry_time(configured_s: float) -> float:
     """``HUB_WEBHOOK_RETRY_S``, but never under Pusher's 5 minutes."""
     return max(MIN_RETRY_S, configured_s)
+
+
+def retention_ms(app: App, configured_s: float) -> int:
+    """How long the app's webhook stream keeps an event, ms, for ``HUB_WEBHOOK_RETRY_S`` =
+    ``configured_s``: the retry time plus a slack, as every event may still be delivered
+    that long; 0 when the app has no webhook (then nothing is appended)."""
+    if not app.webhooks:
+        return 0
+    return int((retry_time(configured_s) + RETENTION_SLACK_S) * 1000)

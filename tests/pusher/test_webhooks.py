@@ -1,6 +1,7 @@
 """Webhook batching, signing (checked with PyPI's SDK) and delivery with retries, against a
 real HTTP receiver: Pusher's format on the hub's general delivery (hub.delivery.core), its
-counters on /metrics with the HUB_WEBHOOKS endpoints'."""
+counters on /metrics with the HUB_WEBHOOKS endpoints'. One contract on every backend: the
+in-process queue of memory://, the app's webhook stream on Redis and on Redis Cluster."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any
 
 import httpx
@@ -17,12 +19,16 @@ import pytest
 from websockets.asyncio.client import connect
 
 from hub.delivery.core import Backoff
-from hub.delivery.pusher import Webhooks
+from hub.delivery.pusher import Durable, Endpoint, Webhooks
+from hub.delivery.queue import QueueSource
+from hub.delivery.stream import stream_client
 from hub.delivery.webhooks import endpoint_id
 from hub.ops.apps import App, Webhook
 from hub.ops.metrics import parse, webhook_families
-from hub.wire.pusher_webhook import MIN_RETRY_S, retry_time
+from hub.stores.channels.keys import hooks_dead, hooks_stream
+from hub.wire.pusher_webhook import MIN_RETRY_S, RETENTION_SLACK_S, retention_ms, retry_time
 from tests.pusher.support import APP_ID, APP_KEY, APP_SECRET, apps_file, sdk
+from tests.support import eventually
 from tests.support.hubproc import start_hub
 
 
@@ -68,6 +74,39 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
         server.server_close()
 
 
+BACKENDS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param(
+        "redis-cluster", id="redis-cluster", marks=[pytest.mark.redis, pytest.mark.cluster]
+    ),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def durable(request: pytest.FixtureRequest, key_prefix: str) -> Durable | None:
+    """None for memory://, else the Redis (or Cluster) the webhook streams live on."""
+    if request.param == "memory":
+        return None
+    server = request.getfixturevalue(
+        "redis_server" if request.param == "redis" else "redis_cluster"
+    )
+    return Durable(server.url, key_prefix, "node-a", node_ttl_ms=2000, sweep_s=0.1)
+
+
+async def _dead_letters(durable: Durable | None, endpoint: Endpoint) -> list[tuple[bytes, str]]:
+    """(body, reason) of the endpoint's dead letters, wherever the backend keeps them."""
+    if durable is None:
+        assert isinstance(endpoint.source, QueueSource)
+        return [(d.body, d.reason) for d in endpoint.source.dead_letters]
+    redis = stream_client(durable.url)
+    try:
+        raw = await redis.xrange(hooks_dead(durable.prefix, endpoint.app_id, endpoint.id))
+    finally:
+        await redis.aclose()
+    return [(fields[b"body"], fields[b"reason"].decode()) for _, fields in raw]
+
+
 async def _until(check: Any, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not check():
@@ -75,20 +114,28 @@ async def _until(check: Any, timeout: float = 10.0) -> None:
 
 
 @pytest.mark.parametrize("receiver", [2], indirect=True)
-async def test_events_are_batched_signed_and_retried_until_accepted(receiver):
+async def test_events_are_batched_signed_and_retried_until_accepted(receiver, durable):
+    """Three events, one not asked for: one batch of two, retried until the third attempt,
+    the same bytes each time, signed as PyPI's SDK checks."""
     app = App(
         APP_ID,
         APP_KEY,
         APP_SECRET,
         webhooks=(Webhook(receiver.url, frozenset({"member_added", "member_removed"})),),
     )
-    hooks = Webhooks([app], backoff=Backoff(0.2, 0.4))
+    hooks = Webhooks([app], backoff=Backoff(0.2, 0.4), durable=durable)
     (endpoint,) = hooks.endpoints
     await hooks.start()
     try:
-        hooks.add(app, {"name": "member_added", "channel": "presence-a", "user_id": "1"})
-        hooks.add(app, {"name": "channel_occupied", "channel": "presence-a"})  # not asked for
-        hooks.add(app, {"name": "member_removed", "channel": "presence-a", "user_id": "1"})
+        await hooks.append(
+            app.id, [{"name": "member_added", "channel": "presence-a", "user_id": "1"}]
+        )
+        await hooks.append(
+            app.id, [{"name": "channel_occupied", "channel": "presence-a"}]
+        )  # not asked for
+        await hooks.append(
+            app.id, [{"name": "member_removed", "channel": "presence-a", "user_id": "1"}]
+        )
         await _until(lambda: endpoint.stats.delivered == 1)
     finally:
         await hooks.stop()
@@ -110,13 +157,18 @@ async def test_events_are_batched_signed_and_retried_until_accepted(receiver):
     assert abs(json.loads(body)["time_ms"] - time.time() * 1000) < 60_000
 
 
-async def test_a_backlog_goes_in_order_in_batches_of_at_most_100(receiver):
+async def test_a_backlog_goes_in_order_in_batches_of_at_most_100(receiver, durable):
+    """250 events appended at once arrive in order, in POSTs of at most 100 events."""
     app = App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook(receiver.url),))
-    hooks = Webhooks([app], backoff=Backoff(0.05, 0.1))
+    hooks = Webhooks([app], backoff=Backoff(0.05, 0.1), durable=durable)
     await hooks.start()
     try:
-        for i in range(250):
-            hooks.add(app, {"name": "member_added", "channel": "presence-a", "user_id": str(i)})
+        events = [
+            {"name": "member_added", "channel": "presence-a", "user_id": str(i)} for i in range(250)
+        ]
+        await hooks.append(app.id, events[:10])
+        for event in events[10:]:
+            await hooks.append(app.id, [event])
         await _until(
             lambda: sum(len(json.loads(b)["events"]) for _, b, _ in receiver.attempts) >= 250
         )
@@ -128,26 +180,91 @@ async def test_a_backlog_goes_in_order_in_batches_of_at_most_100(receiver):
 
 
 @pytest.mark.parametrize("receiver", [10**6], indirect=True)
-async def test_delivery_gives_up_after_its_deadline(receiver):
+async def test_delivery_gives_up_after_its_deadline(receiver, durable):
+    """A receiver that always fails: the batch is retried for the retry time, then kept as
+    a dead letter with the reason; the endpoint goes on with the next batch."""
     app = App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook(receiver.url),))
-    hooks = Webhooks([app], retry_s=0.5, backoff=Backoff(0.05, 0.1))
+    # 1.5 s from the event's birth: room for retries even when the first attempt waits
+    # for the batch and a loaded machine.
+    hooks = Webhooks([app], retry_s=1.5, backoff=Backoff(0.05, 0.1), durable=durable)
     (endpoint,) = hooks.endpoints
     await hooks.start()
     try:
-        hooks.add(app, {"name": "channel_occupied", "channel": "a"})
+        await hooks.append(app.id, [{"name": "channel_occupied", "channel": "a"}])
         await _until(lambda: endpoint.stats.dead_lettered == 1)
+        await hooks.append(app.id, [{"name": "channel_vacated", "channel": "a"}])
+        await _until(lambda: endpoint.stats.dead_lettered == 2)
     finally:
         await hooks.stop()
     assert endpoint.stats.delivered == 0
-    assert 3 <= len(receiver.attempts) <= 20
-    (dead,) = endpoint.source.dead_letters
-    assert json.loads(dead.body)["events"] == [{"name": "channel_occupied", "channel": "a"}]
-    assert dead.reason == "HTTP 500"
+    attempts = [json.loads(b)["events"] for _, b, _ in receiver.attempts]
+    first = [{"name": "channel_occupied", "channel": "a"}]
+    assert 2 <= attempts.count(first) <= 60, "retried with the backoff, then given up"
+    dead = await _dead_letters(durable, endpoint)
+    assert [(json.loads(body)["events"], reason) for body, reason in dead] == [
+        (first, "HTTP 500"),
+        ([{"name": "channel_vacated", "channel": "a"}], "HTTP 500"),
+    ]
+
+
+#: What a channel script does when the Lua change lands: its transition's events through
+#: hook(), beside an entry that is not an event (another writer) and a retention of 0.
+_CHANNEL_SCRIPT = """
+hook(KEYS[1], ARGV[1], cjson.encode({name = 'member_added', channel = ARGV[2], user_id = ARGV[3]}))
+hook(KEYS[1], '0', cjson.encode({name = 'member_removed', channel = ARGV[2], user_id = ARGV[3]}))
+redis.call('XADD', KEYS[1], '*', 'e', 'not an event')
+return hook(KEYS[1], ARGV[1], cjson.encode({name = 'channel_vacated', channel = ARGV[2]}))
+"""
+
+
+@pytest.mark.parametrize("durable", [
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("redis-cluster", marks=[pytest.mark.redis, pytest.mark.cluster]),
+], indirect=True)  # fmt: skip
+async def test_events_a_channel_script_appends_with_hook_lua_are_delivered(receiver, durable):
+    """The Lua function the channel scripts call (hook.lua, cjson's JSON, the app's slot):
+    its events reach the endpoint in order; an entry that is not an event is acked and
+    skipped, and a retention of 0 appends nothing."""
+    app = App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook(receiver.url),))
+    hooks = Webhooks([app], backoff=Backoff(0.05, 0.1), durable=durable)
+    (endpoint,) = hooks.endpoints
+    stream = hooks.stream(app.id)
+    assert stream == hooks_stream(durable.prefix, app.id)
+    lua = resources.files("hub.stores.channels").joinpath("lua", "hook.lua").read_text()
+    redis = stream_client(durable.url)
+    await hooks.start()
+    try:
+        script = redis.register_script(lua + _CHANNEL_SCRIPT)
+        retention = hooks.retention_ms(app.id)
+        assert await script(keys=[stream], args=[retention, "presence-a/b", "u1"]) == 1
+
+        async def settled() -> bool:
+            (info,) = await redis.xinfo_groups(stream)
+            return bool(info["pending"] == 0 and info["lag"] == 0)
+
+        await eventually(settled)  # every entry read and acknowledged, the bad one too
+        assert await redis.xlen(stream) == 3
+        assert endpoint.stats.delivered == 1
+    finally:
+        await hooks.stop()
+        await redis.aclose()
+    events = [e for _, b, _ in receiver.attempts for e in json.loads(b)["events"]]
+    assert events == [
+        {"name": "member_added", "channel": "presence-a/b", "user_id": "u1"},
+        {"name": "channel_vacated", "channel": "presence-a/b"},
+    ]
+    assert hooks.retention_ms("no-such-app") == 0 and hooks.stream("no-such-app") is None
 
 
 def test_pusher_webhooks_are_retried_for_at_least_five_minutes():
+    """The retry time never goes under Pusher's 5 minutes; the stream keeps events a
+    minute longer, and nothing for an app without webhooks."""
     assert MIN_RETRY_S == 300
     assert retry_time(1.0) == 300 and retry_time(3600.0) == 3600
+    app = App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook("http://127.0.0.1:9/h"),))
+    assert RETENTION_SLACK_S == 60
+    assert retention_ms(app, 1.0) == 360_000 and retention_ms(app, 3600.0) == 3_660_000
+    assert retention_ms(App(APP_ID, APP_KEY, APP_SECRET), 3600.0) == 0
 
 
 @pytest.mark.parametrize("receiver", [2], indirect=True)

@@ -6,6 +6,10 @@ subscribe and unsubscribe is one atomic step that reports the transitions it mad
 subscriber, a user's first or last connection, last subscriber), so exactly one node (the
 one that made it) acts on each, however many nodes there are.
 
+**Transitions and their webhook events are one step.** A store that records hooks (Redis)
+appends ``channel_occupied``, ``member_added``, ``member_removed`` and ``channel_vacated``
+to the app's webhook stream in the same script as the transition.
+
 **Member events are ordered by a version.** Every app has one counter; each change of a
 channel's members increments it, and the same atomic step publishes the change
 (:class:`MemberChange`) on the feed with that version. A member list is read together with
@@ -112,6 +116,12 @@ ChannelFeedEvent = ChannelEvent | MemberChange | Terminate | Probe | ChannelGap
 class ChannelStore(Protocol):
     """Pusher channel state; ``node`` and ``socket`` ids are opaque strings."""
 
+    @property
+    def records_hooks(self) -> bool:
+        """True when subscribe and unsubscribe append their transitions' webhook events
+        themselves, in the same step (``hooks_ms`` > 0: kept that long); else the caller
+        records them."""
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -125,11 +135,12 @@ class ChannelStore(Protocol):
         user_id: str,
         user_info: str,
         limit: int,
+        hooks_ms: int = 0,
     ) -> Joined:
         """Subscribe ``socket``; on a presence channel (``user_id`` given) a user's first
         connection is a member added, published at a new version."""
 
-    async def unsubscribe(self, app: str, channel: str, socket: str) -> Left:
+    async def unsubscribe(self, app: str, channel: str, socket: str, hooks_ms: int = 0) -> Left:
         """Unsubscribe ``socket`` (idempotent); a user's last connection is a member
         removed, published at a new version."""
 

@@ -26,6 +26,9 @@ from hub.stores.local_feed import LocalFeed
 class MemoryChannels:
     """A :class:`~hub.stores.channels.base.ChannelStore` in this process."""
 
+    #: Webhook events of transitions are the caller's to record (an in-process queue).
+    records_hooks = False
+
     def __init__(self) -> None:
         self.subs: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
         self.counts: dict[tuple[str, str], dict[str, int]] = {}
@@ -54,6 +57,7 @@ class MemoryChannels:
         user_id: str,
         user_info: str,
         limit: int,
+        hooks_ms: int = 0,
     ) -> Joined:
         key = (app, channel)
         subs = self.subs.setdefault(key, {})
@@ -79,7 +83,7 @@ class MemoryChannels:
             self._feed.emit(MemberChange(app, channel, version, user_id, user_info, socket))
         return Joined(1, occupied, added, version)
 
-    async def unsubscribe(self, app: str, channel: str, socket: str) -> Left:
+    async def unsubscribe(self, app: str, channel: str, socket: str, hooks_ms: int = 0) -> Left:
         key = (app, channel)
         subs = self.subs.get(key, {})
         entry = subs.pop(socket, None)

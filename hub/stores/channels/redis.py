@@ -11,6 +11,9 @@ script touches one slot:
 ``T:occ``                 set      occupied channels
 ``T:n:<node>``            set      ``<channel>\\t<socket id>`` of the node (for reaping)
 ``T:nodes``               zset     node id -> heartbeat expiry ms (Redis clock)
+``T:hooks``               stream   the app's webhook events (:mod:`.keys`,
+                                   :mod:`hub.delivery.pusher`): the subscribe and
+                                   unsubscribe scripts append their transitions' events
 ========================  =======  ========================================================
 
 The feed is Redis pub/sub on ``<HUB_CHANNEL>:pusher``, JSON messages: ``{"k": "e"}`` an
@@ -42,6 +45,7 @@ from hub.stores.channels.base import (
     Probe,
     Terminate,
 )
+from hub.stores.channels.keys import app_tag, hooks_stream
 from hub.stores.feed import GAP
 from hub.stores.presence.redis import command_client, subscription, unavailable
 
@@ -50,13 +54,24 @@ log = logging.getLogger("hub.pusher")
 SCRIPTS = ("subscribe", "unsubscribe", "members", "heartbeat", "expired")
 
 
+#: Scripts that make webhook events: hook.lua goes in front of them.
+HOOKED = ("subscribe", "unsubscribe")
+
+
 @cache
 def _script(name: str) -> str:
-    return resources.files("hub.stores.channels").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    folder = resources.files("hub.stores.channels").joinpath("lua")
+    text = folder.joinpath(f"{name}.lua").read_text("utf-8")
+    if name in HOOKED:
+        text = folder.joinpath("hook.lua").read_text("utf-8") + "\n" + text
+    return text
 
 
 class RedisChannels:
     """A :class:`~hub.stores.channels.base.ChannelStore` in Redis or Redis Cluster."""
+
+    #: The subscribe and unsubscribe scripts append their transitions' webhook events.
+    records_hooks = True
 
     def __init__(self, url: str, prefix: str, feed: str) -> None:
         self.url = url
@@ -68,12 +83,12 @@ class RedisChannels:
         self._scripts = {name: reg(_script(name)) for name in SCRIPTS}
 
     def _tag(self, app: str) -> str:
-        return f"{{{self.prefix}pusher:{app}}}"
+        return app_tag(self.prefix, app)
 
     def _channel_keys(self, app: str, channel: str, node_key: str) -> list[str]:
         t = self._tag(app)
         return [f"{t}:s:{channel}", f"{t}:m:{channel}", f"{t}:i:{channel}", f"{t}:occ", node_key,
-                f"{t}:mv"]  # fmt: skip
+                f"{t}:mv", hooks_stream(self.prefix, app)]  # fmt: skip
 
     async def start(self) -> None:
         with unavailable():
@@ -94,15 +109,16 @@ class RedisChannels:
         user_id: str,
         user_info: str,
         limit: int,
+        hooks_ms: int = 0,
     ) -> Joined:
         keys = self._channel_keys(app, channel, f"{self._tag(app)}:n:{node}")
+        args: list[str | int] = [channel, socket, node, user_id, user_info, limit, app, self.feed,
+                                 hooks_ms]  # fmt: skip
         with unavailable():
-            row = await self._scripts["subscribe"](
-                keys=keys, args=[channel, socket, node, user_id, user_info, limit, app, self.feed]
-            )
+            row = await self._scripts["subscribe"](keys=keys, args=args)
         return Joined(int(row[0]), bool(int(row[1])), bool(int(row[2])), int(row[3]))
 
-    async def unsubscribe(self, app: str, channel: str, socket: str) -> Left:
+    async def unsubscribe(self, app: str, channel: str, socket: str, hooks_ms: int = 0) -> Left:
         t = self._tag(app)
         with unavailable():
             entry = await self._redis.hget(f"{t}:s:{channel}", socket)
@@ -111,7 +127,7 @@ class RedisChannels:
             node = str(entry).split("\t", 1)[0]
             row = await self._scripts["unsubscribe"](
                 keys=self._channel_keys(app, channel, f"{t}:n:{node}"),
-                args=[channel, socket, app, self.feed],
+                args=[channel, socket, app, self.feed, hooks_ms],
             )
         return Left(bool(int(row[0])), str(row[1]), bool(int(row[2])), bool(int(row[3])),
                     int(row[4]))  # fmt: skip

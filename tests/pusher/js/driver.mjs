@@ -1,6 +1,7 @@
 // Drives real pusher-js and Laravel Echo clients for the hub's tests.
 // Reads one JSON command per line on stdin, prints one JSON event per line on stdout:
 //   {"op":"pusher","id":"a","key":..,"port":..,"auth":"http://.../auth","user":"u1"}
+//     (with "nacl":true: pusher-js's nacl option, tweetnacl, for private-encrypted- channels)
 //   {"op":"echo","id":"b", ...same...}
 //   {"op":"subscribe","id":"a","channel":"presence-room"}      (pusher-js)
 //   {"op":"join","id":"b","channel":"room"}                     (Echo: presence-room)
@@ -11,6 +12,7 @@
 //   {"op":"close","id":"a"}
 import Pusher from "pusher-js";
 import EchoModule from "laravel-echo";
+import nacl from "tweetnacl";
 import readline from "node:readline";
 
 const Echo = EchoModule.default ?? EchoModule;
@@ -27,6 +29,7 @@ function options(cmd) {
     disableStats: true,
     authEndpoint: cmd.auth,
     auth: { params: { user_id: cmd.user ?? "" } },
+    ...(cmd.nacl ? { nacl } : {}),
   };
 }
 

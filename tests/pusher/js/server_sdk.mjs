@@ -1,5 +1,7 @@
 // Calls the hub's HTTP API with the real `pusher` Node server SDK.
-// argv[2]: JSON {"port", "appId", "key", "secret", "calls": [{"fn", "args"}]}
+// argv[2]: JSON {"port", "appId", "key", "secret", "calls": [{"fn", "args"}]}, and
+// "encryptionMasterKeyBase64" for apps with encrypted channels (the SDK encrypts what it
+// triggers on a private-encrypted- channel)
 // Prints one JSON line per call: {"fn", "status", "body"} or {"fn", "error", "status"}.
 import Pusher from "pusher";
 
@@ -7,6 +9,7 @@ const spec = JSON.parse(process.argv[2]);
 const client = new Pusher({
   appId: spec.appId, key: spec.key, secret: spec.secret,
   host: "127.0.0.1", port: String(spec.port), useTLS: false,
+  encryptionMasterKeyBase64: spec.encryptionMasterKeyBase64,
 });
 for (const call of spec.calls) {
   try {

@@ -5,15 +5,19 @@
 -- KEYS[4] - the app's occupied-channels set
 -- KEYS[5] - the node's subscriptions set ("<channel>\t<socket id>")
 -- KEYS[6] - the app's member version (an integer, one for every channel of the app)
+-- KEYS[7] - the app's webhook stream (hook.lua, prepended)
 -- ARGV[1] - channel name
 -- ARGV[2] - socket id
 -- ARGV[3] - app id
 -- ARGV[4] - the channel feed (pub/sub channel) member changes are published on
+-- ARGV[5] - how long webhook events are kept, ms (0: the app has no webhook)
 -- Returns {removed, user id, member removed, vacated, version}: removed 0 when the socket
 -- was not subscribed (another node reaped it first: nothing to act on), member removed 1
 -- when that was the user's last connection in the channel (the member change was published
 -- in this same step, at the returned version), vacated 1 when it was the last subscriber.
 -- Idempotent, so several nodes may reap at once and only one acts on each transition.
+-- The webhook events of the transitions (member_removed, channel_vacated) are appended to
+-- the app's webhook stream in the same step.
 local version = tonumber(redis.call('GET', KEYS[6]) or 0)
 local entry = redis.call('HGET', KEYS[1], ARGV[2])
 if not entry then return {0, '', 0, 0, version} end
@@ -38,5 +42,10 @@ if gone == 1 then
   version = redis.call('INCR', KEYS[6])
   redis.call('PUBLISH', ARGV[4], cjson.encode({k = 'm', a = ARGV[3], c = ARGV[1], v = version,
                                                u = uid, i = false}))
+  hook(KEYS[7], ARGV[5], cjson.encode({name = 'member_removed', channel = ARGV[1],
+                                       user_id = uid}))
+end
+if vacated == 1 then
+  hook(KEYS[7], ARGV[5], cjson.encode({name = 'channel_vacated', channel = ARGV[1]}))
 end
 return {1, uid, gone, vacated, version}
