@@ -138,6 +138,11 @@ class Region:
         keys.insert(at, key)
         return True
 
+    def has(self, key: str) -> bool:
+        keys = self.keys
+        at = bisect.bisect_left(keys, key)
+        return at < len(keys) and keys[at] == key
+
     def covers(self, first: int, last: int) -> bool:
         """True when the window ``[first, last]`` lies inside the region."""
         return self.start <= first and (self.at_end or self.start + len(self.keys) > last)

@@ -133,6 +133,11 @@ class Scope:
         return ("users", *sorted(set(self.users)))
 
     @cached_property
+    def name(self) -> str:
+        """:meth:`key` as one string (a string caches its hash; a long tuple does not)."""
+        return "\x1f".join(self._key)
+
+    @cached_property
     def token(self) -> str:
         """A string naming the scope's frames: equal scopes encode equal deltas (a string
         caches its hash, which a 10,000-id tuple does not)."""
