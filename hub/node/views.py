@@ -166,13 +166,14 @@ class Views:
             try:
                 await asyncio.shield(group.ready)
             except BaseException:
+                group.waiting -= 1
                 if self._windows.get((sink, room)) is group:
                     del self._windows[(sink, room)]
+                self._leave(group, None)  # dropped if nobody else holds it
                 raise
-            finally:
-                group.waiting -= 1
-                self._leave(group, None)  # dropped if everyone left meanwhile
+            group.waiting -= 1
             if self._windows.get((sink, room)) is not group:
+                self._leave(group, None)
                 return  # moved or unsubscribed meanwhile
         # The snapshot and the membership in one step: every later frame follows it.
         sink.outbox.put_control(sink.codec.encode(self._window_snapshot(group)))

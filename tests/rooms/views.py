@@ -86,4 +86,5 @@ async def room_counts(hub: HubProcess, room: str) -> dict[str, Any]:
 
 def shown(entry: Frame) -> tuple[Any, ...]:
     """What a window shows of a member (the fields both sides carry)."""
-    return (entry["id"], entry["status"], entry["name"], entry["text"], entry.get("lastSeen"))
+    return (entry["id"], entry["status"], entry["name"], entry["text"], entry["at"],
+            entry.get("lastSeen"))  # fmt: skip
