@@ -27,7 +27,7 @@ with one Redis and ``B = 1`` everything lives in one slot. Per bucket ``T = {hub
 ``T:ro:<room>``           zset     the room's members of this bucket: member keys, every score
                                    0 (lexicographic order is the members' order)
 ``T:rc:<room>``           hash     the bucket's share of the room's numbers: o(nline), a(way),
-                                   b(usy), t(otal), s(eq of its last move); gone at 0 members
+                                   b(usy), t(otal), s(eq of its last move); only s at 0 members
 ``T:tot``                 hash     the same numbers for every user of the bucket
 ========================  =======  ===========================================================
 

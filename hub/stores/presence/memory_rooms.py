@@ -65,12 +65,11 @@ class MemoryRoomIndex:
         counts = old.counts.moved(status_of(before) if before else None,
                                   status_of(after) if after else None)  # fmt: skip
         part = Part(next_seq(old.seq, self._now()), counts)
+        self._counts[room] = part
         if counts.total == 0:
-            # The room's last member left: nothing of it stays (its seq counts on by time).
+            # The room's last member left: only its seq stays, so a read still says which
+            # moves it holds.
             self._orders.pop(room, None)
-            self._counts.pop(room, None)
-        else:
-            self._counts[room] = part
         return RoomMove(room, uid, before, after, part)
 
     # -- presence changes ------------------------------------------------------------------

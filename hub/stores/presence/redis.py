@@ -750,10 +750,7 @@ class RedisStore:
             sizes = [parts[_tag(b)].counts.total for b in buckets]
             first = await select(start, sizes, self._probe_at(room), self._probe_below(room)) or ""
             if not first:
-                # Past the last member: the slice holds the last one, so it knows its place.
-                total = sum(sizes)
-                return await self.room_slice(room, total - 1, count) if total else \
-                    Slice(0, [], True, parts)  # fmt: skip
+                return Slice(sum(sizes), [], True, parts)  # past the last member
         return await self._merged(room, "from", first, count)
 
     async def room_after(self, room: str, key: str, count: int) -> Slice:

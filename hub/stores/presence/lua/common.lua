@@ -158,7 +158,7 @@ end
 
 -- Move one member between statuses in a numbers hash (before/after nil: not a member on
 -- that side), count the move (roster.next_seq) and answer {seq, online, away, busy, total}.
--- The hash goes once its total is 0 (its seq counts on by time if it comes back).
+-- At 0 members only the seq stays: a read then still says which moves it holds.
 local COUNTED = {online = 'o', away = 'a', busy = 'b'}
 local function tally(ctx, key, before, after)
   if before == nil then redis.call('HINCRBY', key, 't', 1) end
@@ -171,11 +171,8 @@ local function tally(ctx, key, before, after)
   local seq = math.max((tonumber(v[1]) or 0) + 1, ctx.now * 1024)
   local part = {seq, tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[4]) or 0,
                 tonumber(v[5]) or 0}
-  if part[5] <= 0 then
-    redis.call('DEL', key)
-  else
-    redis.call('HSET', key, 's', num(seq))
-  end
+  redis.call('HSET', key, 's', num(seq))
+  if part[5] <= 0 then redis.call('HDEL', key, 'o', 'a', 'b', 't') end
   return part
 end
 
