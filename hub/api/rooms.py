@@ -55,6 +55,8 @@ class RoomsApi:
         self.store = services.node.store
 
     async def _room(self, room: str) -> None:
+        if not room:
+            raise BadRequest("room is required: the id of the room (room=...)")
         if await self.services.admin.registry.get_room(room) is None:
             raise NotFound(f"no room {room!r}")
 

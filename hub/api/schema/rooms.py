@@ -9,18 +9,20 @@ from msgspec import Meta, Struct
 #: Most members one ``rooms.members`` page may hold (the websocket's full-list bound).
 MAX_PAGE = 10_000
 
-Room = Annotated[str, Meta(min_length=1, max_length=128, description="The room id.")]
+#: Required: the endpoints answer 400 naming it when it is missing (query models have no
+#: required field, so the reader's own message stays one shape).
+Room = Annotated[str, Meta(max_length=128, description="The room id (required).")]
 
 
 class RoomCountsQuery(Struct):
-    room: Room
+    room: Room = ""
 
 
 class RoomMembersQuery(Struct):
     """A page of a room's members in the window order: from ``offset``, or after
     ``cursor`` (the ``cursor`` of the previous page, which members moving never shift)."""
 
-    room: Room
+    room: Room = ""
     offset: Annotated[int, Meta(ge=0, description="The index of the page's first member.")] = 0
     count: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="Members per page.")] = 100
     cursor: (
