@@ -365,15 +365,17 @@ class Views:
                 self._numbers[None].merge(event.bucket, event.totals)
                 self._kick()
             touched: set[Group] = set()
+            tracked = False
             for move in event.rooms:
                 numbers = self._numbers.get(move.room)
                 if numbers is None:
                     continue
+                tracked = True
                 numbers.merge(event.bucket, move.part)
                 touched.update(numbers.groups)
-            if touched:
-                for group in touched:
-                    self._apply(group, event)
+            for group in touched:
+                self._apply(group, event)
+            if tracked:
                 self._kick()
             return
         for entry in event.users:
