@@ -77,11 +77,14 @@ class HubCommands:
         counts and windows, their first frame, then their changes."""
         fanout = self.node.fanout
         fanout.unsubscribe(c, scope)  # a second sub of a scope starts it afresh
-        if scope.view == "counts":
-            await self._views().subscribe_counts(c, scope)
-            return
-        if scope.view == "range":
-            await self._views().subscribe_window(c, scope.room, *scope.window)
+        if scope.view != "list":
+            views = self._views()
+            if scope.view == "counts":
+                await views.subscribe_counts(c, scope)
+            else:
+                await views.subscribe_window(c, scope.room, *scope.window)
+            if c.lost:  # closed while its first frame was read: nobody to follow it for
+                fanout.unsubscribe(c, scope)
             return
         if scope.kind == "room":
             await self._check_size(scope.room)

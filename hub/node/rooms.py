@@ -253,26 +253,26 @@ class Rooms:
         """Make ``user`` a member (the room is created when missing, within ``limits``:
         :class:`~hub.stores.registry.base.RoomLimitReached` past them); False if it was one.
 
-        The registry records the membership, then the presence store places the user in
-        the room's order and numbers. The second step is idempotent and runs for a user who
-        already was a member too, so a join repeated after a crash between the two repairs
-        the room's index."""
+        The registry records the membership (and its event goes to the room's list
+        subscribers), then the presence store places the user in the room's order and
+        numbers. That last step is idempotent and runs for a user who already was a member
+        too, so a join repeated after a failure or a crash there repairs the room's index."""
         at = await self.registry.join(room, user, limits=limits)
+        if at is not None:
+            view = await self.node.store.get(user)
+            await self._publish(room, [member_entry(user, view, True, at)], at)
         await self.node.store.room_add(room, [user])
-        if at is None:
-            return False
-        view = await self.node.store.get(user)
-        await self._publish(room, [member_entry(user, view, True, at)], at)
-        return True
+        return at is not None
 
     async def remove_member(self, room: str, user: str) -> bool:
         at = await self.registry.leave(room, user)
+        if at is not None:
+            view = await self.node.store.get(user)
+            await self._publish(room, [member_entry(user, view, False, at)], at)
+        # Idempotent, and run for a user who already left too: a leave repeated after a
+        # failure here repairs the room's index.
         await self.node.store.room_remove(room, [user])
-        if at is None:
-            return False
-        view = await self.node.store.get(user)
-        await self._publish(room, [member_entry(user, view, False, at)], at)
-        return True
+        return at is not None
 
     async def forget_user(self, user: str) -> None:
         """A deleted user leaves every room it was in."""
