@@ -123,6 +123,8 @@ class Views:
         self._holders: dict[str, set[Group]] = {}
         self._versions = itertools.count(1)
         self._wake: asyncio.Event | None = None
+        self._totals_stale = False
+        self._totals_read: asyncio.Task[None] | None = None
         self.reads = 0
         self.frames_sent = 0
 
@@ -378,6 +380,11 @@ class Views:
             if tracked:
                 self._kick()
             return
+        if event.users and None in self._numbers:
+            # The numbers of all users travel with moves only when a room moved too: after
+            # a tick with changes they are read again (a few small reads, once a tick).
+            self._totals_stale = True
+            self._kick()
         for entry in event.users:
             for group in self._holders.get(entry["id"], ()):
                 self._update(group, entry)
@@ -455,6 +462,11 @@ class Views:
             group.dirty = True
         self._kick()
 
+    def _totals_done(self, task: asyncio.Task[None]) -> None:
+        self._totals_read = None
+        if self._totals_stale:
+            self._kick()
+
     async def _reread_numbers(self, numbers: Numbers) -> None:
         try:
             parts = await self.store.room_counts(numbers.room)
@@ -469,6 +481,11 @@ class Views:
 
     def flush(self) -> None:
         """Send what changed since the last tick: numbers, then window operations."""
+        everyone = self._numbers.get(None)
+        if self._totals_stale and everyone is not None and self._totals_read is None:
+            self._totals_stale = False
+            self._totals_read = asyncio.ensure_future(self._reread_numbers(everyone))
+            self._totals_read.add_done_callback(self._totals_done)
         for numbers in self._numbers.values():
             if numbers.changed and numbers.subs:
                 self._send_counts(numbers)

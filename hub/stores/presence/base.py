@@ -103,7 +103,9 @@ class RoomMove:
 class Moves:
     """What one store operation changed in the room index, from one ``bucket``: members
     moved, joined or left (``rooms``), with the entries of those users (what a window
-    shows), and the bucket's new share of the numbers of all users (``totals``)."""
+    shows), and the bucket's new share of the numbers of all users (``totals``, when they
+    changed too; a store may leave them out, and readers of them read them again after
+    presence changes)."""
 
     cursor: int
     bucket: str

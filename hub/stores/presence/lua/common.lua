@@ -266,17 +266,17 @@ end
 -- After the changes: advance the clock, trim the index to one window, publish the batch
 -- and append it to the change stream (field d, the same msgpack map), dropping stream
 -- entries older than one window (MINID ~: whole macro nodes only, so cheap).
--- Nothing changed, nothing written, nothing published. The room index's moves (and the
--- bucket's new numbers of all users) go to every hub on '<channel>:moves', apart from the
--- public channel: {v, cursor, bucket, rooms = {{room, user, before, after, seq, online,
+-- Nothing changed, nothing written, nothing published. The room index's moves (with the
+-- bucket's new numbers of all users when they changed too) go to every hub on
+-- '<channel>:moves', apart from the public channel: {v, cursor, bucket, rooms = {{room, user, before, after, seq, online,
 -- away, busy, total}...}, users = the moved users' entries, totals = {seq, o, a, b, t}}.
+-- Only moves in rooms are published: the numbers of all users change with almost every
+-- change, and a second message per change to every hub would double the pub/sub cost, so
+-- nodes that follow them read them again after a tick with changes (hub.node.views).
 local function publish_moves(ctx)
-  if #ctx.rooms == 0 and not ctx.totals then return end
-  local moves = {v = 1, cursor = ctx.stamp, bucket = ctx.tag}
-  if #ctx.rooms > 0 then
-    moves.rooms = ctx.rooms
-    moves.users = ctx.moved
-  end
+  if #ctx.rooms == 0 then return end
+  local moves = {v = 1, cursor = ctx.stamp, bucket = ctx.tag, rooms = ctx.rooms,
+                 users = ctx.moved}
   if ctx.totals then moves.totals = ctx.totals end
   redis.call('PUBLISH', ctx.channel .. ':moves', cmsgpack.pack(moves))
 end
