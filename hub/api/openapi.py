@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from hub import __version__
 from hub.api import rest as api
+from hub.api import rooms
 from hub.api.compat import agora, cometchat, iflychat, rocketchat
 from hub.api.http import reply
 from hub.api.spec import Operation
@@ -42,16 +43,22 @@ The first client frame must be `hello` with a user token, within 5 s; the hub an
 | server | `ready` | `conn`, `user` (own entry), `cursor`, `window` (seconds) |
 | client | `status` | `status` (online, away, busy, offline) and/or `text` (120 chars) |
 | client | `activity` | `state`: `online` or `away` (this connection's idle state) |
-| client | `sub` / `unsub` | `all: true`, `users: [...]` or `room`; `sub`: optional `since` |
+| client | `sub` / `unsub` | `all: true`, `users: [...]` (10,000 ids) or `room`; see below |
+| client | `range` | `room`, `range: [from, to]`: move this connection's member window |
 | client | `join` / `leave` | `room` |
-| server | `snapshot` | `scope`, `full`, `users`, `cursor` |
+| server | `snapshot` | `scope`, `full`, `users`, `cursor`; `unknown`; `total`, `v` |
 | server | `delta` | `scope`, `users`, `cursor` (at most one per subscriber, scope and tick) |
+| server | `counts` | `scope`, `online`, `away`, `busy`, `total`, `cursor` (at most once a tick) |
+| server | `window` | `scope`, `v`, `ops` (insert / delete / update), `total`, `cursor` |
 | both | `ping` / `pong` | |
 | server | `ack` | `ref` of the client frame that took effect |
 | server | `error` | `code`, `message`, `ref` |
 
 Any client frame may carry a `ref`; the hub answers it with `ack` or `error` carrying the
-same `ref`. A `sub` with a `since` inside the window gets the users changed at or after it
+same `ref`. A `sub` takes an optional `since`, or `counts: true` (the numbers of `all` or a
+room), or, for a room, `range: [from, to]` (a window of its ordered members: a `snapshot`,
+then `window` frames). A `users` snapshot lists the ids the hub never saw in `unknown`.
+A `sub` with a `since` inside the window gets the users changed at or after it
 (`full: false`); otherwise a full snapshot of everyone not offline (`full: true`).
 
 Close codes: 4001 not authenticated, 4003 deactivated, 4004 disconnected by an admin,
@@ -153,6 +160,7 @@ def operations() -> list[Operation]:
     return [
         *OPERATIONS,
         *api.OPERATIONS,
+        *rooms.OPERATIONS,
         *rocketchat.OPERATIONS,
         *cometchat.OPERATIONS,
         *agora.OPERATIONS,

@@ -27,6 +27,12 @@ final: the client raises :class:`NotAuthenticated`, :class:`Deactivated` or
 
 The first connection is not retried: :func:`connect` raises :class:`HubUnreachable` when the
 hub cannot be reached, so a misconfigured URL fails fast.
+
+Rooms of any size: :meth:`Client.counts` keeps a room's numbers (or everyone's),
+:meth:`Client.members` a window of its ordered members (:mod:`hub.clients.views`). A
+``users`` subscription tells a known user who is offline (an entry with ``status:
+offline`` and, when shown, ``lastSeen``) from an id the hub never saw
+(:meth:`Client.get` answers :class:`~hub.clients.views.Unknown`).
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
 from hub import __version__
+from hub.clients.views import Counts, CountsView, Unknown, WindowView
 from hub.model.presence import (
     Entry,
     check_audience,
@@ -59,12 +66,24 @@ from hub.model.presence import (
     check_text,
     check_until,
 )
-from hub.wire.hub import JSON, MSGPACK, CloseCode, ProtocolError, Scope, decode, parse_scope
+from hub.wire.hub import (
+    ECHO_IDS,
+    JSON,
+    MSGPACK,
+    CloseCode,
+    ProtocolError,
+    Scope,
+    decode,
+    parse_scope,
+    parse_window,
+)
 
 __all__ = [
     "Client",
     "ClientClosed",
     "ConnectionLost",
+    "Counts",
+    "CountsView",
     "Deactivated",
     "DisconnectedByAdmin",
     "FrameError",
@@ -72,6 +91,8 @@ __all__ = [
     "HubError",
     "HubUnreachable",
     "NotAuthenticated",
+    "Unknown",
+    "WindowView",
     "connect",
     "scope_of",
     "ws_url",
@@ -270,7 +291,20 @@ class Subscription:
     full_snapshots: int = 0
     delta_snapshots: int = 0
     slack_ms: int = RESUME_SLACK_MS
+    #: Ids of a ``users`` scope the hub never saw (its snapshot's ``unknown``).
+    unknown: set[str] = field(default_factory=set)
     _synthetic: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._ids = frozenset(self.scope.users) if self.scope.kind == "users" else None
+
+    def get(self, user: str) -> Entry | Unknown | None:
+        """``user``'s entry (offline ones too), :class:`Unknown` for an id the hub never
+        saw, or None when this scope says nothing of it."""
+        entry = self.state().get(user)
+        if entry is not None:
+            return entry
+        return Unknown(user) if user in self.unknown else None
 
     def state(self) -> dict[str, Entry]:
         return {uid: e for uid, e in self.entries.items() if e.get("member", True) is not False}
@@ -295,6 +329,9 @@ class Subscription:
     def merge(self, entries: Iterable[Entry]) -> list[Entry]:
         changed = []
         for e in entries:
+            if self._ids is not None and e["id"] not in self._ids:
+                continue  # a long watchlist's delta carries other watchlists' users too
+            self.unknown.discard(e["id"])
             if self._newer(e, self.entries.get(e["id"])):
                 self.entries[e["id"]] = e
                 self._synthetic.discard(e["id"])
@@ -307,6 +344,9 @@ class Subscription:
         cursor = frame.get("cursor")
         changed: list[Entry] = []
         if frame.get("op") == "snapshot":
+            unknown = frame.get("unknown")
+            if isinstance(unknown, list):
+                self.unknown = {u for u in unknown if isinstance(u, str)}
             if frame.get("full"):
                 self.full_snapshots += 1
                 listed = {e["id"] for e in users}
@@ -377,6 +417,7 @@ class Client:
         self._refs = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._subs: dict[tuple[str, ...], Subscription] = {}
+        self._views: dict[tuple[str, ...], CountsView | WindowView] = {}
         self._rooms: set[str] = set()
         self._activity = "online"
         self._connected = asyncio.Event()
@@ -522,9 +563,81 @@ class Client:
         await self._until(sub.synced)
         return sub.state()
 
+    async def counts(self, room: str | None = None) -> CountsView:
+        """A room's numbers (``room=None``: everyone's), once its first frame is in; the
+        view's ``value`` stays current and ``changes()`` yields each update."""
+        scope = parse_scope({"all": True, "counts": True} if room is None
+                            else {"room": room, "counts": True}, None)  # fmt: skip
+        view = self._views.get(scope.key())
+        if not isinstance(view, CountsView):
+            view = self._views[scope.key()] = CountsView(scope)
+        await self._request_view(view, {"op": "sub", **scope.wire()})
+        return view
+
+    async def members(self, room: str, first: int, last: int) -> WindowView:
+        """A window of members ``first`` to ``last`` of ``room`` in the hub's order, once
+        its snapshot is in; ``users`` stays exact and ``changes()`` yields each update.
+        Asking again with another range moves the window."""
+        window = parse_window([first, last], None)
+        scope = parse_scope({"room": room, "range": list(window)}, None)
+        view = self._views.get(scope.key())
+        if isinstance(view, WindowView) and view.requested and view.range != window:
+            await self.move(room, first, last)
+            return view
+        if not isinstance(view, WindowView):
+            view = self._views[scope.key()] = WindowView(scope, range=window)
+        await self._request_view(view, view.frame())
+        return view
+
+    async def move(self, room: str, first: int, last: int) -> WindowView:
+        """Move this client's window of ``room``; returns once the new range's snapshot
+        is in."""
+        window = parse_window([first, last], None)
+        scope = parse_scope({"room": room, "range": list(window)}, None)
+        view = self._views.get(scope.key())
+        if not isinstance(view, WindowView):
+            raise FrameError("not_subscribed", f"no window of room {room!r}: call members()")
+        view.move(*window)
+        view.synced.clear()
+        await self._request({"op": "range", "room": room, "range": list(window)})
+        await self._until(view.synced)
+        return view
+
+    async def _request_view(self, view: CountsView | WindowView, frame: dict[str, Any]) -> None:
+        if not view.requested:
+            view.requested = True
+            try:
+                await self._request(frame)
+            except BaseException:
+                view.requested = False
+                self._views.pop(view.scope.key(), None)
+                raise
+        await self._until(view.synced)
+
+    def get(self, scope: ScopeLike, user: str) -> Entry | Unknown | None:
+        """What a subscribed scope says of ``user``: its entry (``status: offline`` and,
+        when shown, ``lastSeen`` for a known user who is offline), :class:`Unknown` for an
+        id the hub never saw, or None."""
+        sub = self._subs.get(scope_of(scope).key())
+        return None if sub is None else sub.get(user)
+
+    def unknown(self, scope: ScopeLike) -> set[str]:
+        """The ids of a subscribed ``users`` scope the hub never saw."""
+        sub = self._subs.get(scope_of(scope).key())
+        return set() if sub is None else set(sub.unknown)
+
     async def unsubscribe(self, scope: ScopeLike) -> None:
         """Stop a subscription; its iterators end."""
         s = scope_of(scope)
+        view = self._views.pop(s.key(), None)
+        if view is not None:
+            view.end(None)
+            if view.requested and self.connected:
+                wire = view.frame() if isinstance(view, WindowView) else {**view.scope.wire()}
+                wire = {k: v for k, v in wire.items() if k != "op"}
+                with contextlib.suppress(FrameError):
+                    await self._request({"op": "unsub", **wire}, retry=False)
+            return
         sub = self._subs.pop(s.key(), None)
         if sub is None:
             return
@@ -705,6 +818,10 @@ class Client:
         for sub in self._subs.values():
             if sub.requested and sub.synced.is_set():
                 frames.append(sub.frame(0))
+        for view in self._views.values():
+            if view.requested:
+                frames.append(view.frame() if isinstance(view, WindowView)
+                              else {"op": "sub", **view.scope.wire()})  # fmt: skip
         for frame in frames:
             ref = next(self._refs)
             frame["ref"] = ref
@@ -722,9 +839,15 @@ class Client:
             return
         log.warning("the hub refused %s after reconnecting: %s", frame.get("op"), exc)
         if frame["op"] == "sub":
-            sub = self._subs.pop(scope_of(frame).key(), None)
+            key = scope_of(
+                {k: v for k, v in frame.items() if k not in ("op", "ref", "since")}
+            ).key()
+            sub = self._subs.pop(key, None)
             if sub is not None:
                 sub.end(exc)
+            view = self._views.pop(key, None)
+            if view is not None:
+                view.end(exc)
 
     async def _supervise(self, ws: ClientConnection) -> None:
         """Read until the connection drops, then reconnect (or stop on a final close)."""
@@ -782,10 +905,21 @@ class Client:
 
     async def _dispatch(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
         op = frame.get("op")
-        if op in ("snapshot", "delta"):
+        scope = frame.get("scope")
+        if op == "delta" and isinstance(scope, dict) and scope.get("users") is True:
+            # A long watchlist's delta: for each long users subscription, its own ids.
+            for watchlist in self._subs.values():
+                if watchlist.scope.kind == "users" and len(watchlist.scope.users) > ECHO_IDS:
+                    watchlist.apply(frame)
+        elif op in ("snapshot", "delta", "counts", "window"):
             try:
-                key = parse_scope(frame.get("scope") or {}, None).key()
+                key = parse_scope(scope or {}, None).key()
             except ValueError:
+                return
+            if op in ("counts", "window") or (isinstance(scope, dict) and "range" in scope):
+                view = self._views.get(key)
+                if view is not None:
+                    view.apply(frame)
                 return
             sub = self._subs.get(key)
             if sub is not None:
@@ -837,6 +971,8 @@ class Client:
         self._pending.clear()
         for sub in self._subs.values():
             sub.end(error)
+        for view in self._views.values():
+            view.end(error)
         self._done.set()
 
 

@@ -13,6 +13,9 @@ drain it loses its pending frames and is marked for resync: its writer sends a f
 
 A new subscription starts *buffering*: deltas are held until its snapshot has been queued,
 so a client never sees a delta before the snapshot it belongs to.
+
+Counts and member windows (``counts: true``, ``range``) are the :class:`~hub.node.views.Views`
+the fan-out carries: they follow the store's moves, and flush on the same tick.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from hub.model.presence import Entry
+from hub.node.views import Views
 from hub.session.outbox import RESYNC, Outbox
+from hub.stores.presence.base import Batch, Moves
 from hub.wire.hub import ALL, Codec, Scope, delta
 
 __all__ = ["RESYNC", "Fanout", "Outbox", "Sink", "Subscription"]
@@ -54,12 +59,13 @@ class Subscription:
 class Fanout:
     """The local subscriber index and the per-tick coalescing flush."""
 
-    def __init__(self, tick_ms: int = 50) -> None:
+    def __init__(self, tick_ms: int = 50, views: Views | None = None) -> None:
         self.tick_s = tick_ms / 1000
+        self.views = views
         self._pending: dict[str, Entry] = {}
         self._cursor = 0
         self._all: dict[Sink, Subscription] = {}
-        self._by_user: dict[str, dict[tuple[Sink, tuple[str, ...]], Subscription]] = {}
+        self._by_user: dict[str, dict[tuple[Sink, str], Subscription]] = {}
         self._by_room: dict[str, dict[Sink, Subscription]] = {}
         self._room_members: dict[str, set[str]] = {}
         self._room_pending: dict[str, dict[str, Entry]] = {}
@@ -74,6 +80,8 @@ class Fanout:
         #: in a text, say): counted and logged, never a reason to stop the flush.
         self.entries_dropped = 0
         self.flush_errors = 0
+        if views is not None:
+            views.attach(self._wake)
 
     # -- subscriptions -------------------------------------------------------------
 
@@ -83,8 +91,9 @@ class Fanout:
         if scope.kind == "all":
             self._all[sink] = sub
         elif scope.kind == "users":
+            key = (sink, scope.name)
             for uid in set(scope.users):
-                self._by_user.setdefault(uid, {})[(sink, scope.key())] = sub
+                self._by_user.setdefault(uid, {})[key] = sub
         else:
             self._by_room.setdefault(scope.room, {})[sink] = sub
         return sub
@@ -98,13 +107,16 @@ class Fanout:
                 sub.sink.outbox.put(data)
 
     def unsubscribe(self, sink: Sink, scope: Scope) -> bool:
+        if scope.view != "list":
+            return self.views is not None and self.views.unsubscribe(sink, scope)
         if scope.kind == "all":
             return self._all.pop(sink, None) is not None
         if scope.kind == "users":
             found = False
+            key = (sink, scope.name)
             for uid in set(scope.users):
                 subs = self._by_user.get(uid)
-                if subs is not None and subs.pop((sink, scope.key()), None) is not None:
+                if subs is not None and subs.pop(key, None) is not None:
                     found = True
                     if not subs:
                         del self._by_user[uid]
@@ -135,7 +147,8 @@ class Fanout:
 
     @property
     def subscriber_count(self) -> int:
-        return sum(1 for _ in self.subscriptions())
+        views = self.views.subscriber_count if self.views is not None else 0
+        return sum(1 for _ in self.subscriptions()) + views
 
     # -- the feed ------------------------------------------------------------------
 
@@ -150,6 +163,16 @@ class Fanout:
         if cursor > self._cursor:
             self._cursor = cursor
         self._wake.set()
+
+    def observe(self, event: Batch | Moves) -> None:
+        """A feed event for the counts and windows (moves, and presence changes)."""
+        if self.views is not None:
+            self.views.observe(event)
+
+    def lost(self) -> None:
+        """The feed lost messages: counts and windows are read again."""
+        if self.views is not None:
+            self.views.lost()
 
     def feed_room(self, room: str, entries: Iterable[Entry], cursor: int) -> None:
         """Membership changes of ``room`` (entries with ``member``) for its subscribers."""
@@ -219,6 +242,8 @@ class Fanout:
                 log.exception("fan-out flush failed; the next tick goes on")
 
     def flush(self) -> None:
+        if self.views is not None:
+            self.views.flush()
         changes = self._pending
         room_changes = self._room_pending
         if not changes and not room_changes:
@@ -316,7 +341,7 @@ class Fanout:
                 sub.hold(es)
                 continue
             codec = sub.sink.codec
-            key = (codec.name, sub.scope.key(), *(id(e) for e in es))
+            key = (codec.name, sub.scope.token, *(id(e) for e in es))
             if key in cache:
                 data = cache[key]
             else:

@@ -31,6 +31,7 @@ from hub.model.auth import Claims
 from hub.model.presence import Entry, infer_chosen
 from hub.node.connection import Pacer, UserConnection
 from hub.node.fanout import Fanout
+from hub.node.views import Views
 from hub.ops.config import Settings
 from hub.stores.presence.base import (
     Batch,
@@ -39,6 +40,7 @@ from hub.stores.presence.base import (
     Gap,
     LiveConnection,
     Liveness,
+    Moves,
     PresenceStore,
     StoreUnavailable,
     UserView,
@@ -93,6 +95,8 @@ class RoomService(Protocol):
     async def add_member(self, room: str, user: str) -> bool: ...
 
     async def remove_member(self, room: str, user: str) -> bool: ...
+
+    async def member_count(self, room: str) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ class Node:
         self.settings = settings
         self.store = store
         self.id = settings.node_id
-        self.fanout = fanout or Fanout(settings.tick_ms)
+        self.fanout = fanout or Fanout(settings.tick_ms, Views(store))
         #: The hello check, the REST check and the rooms (None: everyone admitted, no rooms).
         self.gate = gate
         self.rest_gate = rest_gate
@@ -341,6 +345,7 @@ class Node:
                         if event.cursor > self.cursor:
                             self.cursor = event.cursor
                         self.fanout.feed(event.users, event.cursor)
+                        self.fanout.observe(event)
                         if self.by_user:
                             for entry in event.users:
                                 self.remember(entry)
@@ -350,8 +355,11 @@ class Node:
                         await self.close_user(event.user, event.code, event.reason)
                         for chook in self._control_hooks:
                             await chook(event)
+                    elif isinstance(event, Moves):
+                        self.fanout.observe(event)
                     elif isinstance(event, Gap):
                         self.stats.gaps += 1
+                        self.fanout.lost()
                         await self.recover()
             except asyncio.CancelledError:
                 raise

@@ -252,21 +252,28 @@ class Rooms:
 
     async def add_member(self, room: str, user: str, *, limits: RoomLimits = NO_LIMITS) -> bool:
         """Make ``user`` a member (the room is created when missing, within ``limits``:
-        :class:`~hub.stores.registry.base.RoomLimitReached` past them); False if it was one."""
+        :class:`~hub.stores.registry.base.RoomLimitReached` past them); False if it was one.
+
+        The registry records the membership (and its event goes to the room's list
+        subscribers), then the presence store places the user in the room's order and
+        numbers. That last step is idempotent and runs for a user who already was a member
+        too, so a join repeated after a failure or a crash there repairs the room's index."""
         at = await self.registry.join(room, user, limits=limits)
-        if at is None:
-            return False
-        view = await self.node.store.get(user)
-        await self._publish(room, [member_entry(user, view, True, at)], at)
-        return True
+        if at is not None:
+            view = await self.node.store.get(user)
+            await self._publish(room, [member_entry(user, view, True, at)], at)
+        await self.node.store.room_add(room, [user])
+        return at is not None
 
     async def remove_member(self, room: str, user: str) -> bool:
         at = await self.registry.leave(room, user)
-        if at is None:
-            return False
-        view = await self.node.store.get(user)
-        await self._publish(room, [member_entry(user, view, False, at)], at)
-        return True
+        if at is not None:
+            view = await self.node.store.get(user)
+            await self._publish(room, [member_entry(user, view, False, at)], at)
+        # Idempotent, and run for a user who already left too: a leave repeated after a
+        # failure here repairs the room's index.
+        await self.node.store.room_remove(room, [user])
+        return at is not None
 
     async def forget_user(self, user: str) -> None:
         """A deleted user leaves every room it was in."""
@@ -294,11 +301,15 @@ class Rooms:
             return False
         members, at = result
         entries: list[Entry] = []
+        await self.node.store.room_remove(room, members)
         for chunk in _chunks(members):
             views = {v.id: v for v in await self.node.store.users(chunk)}
             entries += [member_entry(u, views.get(u), False, at) for u in chunk]
         await self._publish(room, entries, at)
         return True
+
+    async def member_count(self, room: str) -> int:
+        return await self.registry.member_count(room)
 
     async def online(self, room: str) -> list[UserView]:
         """The members of ``room`` who are not offline."""

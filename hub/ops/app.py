@@ -23,6 +23,7 @@ from hub.api.compat.agora import Agora
 from hub.api.compat.cometchat import CometChat
 from hub.api.compat.iflychat import IFlyChat
 from hub.api.compat.rocketchat import RocketChat
+from hub.api.rooms import RoomsApi
 from hub.api.services import Services
 from hub.delivery.webhooks import Webhooks
 from hub.node.admin import Admin
@@ -31,6 +32,7 @@ from hub.node.fanout import Fanout
 from hub.node.node import Core, Node
 from hub.node.queries import Queries
 from hub.node.rooms import Rooms
+from hub.node.views import Views
 from hub.ops.config import Settings
 from hub.ops.metrics import HubMetrics, Instruments
 from hub.ops.pusher import create_service as create_pusher
@@ -72,12 +74,18 @@ class VendorMount(Mount):
         self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
 
 
-def vendor_mounts(services: Services, hub_api: api.HubApi) -> list[BaseRoute]:
+def vendor_mounts(services: Services, hub_api: api.HubApi,
+                  rooms_api: RoomsApi | None = None) -> list[BaseRoute]:  # fmt: skip
     """Each vendor API as a sub-app with its own error mapping (the hub's own ``/api/v1``
     paths join Rocket.Chat's). Agora's ``/{org}/{app}`` comes last: it would shadow any
     two-segment prefix listed after it."""
     return [
-        VendorMount("/api/v1", RocketChat(services).app(hub_api.api_v1_routes())),
+        VendorMount(
+            "/api/v1",
+            RocketChat(services).app(
+                [*hub_api.api_v1_routes(), *(rooms_api.routes() if rooms_api else [])]
+            ),
+        ),
         VendorMount("/v3", CometChat(services).app()),
         VendorMount("/api/1.1", IFlyChat(services).app()),
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
@@ -89,7 +97,7 @@ def create_app(settings: Settings) -> Starlette:
     instruments = Instruments()
     store = instruments.timed(open_store(settings))
     registry = open_registry(settings)
-    core = Core(settings, store, Fanout(settings.tick_ms))
+    core = Core(settings, store, Fanout(settings.tick_ms, Views(store)))
     rooms = Rooms(core, registry)
     admin = Admin(core, registry, rooms)
     node = Node(settings, store, fanout=core.fanout, gate=admin.gate,
@@ -135,7 +143,7 @@ def create_app(settings: Settings) -> Starlette:
         *openapi.routes,
         *(pusher_routes() if pusher is not None else []),
         Route("/", index, methods=["GET"]),
-        *vendor_mounts(services, hub_api),
+        *vendor_mounts(services, hub_api, RoomsApi(services)),
     ]
     app = HubApp(
         routes=routes, lifespan=lifespan, middleware=cors(settings), exception_handlers=api.HANDLERS
@@ -157,6 +165,7 @@ def hub_limits(settings: Settings) -> Limits:
     return Limits(
         secret=settings.secret,
         max_frame_bytes=settings.max_frame_bytes,
+        max_large_bytes=settings.max_watchlist_bytes,
         rate_per_s=settings.rate_per_s,
         burst=settings.rate_per_s * 2,
         hello_timeout_s=settings.hello_timeout_s,

@@ -138,6 +138,9 @@ class Settings:
     node_id: str = field(default_factory=lambda: secrets.token_hex(6))
     outbox_frames: int = 256
     max_frame_bytes: int = 64 * 1024
+    #: The one larger frame: a ``sub`` of a ``users`` scope (1 MiB: 10,000 ids of up to
+    #: about 100 characters); every other frame is held to ``max_frame_bytes``.
+    max_watchlist_bytes: int = 1024 * 1024
     hello_timeout_s: float = 5.0
     auto_register: bool = True
     log_format: str = "json"
@@ -147,6 +150,9 @@ class Settings:
     last_seen: str = "everyone"
     max_rooms_per_user: int = 100
     max_rooms: int = 100_000
+    #: Above this many members a plain room ``sub`` is refused with ``limit`` (use
+    #: ``counts`` or ``range``): no node loads a huge member set to list it.
+    room_full_list_max: int = 10_000
     generated_keys: bool = False
     #: Origins allowed to call the REST API and load /static from another site
     #: (``HUB_CORS_ORIGINS``: comma-separated, or ``*``); with generated keys, any.
@@ -206,6 +212,7 @@ class Settings:
             node_id=env.get("HUB_NODE_ID") or secrets.token_hex(6),
             outbox_frames=_int(env, "HUB_OUTBOX_FRAMES", 256),
             max_frame_bytes=_int(env, "HUB_MAX_FRAME_BYTES", 64 * 1024, minimum=256),
+            max_watchlist_bytes=_int(env, "HUB_MAX_WATCHLIST_BYTES", 1024 * 1024, minimum=256),
             hello_timeout_s=_seconds(env, "HUB_HELLO_TIMEOUT_S", 5.0, minimum=0.1),
             auto_register=_flag(env, "HUB_AUTO_REGISTER", True),
             log_format=log_format,
@@ -216,6 +223,7 @@ class Settings:
             cors_origins=_origins(env, "HUB_CORS_ORIGINS"),
             max_rooms_per_user=_int(env, "HUB_MAX_ROOMS_PER_USER", 100, minimum=0),
             max_rooms=_int(env, "HUB_MAX_ROOMS", 100_000, minimum=0),
+            room_full_list_max=_int(env, "HUB_ROOM_FULL_LIST_MAX", 10_000, minimum=0),
             webhooks=parse_webhooks(env.get("HUB_WEBHOOKS", "")),
             webhook_retry_s=_seconds(env, "HUB_WEBHOOK_RETRY_S", 3600.0),
             webhook_backoff_min_s=_seconds(env, "HUB_WEBHOOK_BACKOFF_MIN_S", 0.5, minimum=0.01),

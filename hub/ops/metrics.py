@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 
 from hub import __version__
 from hub.delivery.core import DeliveryStats
+from hub.model.roster import Part
 from hub.node.node import Node, Session
 from hub.node.queries import Queries
 from hub.stores.presence.base import (
@@ -46,6 +47,7 @@ from hub.stores.presence.base import (
     Liveness,
     PresenceStore,
     Profile,
+    Slice,
     StoreUnavailable,
     UserView,
 )
@@ -281,6 +283,41 @@ class TimedStore:
             await self.inner.publish_control(message)
         finally:
             self._observe("publish_control", started)
+
+    async def room_add(self, room: str, users: Sequence[str]) -> int:
+        started = time.perf_counter()
+        try:
+            return await self.inner.room_add(room, users)
+        finally:
+            self._observe("room_add", started)
+
+    async def room_remove(self, room: str, users: Sequence[str]) -> int:
+        started = time.perf_counter()
+        try:
+            return await self.inner.room_remove(room, users)
+        finally:
+            self._observe("room_remove", started)
+
+    async def room_counts(self, room: str | None) -> dict[str, Part]:
+        started = time.perf_counter()
+        try:
+            return await self.inner.room_counts(room)
+        finally:
+            self._observe("room_counts", started)
+
+    async def room_slice(self, room: str, start: int, count: int) -> Slice:
+        started = time.perf_counter()
+        try:
+            return await self.inner.room_slice(room, start, count)
+        finally:
+            self._observe("room_slice", started)
+
+    async def room_after(self, room: str, key: str, count: int) -> Slice:
+        started = time.perf_counter()
+        try:
+            return await self.inner.room_after(room, key, count)
+        finally:
+            self._observe("room_after", started)
 
 
 class WebhookEndpoint(Protocol):

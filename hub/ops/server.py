@@ -73,7 +73,7 @@ def run(app: Starlette, settings: Settings, reuse_port: bool = False) -> None:
         ws=protocol_class(engine),
         host=settings.host,
         port=settings.port,
-        ws_max_size=settings.max_frame_bytes,
+        ws_max_size=max(settings.max_frame_bytes, settings.max_watchlist_bytes),
         # Presence frames are small; per-message deflate would cost every browser
         # connection two zlib streams (hundreds of KB once used) for little gain.
         ws_per_message_deflate=False,

@@ -91,6 +91,9 @@ class Limits:
 
     secret: str
     max_frame_bytes: int = 64 * 1024
+    #: A larger frame the wire's rules may still take (a ``/ws`` watchlist ``sub``); 0:
+    #: none, every frame is held to ``max_frame_bytes``.
+    max_large_bytes: int = 0
     rate_per_s: float = 50.0
     #: Frames a client may send at once before the rate applies.
     burst: float = 100.0
@@ -148,6 +151,9 @@ class Rules(Protocol):
     def too_large(self, limit: int) -> list[Action]:
         """A frame over the limit."""
 
+    def large_ok(self, data: str | bytes) -> bool:
+        """A frame over ``max_frame_bytes`` (within ``max_large_bytes``) the wire takes."""
+
 
 class Refusal(Exception):
     """A hello the wire refuses: close with ``code`` and ``reason``."""
@@ -196,7 +202,11 @@ class Session:
             return []
         self.last_rx = now
         limit = self.limits.max_frame_bytes
-        if len(data) > limit:
+        if len(data) > limit and (
+            len(data) > self.limits.max_large_bytes
+            or self.state is State.HELLO
+            or not self.rules.large_ok(data)
+        ):
             return self._closing(self.rules.too_large(limit))
         retry_at = self._take(now)
         if retry_at is not None:

@@ -103,6 +103,15 @@ class HubRules:
     def too_large(self, limit: int) -> list[Action]:
         return [Close(TOO_LARGE, f"frame larger than {limit} bytes")]
 
+    def large_ok(self, data: str | bytes) -> bool:
+        """Only a ``sub`` of a ``users`` scope may be larger than the frame limit: a
+        watchlist of up to 10,000 ids."""
+        try:
+            msg = p.parse(data)
+        except p.ProtocolError:
+            return False
+        return isinstance(msg, p.Sub) and msg.scope.kind == "users"
+
     def error(self, code: str, message: str, ref: Any = None) -> str | bytes:
         return self.codec.encode(p.error(code, message, ref))
 

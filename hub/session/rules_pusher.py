@@ -225,5 +225,8 @@ class PusherRules:
     def expired(self) -> list[Action]:
         return []
 
+    def large_ok(self, data: str | bytes) -> bool:
+        return False
+
     def too_large(self, limit: int) -> list[Action]:
         return [Close(TOO_LARGE, f"frame larger than {limit} bytes")]

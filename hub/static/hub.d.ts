@@ -23,10 +23,38 @@ export interface PresenceEntry {
   member?: boolean;
   utcOffset?: number;
   avatar?: string;
+  /** Never true on an entry: see UnknownUser. */
+  unknown?: false;
   [claim: string]: unknown;
 }
 
+/** What a `users` subscription's `get(id)` gives for an id the hub never saw. */
+export interface UnknownUser {
+  id: string;
+  unknown: true;
+  status?: undefined;
+}
+
 export type Scope = { all: true } | { users: string[] } | { room: string };
+/** A room's (or everyone's) numbers only: works for rooms of any size. */
+export type CountsScope = { all: true; counts: true } | { room: string; counts: true };
+/** A window `[from, to]` of a room's ordered members. */
+export type WindowScope = { room: string; range: [number, number] };
+
+/** A scope's numbers; `cursor` is the store clock they are as of. */
+export interface Counts {
+  online: number;
+  away: number;
+  busy: number;
+  total: number;
+  cursor: number;
+}
+
+/** One window operation, at an index inside the window. */
+export type WindowOp =
+  | { op: 'insert'; index: number; user: PresenceEntry }
+  | { op: 'delete'; index: number }
+  | { op: 'update'; index: number; user: PresenceEntry };
 
 export type StatusCounts = Record<Status, number>;
 
@@ -149,12 +177,51 @@ export class Subscription {
   list(): PresenceEntry[];
   /** The users not offline, sorted for display. */
   present(): PresenceEntry[];
-  /** undefined: unknown here; an entry with status 'offline': known and offline. */
-  get(id: string): PresenceEntry | undefined;
+  /**
+   * An entry (status 'offline', with lastSeen when shown, for a known user who is offline);
+   * `{id, unknown: true}` for an id of a `users` scope the hub never saw; undefined when
+   * this scope says nothing of `id`.
+   */
+  get(id: string): PresenceEntry | UnknownUser | undefined;
+  /** The ids of a `users` scope the hub never saw (they are not in `list()`). */
+  unknown(): string[];
   has(id: string): boolean;
   /** Users present (no argument) or with `status`. */
   count(status?: Status): number;
   counts(): StatusCounts;
+  unsubscribe(): Promise<unknown>;
+}
+
+/** `hub.counts(room)`: the numbers of a room (or of everyone), kept current. */
+export class CountsSubscription {
+  readonly hub: Hub;
+  readonly scope: CountsScope;
+  /** Resolves with the first numbers; rejects with a HubError (refused, timeout, closed). */
+  readonly ready: Promise<Counts>;
+  readonly closed: boolean;
+  /** The latest numbers (null before the first frame). */
+  readonly value: Counts | null;
+  on(event: 'change', fn: (counts: Counts) => void): () => void;
+  off(event: 'change', fn: (counts: Counts) => void): void;
+  unsubscribe(): Promise<unknown>;
+}
+
+/** `hub.members(room, [from, to])`: a window of a room's ordered members, kept exact. */
+export class WindowSubscription {
+  readonly hub: Hub;
+  readonly room: string;
+  /** Resolves with the window's first members; rejects with a HubError. */
+  readonly ready: Promise<PresenceEntry[]>;
+  readonly closed: boolean;
+  /** The window: index 0 is member `range[0]`. */
+  readonly users: PresenceEntry[];
+  readonly range: [number, number];
+  /** How many members the room has. */
+  readonly total: number;
+  on(event: 'sync', fn: (users: PresenceEntry[]) => void): () => void;
+  off(event: 'sync', fn: (users: PresenceEntry[]) => void): void;
+  /** Scroll to another range; resolves on the hub's ack (its snapshot follows). */
+  move(range: [number, number]): Promise<Ack>;
   unsubscribe(): Promise<unknown>;
 }
 
@@ -204,7 +271,13 @@ export class Hub {
   setStatus(status: ChosenStatus | undefined | null, text?: string): Promise<Ack>;
   setActivity(state: 'online' | 'away'): void;
 
+  subscribe(scope: CountsScope): CountsSubscription;
+  subscribe(scope: WindowScope): WindowSubscription;
   subscribe(scope: Scope): Subscription;
+  /** A room's numbers (`counts('lobby')`), or everyone's (`counts()`). */
+  counts(room?: string): CountsSubscription;
+  /** Members `from` to `to` of a room, online, away, busy, then offline by last seen. */
+  members(room: string, range: [number, number]): WindowSubscription;
   unsubscribe(scope: Scope): Promise<unknown>;
   join(room: string): Promise<Ack>;
   leave(room: string): Promise<Ack>;
@@ -224,3 +297,14 @@ export const CHOSEN: readonly ChosenStatus[];
 export function countByStatus(entries: Iterable<PresenceEntry>): StatusCounts;
 export function sortEntries(entries: Iterable<PresenceEntry>): PresenceEntry[];
 export function scopeKey(scope: Scope): string;
+/** A window's operations applied in order (what a WindowSubscription does). */
+export function applyOps(users: PresenceEntry[], ops: WindowOp[]): PresenceEntry[];
+export class MemberWindow {
+  constructor(room: string, range: [number, number]);
+  readonly room: string;
+  readonly range: [number, number];
+  readonly users: PresenceEntry[];
+  readonly version: number;
+  readonly total: number;
+  readonly synced: boolean;
+}

@@ -24,9 +24,11 @@
 import { backoffDelay, closePolicy, DEFAULT_BACKOFF, promptDelay } from './backoff.js';
 import { IdleTracker } from './idle.js';
 import { decodeFrame, encodeFrame, MSGPACK_PROTOCOL, protocolName, socketUrl } from './protocol.js';
-import { CHOSEN, newestEntry, normalizeScope, PresenceMap, scopeKey, sortEntries } from './state.js';
+import {
+  checkRange, CHOSEN, MemberWindow, newestEntry, normalizeScope, PresenceMap, scopeKey, sortEntries,
+} from './state.js';
 
-export { CHOSEN, STATUSES, countByStatus, sortEntries, scopeKey } from './state.js';
+export { applyOps, CHOSEN, STATUSES, countByStatus, MemberWindow, sortEntries, scopeKey } from './state.js';
 
 const INPUT_EVENTS = ['pointerdown', 'pointermove', 'keydown', 'wheel', 'touchstart', 'scroll', 'focus'];
 
@@ -136,6 +138,7 @@ export class Hub {
 
     this._listeners = new Map();
     this._subs = new Map(); // scope key -> {map, handles: Set<Subscription>, internal, ref}
+    this._views = new Map(); // 'counts:...' / 'window:<room>' -> {kind, scope, state, handles, ref}
     this._requests = new Map(); // ref -> {frame, resolve, reject, timer, sent}
     this._seq = 0;
     this._ws = null;
@@ -461,8 +464,10 @@ export class Hub {
     if (this.state === 'ready') this._clearDeadline();
     switch (frame.op) {
       case 'ready': return this._onReady(frame);
-      case 'snapshot': return this._onSnapshot(frame);
+      case 'snapshot': return frame.scope && frame.scope.range ? this._onWindow(frame) : this._onSnapshot(frame);
       case 'delta': return this._onDelta(frame);
+      case 'counts': return this._onCounts(frame);
+      case 'window': return this._onWindow(frame);
       case 'ack': return this._onAck(frame);
       case 'error': return this._onError(frame);
       case 'ping': this._send({ op: 'pong' }); return undefined;
@@ -496,6 +501,7 @@ export class Hub {
     for (const room of this.rooms) this._send({ op: 'join', room, ref: this._ref() });
     if (this.options.watchSelf && this.me) this._ensureSelf();
     for (const sub of this._subs.values()) this._sendSub(sub);
+    for (const view of this._views.values()) this._sendView(view);
     for (const req of this._requests.values()) this._sendRequest(req);
   }
 
@@ -547,6 +553,17 @@ export class Hub {
   }
 
   _onDelta(frame) {
+    if (frame.scope && frame.scope.users === true) {
+      // A long watchlist's delta: it concerns every long `users` subscription, each for
+      // the ids it watches (the map ignores the others).
+      for (const sub of this._subs.values()) {
+        if (!sub.map.ids || sub.map.ids.size <= ECHO_IDS) continue;
+        const changes = sub.map.applyDelta(frame);
+        this._publish(sub, changes, { source: 'delta', full: false });
+        for (const handle of [...sub.handles]) handle._applied(changes, { first: false, snapshot: false });
+      }
+      return;
+    }
     const sub = this._subFor(frame.scope);
     if (!sub) return;
     const changes = sub.map.applyDelta(frame);
@@ -575,6 +592,29 @@ export class Hub {
     req.resolve(frame);
   }
 
+  _onCounts(frame) {
+    const view = this._views.get(viewKey(frame.scope));
+    if (!view || view.kind !== 'counts') return;
+    const { online, away, busy, total, cursor } = frame;
+    view.state = { online, away, busy, total, cursor };
+    for (const handle of [...view.handles]) handle._changed();
+  }
+
+  _onWindow(frame) {
+    const view = this._views.get(viewKey(frame.scope));
+    if (!view || view.kind !== 'window') return;
+    const applied = frame.op === 'snapshot' ? view.state.applySnapshot(frame) : view.state.applyWindow(frame);
+    if (!applied) return;
+    for (const handle of [...view.handles]) handle._changed(frame.op === 'snapshot');
+  }
+
+  _sendView(view) {
+    const frame = { op: 'sub', ...view.wire(), ref: this._ref() };
+    view.ref = frame.ref;
+    if (view.kind === 'window') view.state.synced = false;
+    this._send(frame);
+  }
+
   _onError(frame) {
     const err = new HubError(frame.code || 'error', frame.message || 'the hub refused a frame', { ref: frame.ref });
     const req = frame.ref !== undefined ? this._requests.get(frame.ref) : undefined;
@@ -582,6 +622,14 @@ export class Hub {
       this._finish(frame.ref);
       req.reject(err);
       return;
+    }
+    for (const view of this._views.values()) {
+      if (frame.ref !== undefined && view.ref === frame.ref) {
+        // A refused counts or window subscription (bad range, a limit): drop it.
+        this._views.delete(view.key);
+        for (const handle of [...view.handles]) handle._end(err);
+        return;
+      }
     }
     for (const sub of this._subs.values()) {
       if (frame.ref !== undefined && sub.ref === frame.ref && !sub.map.synced) {
@@ -642,6 +690,9 @@ export class Hub {
     for (const sub of this._subs.values()) {
       for (const handle of sub.handles) handle._fail(err);
     }
+    for (const view of this._views.values()) {
+      for (const handle of view.handles) handle._fail(err);
+    }
   }
 
   // -- the API -----------------------------------------------------------------------
@@ -692,6 +743,12 @@ export class Hub {
    * wire. Survives reconnects (resumed by cursor). A bad scope throws a TypeError.
    */
   subscribe(scope) {
+    if (scope && typeof scope === 'object' && scope.counts === true) {
+      return this.counts(scope.room !== undefined ? scope.room : undefined);
+    }
+    if (scope && typeof scope === 'object' && scope.range !== undefined) {
+      return this.members(scope.room, scope.range);
+    }
     const key = scopeKey(scope);
     if (this.state === 'closed') {
       const handle = new Subscription(this, this._newSub(normalizeScope(scope)));
@@ -730,6 +787,74 @@ export class Hub {
     this._subs.delete(sub.map.key);
     if (this.state !== 'ready') return Promise.resolve();
     return this._request({ op: 'unsub', ...sub.map.scope }).catch(() => undefined);
+  }
+
+  /**
+   * The numbers of a room (`counts('lobby')`) or of everyone (`counts()`): a
+   * CountsSubscription whose `value` is `{online, away, busy, total, cursor}`, sent by the hub
+   * when a number changed (at most once a tick). Works for rooms of any size.
+   */
+  counts(room) {
+    if (room !== undefined && (typeof room !== 'string' || !room)) {
+      throw new TypeError(`room must be a non-empty string, got ${room}`);
+    }
+    const scope = room === undefined ? { all: true, counts: true } : { room, counts: true };
+    const view = this._view(viewKey(scope), 'counts', () => scope, null);
+    return this._attach(view, new CountsSubscription(this, view));
+  }
+
+  /**
+   * A window of a room's members: `members('lobby', [0, 99])` holds members 0 to 99 in the
+   * hub's order (online, away, busy, then offline by last seen; ties by name, then id),
+   * kept exact by the hub's window operations. `move([100, 199])` scrolls it. One window
+   * per room per client.
+   */
+  members(room, range) {
+    if (typeof room !== 'string' || !room) throw new TypeError(`room must be a non-empty string, got ${room}`);
+    const at = checkRange(range);
+    const key = viewKey({ room, range: at });
+    const existing = this._views.get(key);
+    if (existing && (existing.state.range[0] !== at[0] || existing.state.range[1] !== at[1])) {
+      this._moveWindow(existing, at).catch(() => undefined);
+    }
+    const view = this._view(key, 'window', (v) => ({ room, range: [...v.state.range] }), () => new MemberWindow(room, at));
+    return this._attach(view, new WindowSubscription(this, view));
+  }
+
+  _view(key, kind, wire, make) {
+    let view = this._views.get(key);
+    if (!view) {
+      view = { key, kind, state: make ? make() : null, handles: new Set(), ref: null };
+      view.wire = () => wire(view);
+      this._views.set(key, view);
+      if (this.state === 'ready') this._sendView(view);
+    }
+    return view;
+  }
+
+  _attach(view, handle) {
+    if (this.state === 'closed') {
+      handle._end(new HubError('closed', 'the hub client is closed'));
+      return handle;
+    }
+    view.handles.add(handle);
+    if (view.kind === 'counts' ? view.state !== null : view.state.synced) handle._resolve();
+    return handle;
+  }
+
+  _moveWindow(view, range) {
+    view.state.move(range);
+    if (this.state !== 'ready') return Promise.resolve();
+    return this._request({ op: 'range', room: view.state.room, range: [...range] });
+  }
+
+  _releaseView(handle) {
+    const view = handle._view;
+    view.handles.delete(handle);
+    if (view.handles.size || this._views.get(view.key) !== view) return Promise.resolve();
+    this._views.delete(view.key);
+    if (this.state !== 'ready') return Promise.resolve();
+    return this._request({ op: 'unsub', ...view.wire() }).catch(() => undefined);
   }
 
   /** Join a room (re-joined after every reconnect). Resolves on the hub's ack. */
@@ -828,8 +953,15 @@ export class Subscription {
   /** The users present (not offline), sorted for display. */
   present() { return sortEntries(this._sub.map.present()); }
 
-  /** The entry for `id`: undefined when unknown here, `status: 'offline'` when offline. */
-  get(id) { return this._sub.map.get(id); }
+  /**
+   * The entry for `id` (`status: 'offline'`, with `lastSeen` when shown, for a known user
+   * who is offline); `{id, unknown: true}` for an id of a `users` scope the hub never saw;
+   * undefined when this scope says nothing of `id`.
+   */
+  get(id) { return this._sub.map.lookup(id); }
+
+  /** The ids of a `users` scope the hub never saw (not in `list()`). */
+  unknown() { return [...this._sub.map.unknown].sort(); }
 
   /** Whether this scope knows `id` at all (present or offline). */
   has(id) { return this._sub.map.users.has(id); }
@@ -897,6 +1029,135 @@ export class Subscription {
     if (snapshot) this._resolve();
   }
 }
+
+/** What counts and window subscriptions share: `ready`, a deadline, events, unsubscribe. */
+class ViewSubscription {
+  constructor(hub, view, events) {
+    this.hub = hub;
+    this._view = view;
+    this._events = events;
+    this._listeners = new Map();
+    this._settled = false;
+    this.closed = false;
+    this.ready = new Promise((resolve, reject) => { this._ready = { resolve, reject }; });
+    this.ready.catch(() => undefined);
+    const ms = hub.options.requestTimeoutMs;
+    this._timer = setTimeout(() => {
+      this._timer = null;
+      this._fail(new HubTimeoutError(`no first frame for ${view.key} within ${ms} ms`));
+    }, ms);
+  }
+
+  on(event, fn) {
+    if (!this._events.includes(event)) {
+      throw new TypeError(`this subscription emits ${this._events.join(', ')}, not ${event}`);
+    }
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(fn);
+    return () => this.off(event, fn);
+  }
+
+  off(event, fn) {
+    const set = this._listeners.get(event);
+    if (set) set.delete(fn);
+  }
+
+  unsubscribe() {
+    if (this.closed) return Promise.resolve();
+    this._end(new HubError('unsubscribed', 'unsubscribed'));
+    return this.hub._releaseView(this);
+  }
+
+  _emit(event, ...args) {
+    const set = this._listeners.get(event);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try { fn(...args); } catch (err) { setTimeout(() => { throw err; }, 0); }
+    }
+  }
+
+  _resolve() {
+    if (this._timer !== null) { clearTimeout(this._timer); this._timer = null; }
+    if (this._settled) return;
+    this._settled = true;
+    this._ready.resolve(this._value());
+  }
+
+  _fail(err) {
+    if (this._timer !== null) { clearTimeout(this._timer); this._timer = null; }
+    if (this._settled) return;
+    this._settled = true;
+    this._ready.reject(err);
+  }
+
+  _end(err) {
+    this._fail(err);
+    this.closed = true;
+    this._view.handles.delete(this);
+    this._listeners.clear();
+  }
+}
+
+/**
+ * `hub.counts(room)`: a room's (or everyone's) numbers. `value` is `{online, away, busy,
+ * total, cursor}` (null before the first frame); `change` fires with it on every update.
+ */
+export class CountsSubscription extends ViewSubscription {
+  constructor(hub, view) {
+    super(hub, view, ['change']);
+    this.scope = view.wire();
+  }
+
+  get value() { return this._view.state; }
+
+  _value() { return this._view.state; }
+
+  _changed() {
+    this._emit('change', this._view.state);
+    this._resolve();
+  }
+}
+
+/**
+ * `hub.members(room, [from, to])`: members `from` to `to` of a room in the hub's order.
+ * `users` is the window (an array, index 0 is member `from`), `total` the room's member
+ * count; `sync` fires with the users after each snapshot or window frame.
+ */
+export class WindowSubscription extends ViewSubscription {
+  constructor(hub, view) {
+    super(hub, view, ['sync']);
+    this.room = view.state.room;
+  }
+
+  get range() { return [...this._view.state.range]; }
+
+  get users() { return [...this._view.state.users]; }
+
+  get total() { return this._view.state.total; }
+
+  /** Scroll the window to `[from, to]`; resolves on the hub's ack (a snapshot follows). */
+  move(range) {
+    return this.hub._moveWindow(this._view, checkRange(range));
+  }
+
+  _value() { return this.users; }
+
+  _changed() {
+    this._emit('sync', this.users);
+    this._resolve();
+  }
+}
+
+/** The key of a counts or window subscription, as its frames' scope names it. */
+function viewKey(scope) {
+  if (!scope || typeof scope !== 'object') return '';
+  if (scope.counts === true) return scope.all === true ? 'counts:all' : `counts:room:${scope.room}`;
+  if (scope.range !== undefined) return `window:${scope.room}`;
+  return '';
+}
+
+/** A `users` scope longer than this has its deltas named `{users: true}` (the hub's rule). */
+const ECHO_IDS = 100;
 
 /** Create a Hub and connect it. */
 export function connect(options) {

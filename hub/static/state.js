@@ -76,6 +76,10 @@ export class PresenceMap {
     this.isRoom = this.scope.room !== undefined;
     /** @type {Map<string, object>} */
     this.users = new Map();
+    /** A `users` scope's ids (a delta named `{users: true}` carries only some of them). */
+    this.ids = this.scope.users ? new Set(this.scope.users) : null;
+    /** Ids of a `users` scope the hub never saw (the snapshot's `unknown`). */
+    this.unknown = new Set();
     /** The cursor of the last snapshot or delta applied; `since` for a resume. */
     this.cursor = null;
     /** True once a snapshot was applied. */
@@ -83,6 +87,16 @@ export class PresenceMap {
   }
 
   get(id) { return this.users.get(id); }
+
+  /**
+   * What this scope says of `id`: its entry (offline ones too), `{id, unknown: true}` for an
+   * id the hub never saw, or undefined when the scope says nothing of it.
+   */
+  lookup(id) {
+    const entry = this.users.get(id);
+    if (entry) return entry;
+    return this.unknown.has(id) ? unknownUser(id) : undefined;
+  }
 
   values() { return [...this.users.values()]; }
 
@@ -100,6 +114,8 @@ export class PresenceMap {
   /** Merge one entry; returns the change or null. */
   _merge(entry) {
     if (!isEntry(entry)) return null;
+    if (this.ids && !this.ids.has(entry.id)) return null;
+    this.unknown.delete(entry.id);
     const previous = this.users.get(entry.id);
     if (this.isRoom && entry.member === false) {
       if (!previous || atOf(entry) < atOf(previous)) return null;
@@ -130,8 +146,12 @@ export class PresenceMap {
    * offline entry with its last `at` (so any later real change still wins), or, in a
    * room, removed.
    */
-  applySnapshot({ full = true, users = [], cursor } = {}) {
+  applySnapshot({ full = true, users = [], cursor, unknown } = {}) {
     const changes = this.applyDelta({ users, cursor: undefined });
+    if (Array.isArray(unknown)) {
+      this.unknown = new Set(unknown.filter((id) => !this.ids || this.ids.has(id)));
+      for (const id of this.unknown) this.users.delete(id);
+    }
     if (full) {
       const listed = new Set(users.filter(isEntry).map((e) => e.id));
       for (const [id, previous] of [...this.users]) {
@@ -156,6 +176,83 @@ export class PresenceMap {
 
   /** `{online, away, busy, offline}` counts over this map. */
   counts() { return countByStatus(this.values()); }
+}
+
+/** What a `users` subscription's `get(id)` gives for an id the hub never saw. */
+export function unknownUser(id) {
+  return { id, unknown: true };
+}
+
+/** A window's operations applied in order (insert / delete / update at an index). */
+export function applyOps(list, ops) {
+  const out = [...list];
+  for (const op of ops || []) {
+    const i = op.index;
+    if (!Number.isInteger(i) || i < 0 || i > out.length - (op.op === 'insert' ? 0 : 1)) {
+      throw new RangeError(`window ${op.op} at ${i} is outside a window of ${out.length}`);
+    }
+    if (op.op === 'insert') out.splice(i, 0, op.user);
+    else if (op.op === 'delete') out.splice(i, 1);
+    else if (op.op === 'update') out[i] = op.user;
+    else throw new RangeError(`unknown window op ${op.op}`);
+  }
+  return out;
+}
+
+/**
+ * A member window of a room: `[from, to]` of its members in the hub's order (online, away,
+ * busy, then offline by last seen; ties by name, then id). A `snapshot` of the same range
+ * replaces it; a `window` frame of that range applies when its version `v` is above the one
+ * held (so a frame sent before a newer snapshot is ignored, never applied twice).
+ */
+export class MemberWindow {
+  constructor(room, range) {
+    this.room = room;
+    this.range = checkRange(range);
+    this.users = [];
+    this.version = 0;
+    this.total = 0;
+    this.synced = false;
+  }
+
+  /** Move to another range: frames of the old one are ignored until its snapshot arrives. */
+  move(range) {
+    this.range = checkRange(range);
+    this.synced = false;
+  }
+
+  matches(scope) {
+    return Boolean(scope) && scope.room === this.room && Array.isArray(scope.range)
+      && scope.range[0] === this.range[0] && scope.range[1] === this.range[1];
+  }
+
+  /** A snapshot of this range: true when it was applied. */
+  applySnapshot(frame) {
+    if (!this.matches(frame.scope)) return false;
+    this.users = [...(frame.users || [])];
+    this.version = frame.v ?? 0;
+    this.total = frame.total ?? this.users.length;
+    this.synced = true;
+    return true;
+  }
+
+  /** A `window` frame: true when it was applied. */
+  applyWindow(frame) {
+    if (!this.synced || !this.matches(frame.scope) || !(frame.v > this.version)) return false;
+    this.users = applyOps(this.users, frame.ops);
+    this.version = frame.v;
+    if (typeof frame.total === 'number') this.total = frame.total;
+    return true;
+  }
+}
+
+/** `[from, to]`: integers, 0 <= from <= to (the hub caps a window at 500 members). */
+export function checkRange(range) {
+  if (!Array.isArray(range) || range.length !== 2 || !range.every(Number.isInteger)
+      || range[0] < 0 || range[1] < range[0]) {
+    throw new TypeError(`range must be [from, to] with 0 <= from <= to, got ${JSON.stringify(range)}`);
+  }
+  return [range[0], range[1]];
 }
 
 /** Count entries per status; unknown statuses are not counted. */

@@ -143,7 +143,7 @@ class Connection(asyncio.Protocol):
         self._server_state = server_state
         self.ws = ServerProtocol(
             select_subprotocol=_select_subprotocol,
-            max_size=self._engine.limits.max_frame_bytes,
+            max_size=max(self._engine.limits.max_frame_bytes, self._engine.limits.max_large_bytes),
             logger=wire_log,
         )
         self.transport: asyncio.Transport | None = None
@@ -241,6 +241,7 @@ class Connection(asyncio.Protocol):
             next(ws.parser)
         now = asyncio.get_running_loop().time()
         if pusher:
+            ws.max_message_size = engine.pusher.limits.max_frame_bytes
             self._open_pusher(path[len(PUSHER_PREFIX) :], query, now)
             return
         name = response.headers.get("Sec-WebSocket-Protocol") or p.JSON

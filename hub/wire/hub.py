@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from functools import cached_property
 from typing import Any
 
 import msgpack
@@ -30,9 +31,17 @@ JSON = "hub.v1.json"
 MSGPACK = "hub.v1.msgpack"
 SUBPROTOCOLS = (JSON, MSGPACK)
 
-MAX_IDS = 1000
+#: Ids in one ``users`` subscription (a watchlist).
+MAX_IDS = 10_000
+#: A ``users`` scope longer than this is named ``{"users": true}`` in ``delta`` frames (its
+#: snapshot echoes every id): a 10,000-id watchlist's deltas stay the size of their changes.
+ECHO_IDS = 100
 MAX_ID_LENGTH = 256
 MAX_ROOM_LENGTH = 128
+#: Most members one window (``range: [from, to]``) may hold.
+MAX_WINDOW = 500
+#: The largest index a window may start at or reach.
+MAX_INDEX = 2**31 - 1
 #: A numeric ``ref`` (and a ``since`` cursor) must fit a signed 64-bit integer, so every
 #: codec (msgpack, a JavaScript client's BigInt) can carry it back.
 INT64_MIN = -(2**63)
@@ -83,28 +92,61 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True)
 class Scope:
-    """What a subscription covers: everyone, a list of users, or one room."""
+    """What a subscription covers: everyone, a list of users, or one room; and what of it
+    the subscriber gets: every entry (``list``), the numbers only (``counts``), or a window
+    of a room's ordered members (``range``, the window's first and last index)."""
 
     kind: str  # "all" | "users" | "room"
     users: tuple[str, ...] = ()
     room: str = ""
+    view: str = "list"  # "list" | "counts" | "range"
+    window: tuple[int, int] = (0, 0)
 
     def wire(self) -> dict[str, Any]:
         if self.kind == "all":
-            return {"all": True}
+            return {"all": True, "counts": True} if self.view == "counts" else {"all": True}
         if self.kind == "users":
             return {"users": list(self.users)}
+        if self.view == "counts":
+            return {"room": self.room, "counts": True}
+        if self.view == "range":
+            return {"room": self.room, "range": list(self.window)}
         return {"room": self.room}
 
+    def delta_wire(self) -> dict[str, Any]:
+        """The scope as ``delta`` frames name it: a long watchlist as ``{"users": true}``."""
+        if self.kind == "users" and len(self.users) > ECHO_IDS:
+            return {"users": True}
+        return self.wire()
+
     def key(self) -> tuple[str, ...]:
+        """Equal for the scopes one ``sub`` replaces and one ``unsub`` ends: a connection
+        has one window per room, whatever its range (``range`` moves it)."""
+        return self._key
+
+    @cached_property
+    def _key(self) -> tuple[str, ...]:
+        # Cached: a 10,000-id watchlist would sort its ids on every call.
         if self.kind == "all":
-            return ("all",)
+            return ("all", "counts") if self.view == "counts" else ("all",)
         if self.kind == "room":
-            return ("room", self.room)
+            return ("room", self.room) if self.view == "list" else ("room", self.room, self.view)
         return ("users", *sorted(set(self.users)))
+
+    @cached_property
+    def name(self) -> str:
+        """:meth:`key` as one string (a string caches its hash; a long tuple does not)."""
+        return "\x1f".join(self._key)
+
+    @cached_property
+    def token(self) -> str:
+        """A string naming the scope's frames: equal scopes encode equal deltas (a string
+        caches its hash, which a 10,000-id tuple does not)."""
+        return json.dumps(self.delta_wire(), separators=(",", ":"), sort_keys=True)
 
 
 ALL = Scope("all")
+COUNTS_ALL = Scope("all", view="counts")
 
 
 # -- client messages -----------------------------------------------------------------------
@@ -148,6 +190,15 @@ class Unsub:
 
 
 @dataclass(frozen=True)
+class Range:
+    """Move this connection's member window of ``room`` to ``window`` (first, last index)."""
+
+    room: str
+    window: tuple[int, int]
+    ref: Any = None
+
+
+@dataclass(frozen=True)
 class Join:
     room: str
     ref: Any = None
@@ -169,7 +220,7 @@ class Pong:
     ref: Any = None
 
 
-Message = Hello | SetStatus | Activity | Sub | Unsub | Join | Leave | Ping | Pong
+Message = Hello | SetStatus | Activity | Sub | Unsub | Range | Join | Leave | Ping | Pong
 
 
 def decode(data: str | bytes) -> Any:
@@ -230,16 +281,48 @@ def _ident(value: Any, name: str, ref: Any, limit: int = MAX_ID_LENGTH) -> str:
     return value
 
 
+def parse_window(value: Any, ref: Any) -> tuple[int, int]:
+    """``[from, to]``: two integers, 0 <= from <= to, at most MAX_WINDOW members."""
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise _field_error(f"range must be [from, to], two integers; got {value!r}"[:200], ref)
+    first, last = value
+    if not 0 <= first <= last <= MAX_INDEX:
+        raise _field_error(f"range must have 0 <= from <= to; got [{first}, {last}]"[:200], ref)
+    if last - first + 1 > MAX_WINDOW:
+        raise _field_error(
+            f"range may hold at most {MAX_WINDOW} members; got [{first}, {last}]", ref
+        )
+    return first, last
+
+
 def parse_scope(frame: dict[str, Any], ref: Any) -> Scope:
     given = [k for k in ("all", "users", "room") if k in frame]
     if len(given) != 1:
         raise _field_error('give exactly one of all: true, users: [...], room: "..."', ref)
+    counts = "counts" in frame
+    if counts and frame["counts"] is not True:
+        raise _field_error(f"counts must be true, got {frame['counts']!r}"[:200], ref)
+    if counts and "range" in frame:
+        raise _field_error("give counts: true or range: [from, to], not both", ref)
     if given[0] == "all":
         if frame["all"] is not True:
             raise _field_error(f"all must be true, got {frame['all']!r}", ref)
-        return ALL
+        if "range" in frame:
+            raise _field_error("range is for a room: give room with range", ref)
+        return COUNTS_ALL if counts else ALL
     if given[0] == "room":
-        return Scope("room", room=_ident(frame["room"], "room", ref, MAX_ROOM_LENGTH))
+        room = _ident(frame["room"], "room", ref, MAX_ROOM_LENGTH)
+        if counts:
+            return Scope("room", room=room, view="counts")
+        if "range" in frame:
+            return Scope("room", room=room, view="range", window=parse_window(frame["range"], ref))
+        return Scope("room", room=room)
+    if counts or "range" in frame:
+        raise _field_error("counts and range are for all or a room, not users", ref)
     users = frame["users"]
     if not isinstance(users, list) or not users:
         raise _field_error("users must be a non-empty list of user ids", ref)
@@ -298,7 +381,12 @@ def parse(data: str | bytes) -> Message:
                     f"since must be a cursor (an integer within 64 bits), got {since!r}"[:200],
                     ref,
                 )
+            if since is not None and scope.view != "list":
+                raise _field_error("since is for list subscriptions, not counts or range", ref)
             return Sub(scope, since, ref)
+        if op == "range":
+            room = _ident(frame.get("room"), "room", ref, MAX_ROOM_LENGTH)
+            return Range(room, parse_window(frame.get("range"), ref), ref)
         if op in ("join", "leave"):
             room = _ident(frame.get("room"), "room", ref, MAX_ROOM_LENGTH)
             return Join(room, ref) if op == "join" else Leave(room, ref)
@@ -349,12 +437,47 @@ def ready(conn: str, user: Entry, cursor: int, window_s: float) -> dict[str, Any
     return {"op": "ready", "conn": conn, "user": user, "cursor": cursor, "window": window}
 
 
-def snapshot(scope: Scope, full: bool, users: list[Entry], cursor: int) -> dict[str, Any]:
-    return {"op": "snapshot", "scope": scope.wire(), "full": full, "users": users, "cursor": cursor}
+def snapshot(
+    scope: Scope,
+    full: bool,
+    users: list[Entry],
+    cursor: int,
+    *,
+    unknown: list[str] | None = None,
+    total: int | None = None,
+    version: int | None = None,
+) -> dict[str, Any]:
+    """A subscription's state. ``unknown``: the ids of a ``users`` scope the hub never saw;
+    ``total`` and ``version``: a window's member count and the version its ``window``
+    frames continue from."""
+    frame: dict[str, Any] = {"op": "snapshot", "scope": scope.wire(), "full": full,
+                             "users": users, "cursor": cursor}  # fmt: skip
+    if unknown is not None:
+        frame["unknown"] = unknown
+    if total is not None:
+        frame["total"] = total
+    if version is not None:
+        frame["v"] = version
+    return frame
 
 
 def delta(scope: Scope, users: list[Entry], cursor: int) -> dict[str, Any]:
-    return {"op": "delta", "scope": scope.wire(), "users": users, "cursor": cursor}
+    return {"op": "delta", "scope": scope.delta_wire(), "users": users, "cursor": cursor}
+
+
+def counts(scope: Scope, online: int, away: int, busy: int, total: int, cursor: int
+           ) -> dict[str, Any]:  # fmt: skip
+    return {"op": "counts", "scope": scope.wire(), "online": online, "away": away,
+            "busy": busy, "total": total, "cursor": cursor}  # fmt: skip
+
+
+def window(
+    scope: Scope, version: int, ops: list[dict[str, Any]], total: int, cursor: int
+) -> dict[str, Any]:
+    """Operations on a member window, applied in order at indexes inside the window; a
+    client applies a frame whose ``v`` is above the version it holds, and ignores others."""
+    return {"op": "window", "scope": scope.wire(), "v": version, "ops": ops, "total": total,
+            "cursor": cursor}  # fmt: skip
 
 
 def ack(ref: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from hub.model.pusher_auth import channel_auth
+from hub.ops.config import Settings
 from tests.pusher.support import APP_ID, APP_KEY, APP_SECRET, sdk
 from tests.support.hubproc import HubProcess, start_hub
 
@@ -186,7 +187,8 @@ async def test_bad_input_from_one_client_harms_nobody_else(client, hub):
     await quiet.until("pusher_internal:subscription_succeeded")
     await quiet.send("client-hi", {}, "private-q")
     assert "not enabled" in (await quiet.until("pusher:error"))["data"]["message"]
-    await rogue.ws.send("x" * (70 * 1024))
+    # One byte over the hub's frame limit (HUB_MAX_FRAME_BYTES, shared with /ws).
+    await rogue.ws.send("x" * (Settings().max_frame_bytes + 1))
     with pytest.raises(ConnectionClosed):
         await rogue.until("never")
     assert rogue.ws.close_code == 1009

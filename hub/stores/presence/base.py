@@ -10,16 +10,25 @@ travel the same way.
 Each mutating call is one atomic step: on Redis, one Lua script in one round trip. The
 store clock (Redis ``TIME`` on Redis) stamps ``at`` and makes cursors, so nodes never
 disagree. When the backend is unreachable, calls raise :class:`StoreUnavailable`.
+
+The store also keeps each room's **member order** and **numbers** (the room index), for
+rooms too big to list: per bucket, a room's member keys (:mod:`hub.model.roster`) and its
+share of the counts (online, away, busy, total), changed in the same atomic step as the
+presence change that moves a member, so a status change costs O(1) per room of its user
+whatever the rooms' sizes. Every such step also publishes :class:`Moves` (each member that
+moved, with its old and new key and its bucket's new share of the counts, stamped with a
+sequence number per room and bucket) for every node's room views.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
 from hub.model.presence import Entry, entry_of, shown_last_seen
+from hub.model.roster import Part
 
 
 class StoreUnavailable(RuntimeError):
@@ -78,6 +87,47 @@ class Batch:
     users: list[Entry]
 
 
+@dataclass(frozen=True, slots=True)
+class RoomMove:
+    """``user`` moved in ``room``'s order: ``before`` and ``after`` are its member keys
+    ("": not a member on that side); ``part`` is its bucket's share of the room's numbers
+    after the move, ``part.seq`` the move's place among the room's moves in that bucket."""
+
+    room: str
+    user: str
+    before: str
+    after: str
+    part: Part
+
+
+@dataclass(frozen=True)
+class Moves:
+    """What one store operation changed in the room index, from one ``bucket``: members
+    moved, joined or left (``rooms``), with the entries of those users (what a window
+    shows), and the bucket's new share of the numbers of all users (``totals``, when they
+    changed too; a store may leave them out, and readers of them read them again after
+    presence changes)."""
+
+    cursor: int
+    bucket: str
+    rooms: list[RoomMove] = field(default_factory=list)
+    users: list[Entry] = field(default_factory=list)
+    totals: Part | None = None
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Consecutive members of a room's order, as read at once: ``items`` (member key and
+    entry) start at index ``start``; ``at_end`` when they reach the last member; ``parts``
+    is each bucket's share of the numbers at the read (its ``seq`` says which moves the read
+    already holds)."""
+
+    start: int
+    items: list[tuple[str, Entry]]
+    at_end: bool
+    parts: dict[str, Part]
+
+
 @dataclass(frozen=True)
 class Control:
     """Close every socket of ``user`` on every node with ``code`` (4003 ban, 4004 kick)."""
@@ -92,7 +142,7 @@ class Gap:
     """The feed lost messages (reconnect): recover from the index by cursor."""
 
 
-Event = Batch | Control | Gap
+Event = Batch | Moves | Control | Gap
 
 
 @dataclass(frozen=True)
@@ -249,6 +299,27 @@ class PresenceStore(Protocol):
 
     async def publish_control(self, message: Control) -> None:
         """Send a control message to every node."""
+
+    # -- the room index ------------------------------------------------------------------
+
+    async def room_add(self, room: str, users: Sequence[str]) -> int:
+        """Place ``users`` in ``room``'s order and numbers (idempotent: a member already
+        placed is left as it is); returns how many were placed now."""
+
+    async def room_remove(self, room: str, users: Sequence[str]) -> int:
+        """Take ``users`` out of ``room``'s order and numbers; returns how many were in."""
+
+    async def room_counts(self, room: str | None) -> dict[str, Part]:
+        """Each bucket's share of ``room``'s numbers (None: of every known user)."""
+
+    async def room_slice(self, room: str, start: int, count: int) -> Slice:
+        """Up to ``count`` members of ``room`` from index ``start`` on. On a store of many
+        buckets the slice may begin a little away from ``start`` when members move during
+        the read: ``Slice.start`` is exact."""
+
+    async def room_after(self, room: str, key: str, count: int) -> Slice:
+        """Up to ``count`` members of ``room`` after the member key ``key`` (a page after a
+        cursor: members moving meanwhile never shift it)."""
 
     def events(self) -> AsyncIterator[Event]:
         """This node's feed: every batch and control message, and a Gap after lost ones."""

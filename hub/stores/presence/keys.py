@@ -24,7 +24,19 @@ with one Redis and ``B = 1`` everything lives in one slot. Per bucket ``T = {hub
                                    finds it missing, e.g. after a restart without persistence)
 ``T:changes``             stream   on a Redis Cluster only: this bucket's durable change stream
                                    (entries ``d`` = the msgpack batch, trimmed to one window)
+``T:ur``                  hash     the room index: user -> msgpack ``[member key, room...]``
+                                   (only users in at least one room)
+``T:ro:<room>``           zset     the room's members of this bucket: member keys, every score
+                                   0 (lexicographic order is the members' order)
+``T:rc:<room>``           hash     the bucket's share of the room's numbers: o(nline), a(way),
+                                   b(usy), t(otal), s(eq of its last move); only s at 0 members
+``T:tot``                 hash     the same numbers for every user of the bucket
 ========================  =======  ===========================================================
+
+The room index lives in each user's bucket, so the script that changes a user moves it in
+all its rooms in the same call (O(1) per room); a room is read by merging its buckets
+(:mod:`hub.stores.presence.select` finds a global index). Its moves travel on
+``<channel>:moves`` (:func:`moves_channel`), apart from the public presence channel.
 
 The durable change stream: on one Redis it is a single stream ``<prefix>changes`` (default
 ``hub:changes``) for every bucket, so it keeps the total order of the changes; on a Redis
@@ -117,3 +129,8 @@ class Keys:
 def control_channel(channel: str) -> str:
     """Where control messages (close this user's sockets) travel, beside the presence feed."""
     return f"{channel}:control"
+
+
+def moves_channel(channel: str) -> str:
+    """Where the room index's moves travel to every hub (common.lua ``publish_moves``)."""
+    return f"{channel}:moves"

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 from hub.model.presence import Status, UserPresence, check_until, in_window
+from hub.model.roster import Part
 from hub.stores.local_feed import LocalFeed
 from hub.stores.presence.base import (
     Batch,
@@ -26,8 +27,10 @@ from hub.stores.presence.base import (
     LiveConnection,
     Liveness,
     Profile,
+    Slice,
     UserView,
 )
+from hub.stores.presence.memory_rooms import MemoryRoomIndex
 
 
 def view(user: UserPresence, *, show_last_seen: bool = True) -> UserView:
@@ -77,6 +80,9 @@ class MemoryStore:
         # When this store's data began: a cursor from before it (an earlier process) gets
         # a snapshot, since the changes it would need were never recorded here.
         self._epoch = self._now()
+        self._rooms = MemoryRoomIndex(
+            self._users, self._emit, self._now, show_last_seen=show_last_seen
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -105,8 +111,10 @@ class MemoryStore:
         return user
 
     def _record(self, users: list[UserPresence]) -> None:
-        """Index and publish the users whose visible presence just changed."""
+        """Index and publish the users whose visible presence just changed, and move them
+        in their rooms' orders (and count a user who is new)."""
         if not users:
+            self._rooms.changed(self._clock, users)
             return
         for user in users:
             if user.at > self._clock:
@@ -121,7 +129,9 @@ class MemoryStore:
                 self._usernames[user.username.lower()] = user.id
         self._trim()
         show = self.show_last_seen
-        self._emit(Batch(cursor=self._now(), users=[u.entry(show_last_seen=show) for u in users]))
+        cursor = self._now()
+        self._emit(Batch(cursor=cursor, users=[u.entry(show_last_seen=show) for u in users]))
+        self._rooms.changed(cursor, users)
 
     @property
     def feed_consumers(self) -> int:
@@ -402,3 +412,20 @@ class MemoryStore:
 
     def events(self) -> AsyncIterator[Event]:
         return self._feed.events()
+
+    # -- the room index --------------------------------------------------------------
+
+    async def room_add(self, room: str, users: Sequence[str]) -> int:
+        return self._rooms.add(room, users)
+
+    async def room_remove(self, room: str, users: Sequence[str]) -> int:
+        return self._rooms.remove(room, users)
+
+    async def room_counts(self, room: str | None) -> dict[str, Part]:
+        return self._rooms.counts(room)
+
+    async def room_slice(self, room: str, start: int, count: int) -> Slice:
+        return self._rooms.slice(room, start, count)
+
+    async def room_after(self, room: str, key: str, count: int) -> Slice:
+        return self._rooms.after(room, key, count)

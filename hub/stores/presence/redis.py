@@ -37,6 +37,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
 from hub.model.presence import Entry, check_until
+from hub.model.roster import Counts, Part, absent_entry, user_of
 from hub.model.text import InvalidText
 from hub.ops.config import ConfigError, Settings
 from hub.stores.feed import GAP, Subscription
@@ -49,11 +50,15 @@ from hub.stores.presence.base import (
     Gap,
     LiveConnection,
     Liveness,
+    Moves,
     Profile,
+    RoomMove,
+    Slice,
     StoreUnavailable,
     UserView,
 )
-from hub.stores.presence.keys import BucketKeys, Keys, control_channel
+from hub.stores.presence.keys import BucketKeys, Keys, control_channel, moves_channel
+from hub.stores.presence.select import At, Below, select
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +103,15 @@ SCRIPTS = (
     "expire_status",
     "changes",
     "users",
+    "room_add",
+    "room_remove",
+    "room_counts",
+    "room_range",
+    "room_probe",
 )
+#: Users per room_add / room_remove call, and keys per room_range read of a many-bucket
+#: store before their rows are read (in READ_CHUNK calls).
+ROOM_CHUNK = 500
 
 #: Errors that mean "Redis cannot serve now"; anything else (a script error) is a bug.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -209,6 +222,11 @@ def _view(row: Sequence[Any], show_last_seen: bool = True) -> UserView:
     )
 
 
+def _tag(b: BucketKeys) -> str:
+    """A bucket's name in :class:`Moves` and parts: its hash tag (the clock key's stem)."""
+    return b.clock[: -len(":clock")]
+
+
 def _utc(value: float) -> str:
     return repr(float(value))
 
@@ -314,8 +332,10 @@ class RedisStore:
         self.keys = Keys(key_prefix, buckets or (16 if self.cluster else 1), cluster=self.cluster)
         self.channel = channel
         self.control = control_channel(channel)
+        self.moves = moves_channel(channel)
         self._channel_b = channel.encode()
         self._control_b = self.control.encode()
+        self._moves_b = self.moves.encode()
         self._window = str(window_ms)
         self._closed = False
         self._feeds: set[Subscription] = set()
@@ -341,6 +361,11 @@ class RedisStore:
         self._expire_status = reg(source["expire_status"])
         self._changes = reg(source["changes"])
         self._users = reg(source["users"])
+        self._room_add = reg(source["room_add"])
+        self._room_remove = reg(source["room_remove"])
+        self._room_counts = reg(source["room_counts"])
+        self._room_range = reg(source["room_range"])
+        self._room_probe = reg(source["room_probe"])
         self._scripts = [source[name] for name in SCRIPTS]
 
     @classmethod
@@ -697,6 +722,132 @@ class RedisStore:
         hits = await _all([one(b) for b in self.keys.buckets])
         return next((hit for hit in hits if hit is not None), None)
 
+    # -- the room index --------------------------------------------------------------
+
+    def _by_bucket(self, users: Sequence[str]) -> list[tuple[BucketKeys, list[str]]]:
+        groups: dict[int, tuple[BucketKeys, list[str]]] = {}
+        for uid in dict.fromkeys(users):
+            b = self.keys.bucket_of(uid)
+            groups.setdefault(id(b), (b, []))[1].append(uid)
+        return [
+            (b, members[n : n + ROOM_CHUNK])
+            for b, members in groups.values()
+            for n in range(0, len(members), ROOM_CHUNK)
+        ]
+
+    async def room_add(self, room: str, users: Sequence[str]) -> int:
+        async def one(b: BucketKeys, members: list[str]) -> int:
+            args = [room, self.channel, b.user, *members]
+            with unavailable():
+                return int(await self._room_add(keys=[b.clock], args=args))
+
+        return sum(await _all([one(b, m) for b, m in self._by_bucket(users)])) if users else 0
+
+    async def room_remove(self, room: str, users: Sequence[str]) -> int:
+        async def one(b: BucketKeys, members: list[str]) -> int:
+            args = [room, self.channel, *members]
+            with unavailable():
+                return int(await self._room_remove(keys=[b.clock], args=args))
+
+        return sum(await _all([one(b, m) for b, m in self._by_bucket(users)])) if users else 0
+
+    async def room_counts(self, room: str | None) -> dict[str, Part]:
+        async def one(b: BucketKeys) -> Part:
+            with unavailable():
+                return _part(await self._room_counts(keys=[b.clock], args=[room or ""]))
+
+        parts = await _all([one(b) for b in self.keys.buckets])
+        return {_tag(b): part for b, part in zip(self.keys.buckets, parts, strict=True)}
+
+    async def _range(self, b: BucketKeys, room: str, mode: str, at: str, count: int,
+                     rows: bool) -> tuple[Part, int, bool, list[str], list[Any]]:  # fmt: skip
+        """One bucket's ``room_range``: (part, below, exhausted, keys, rows)."""
+        with unavailable():
+            reply = await self._room_range(
+                keys=[b.clock],
+                args=[room, mode, at, count, "1" if rows else "0", b.user, b.conns],
+            )
+        part = _part(reply[0:5])
+        below, n = int(reply[5]), int(reply[6])
+        keys = [str(k) for k in reply[7 : 7 + n]]
+        exhausted = below + n >= part.counts.total
+        return part, below, exhausted, keys, list(reply[7 + n :])
+
+    def _items(self, keys: list[str], rows: list[Any]) -> list[tuple[str, Entry]]:
+        show = self.show_last_seen
+        return [
+            (key, _view(row, show).entry() if row else absent_entry(user_of(key)))
+            for key, row in zip(keys, rows, strict=True)
+        ]
+
+    async def room_slice(self, room: str, start: int, count: int) -> Slice:
+        buckets = self.keys.buckets
+        if len(buckets) == 1:
+            b = buckets[0]
+            part, below, exhausted, keys, rows = await self._range(
+                b, room, "rank", str(max(start, 0)), count, True
+            )
+            return Slice(below, self._items(keys, rows), exhausted, {_tag(b): part})
+        first = ""
+        if start > 0:
+            parts = await self.room_counts(room)
+            sizes = [parts[_tag(b)].counts.total for b in buckets]
+            first = await select(start, sizes, self._probe_at(room), self._probe_below(room)) or ""
+            if not first:
+                return Slice(sum(sizes), [], True, parts)  # past the last member
+        return await self._merged(room, "from", first, count)
+
+    async def room_after(self, room: str, key: str, count: int) -> Slice:
+        buckets = self.keys.buckets
+        if len(buckets) == 1:
+            b = buckets[0]
+            part, below, exhausted, keys, rows = await self._range(
+                b, room, "after", key, count, True
+            )
+            return Slice(below, self._items(keys, rows), exhausted, {_tag(b): part})
+        return await self._merged(room, "after", key, count)
+
+    async def _merged(self, room: str, mode: str, at: str, count: int) -> Slice:
+        """Every bucket's next ``count`` keys from ``at``, merged; then the rows of those
+        kept. Each bucket answers at once, so the slice's start is exact for its keys."""
+        buckets = self.keys.buckets
+        replies = await _all([self._range(b, room, mode, at, count, False) for b in buckets])
+        merged = sorted(key for reply in replies for key in reply[3])
+        kept = merged[:count]
+        at_end = len(merged) <= count and all(reply[2] for reply in replies)
+        views = {v.id: v for v in await self.users([user_of(k) for k in kept])}
+        items = [
+            (key, views[uid].entry() if (uid := user_of(key)) in views else absent_entry(uid))
+            for key in kept
+        ]
+        start = sum(reply[1] for reply in replies)
+        parts = {_tag(b): reply[0] for b, reply in zip(buckets, replies, strict=True)}
+        return Slice(start, items, at_end, parts)
+
+    def _probe_at(self, room: str) -> At:
+        async def at(ranks: Sequence[int | None]) -> list[str | None]:
+            async def one(b: BucketKeys, rank: int | None) -> str | None:
+                if rank is None:
+                    return None
+                with unavailable():
+                    reply = await self._room_probe(keys=[b.clock], args=[room, "at", rank])
+                return str(reply[0]) if reply and reply[0] else None
+
+            return await _all([one(b, r) for b, r in zip(self.keys.buckets, ranks, strict=True)])
+
+        return at
+
+    def _probe_below(self, room: str) -> Below:
+        async def below(keys: Sequence[str]) -> list[list[int]]:
+            async def one(b: BucketKeys) -> list[int]:
+                with unavailable():
+                    reply = await self._room_probe(keys=[b.clock], args=[room, "below", *keys])
+                return [int(n) for n in reply]
+
+            return await _all([one(b) for b in self.keys.buckets])
+
+        return below
+
     # -- feed ----------------------------------------------------------------------
 
     async def publish_control(self, message: Control) -> None:
@@ -713,7 +864,7 @@ class RedisStore:
         return sub
 
     async def events(self) -> AsyncIterator[Event]:
-        sub = self.subscription([self.channel, self.control], "presence feed")
+        sub = self.subscription([self.channel, self.control, self.moves], "presence feed")
         try:
             async with aclosing(sub.messages()) as messages:
                 async for item in messages:
@@ -737,11 +888,35 @@ class RedisStore:
                     code=int(payload["code"]),
                     reason=str(payload.get("reason", "")),
                 )
+            if channel == self._moves_b:
+                return _moves(payload)
             return Batch(cursor=int(payload["cursor"]), users=cast(list[Entry], payload["users"]))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             # Another service may publish on the channel; a bad message is not fatal.
             log.warning("ignored a malformed message on %r: %s", channel, exc)
             return None
+
+
+def _part(values: Sequence[Any]) -> Part:
+    """``{seq, online, away, busy, total}`` as the scripts answer it."""
+    seq, online, away, busy, total = values
+    return Part(int(seq), Counts(int(online), int(away), int(busy), int(total)))
+
+
+def _moves(payload: dict[str, Any]) -> Moves:
+    """A ``<channel>:moves`` message (common.lua ``publish_moves``)."""
+    rooms = [
+        RoomMove(str(m[0]), str(m[1]), str(m[2]), str(m[3]), _part(m[4:9]))
+        for m in payload.get("rooms") or ()
+    ]
+    totals = payload.get("totals")
+    return Moves(
+        cursor=int(payload["cursor"]),
+        bucket=str(payload["bucket"]),
+        rooms=rooms,
+        users=cast(list[Entry], list(payload.get("users") or ())),
+        totals=None if not totals else _part(totals),
+    )
 
 
 def _str(value: bytes | str) -> str:

@@ -4,9 +4,12 @@ import {
   connect,
   HubError,
   HubTimeoutError,
+  type Counts,
+  type CountsSubscription,
   type PresenceEntry,
   type Status,
   type Subscription,
+  type WindowSubscription,
 } from 'presence-hub-client';
 
 async function token(): Promise<string> {
@@ -33,9 +36,26 @@ room.on('update', (user, previous) => {
   console.log(change, user.lastSeen ?? 0, user.until ?? 0);
 });
 
-const known: PresenceEntry | undefined = room.get('ann');
-if (known === undefined) console.log('never heard of ann');
-else if (known.status === 'offline') console.log('ann is offline');
+const known = room.get('ann');
+if (known === undefined) console.log('this room says nothing of ann');
+else if (known.unknown) console.log('the hub never saw ann');
+else if (known.status === 'offline') console.log('ann is offline since', known.lastSeen ?? '?');
+
+// A watchlist tells a known user who is offline from an id the hub never saw.
+const contacts: Subscription = hub.subscribe({ users: ['ann', 'bob'] });
+const strangers: string[] = contacts.unknown();
+console.log(strangers.length, contacts.list().map((u: PresenceEntry) => u.status));
+
+// Rooms of any size: their numbers, and a window of their ordered members.
+const webinar: CountsSubscription = hub.counts('webinar');
+webinar.on('change', (c: Counts) => console.log(c.online, c.away, c.busy, c.total));
+const everyone: CountsSubscription = hub.subscribe({ all: true, counts: true });
+console.log(everyone.value?.total ?? 0);
+const top: WindowSubscription = hub.members('webinar', [0, 99]);
+top.on('sync', (users) => console.log(users.length, top.total, top.range[0]));
+void top.move([100, 199]);
+// @ts-expect-error a range is two numbers
+hub.members('webinar', [0]);
 
 hub.on('state', (state, previous) => console.log(previous, '->', state));
 hub.on('status', (me) => console.log('me', me.status));
