@@ -1,13 +1,14 @@
-"""Schemathesis over the generated ``/openapi.json``, against a real hub: every REST
-operation, with the admin key and with a user token, must answer as documented (status
-code, content type, schema) and never with a 5xx."""
+"""Schemathesis over the generated OpenAPI document, against a real hub served in process:
+every REST operation, with the admin key and with a user token, must answer as documented
+(status code, content type, schema) and never with a 5xx.
+
+The document is the one ``/openapi.json`` serves (``hub.api.openapi.spec``), loaded with
+``schemathesis.openapi.from_dict``; each case is sent over HTTP to the module's hub."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
@@ -21,7 +22,9 @@ from schemathesis.checks import (
     unsupported_method,
 )
 
-from tests.support.hubproc import TEST_ADMIN_KEY, HubProcess, start_hub, user_token
+from hub.api.openapi import spec
+from tests.support.hubproc import TEST_ADMIN_KEY, user_token
+from tests.support.inproc import InProcessHub, inproc_hub_fixture
 
 #: Not REST (the websocket, the metrics text, the pages, this document), and the vendor
 #: endpoints that are messaging, documented as 501 (tests/compat checks their shapes).
@@ -47,22 +50,8 @@ CHECKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def fuzzed_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    hub = start_hub(tmp_path_factory.mktemp("fuzz"), {"HUB_OFFLINE_GRACE_S": "0"})
-    try:
-        yield hub
-    finally:
-        hub.stop()
-    hub.assert_no_tracebacks()
-
-
-@pytest.fixture(scope="module")
-def api_schema(fuzzed_hub: HubProcess) -> Any:
-    return schemathesis.openapi.from_url(f"{fuzzed_hub.url}/openapi.json")
-
-
-schema = schemathesis.pytest.from_fixture("api_schema").exclude(operation_id=SKIPPED)
+fuzzed_hub = inproc_hub_fixture({"HUB_OFFLINE_GRACE_S": "0"})
+schema = schemathesis.openapi.from_dict(spec()).exclude(operation_id=SKIPPED)
 
 
 def credentials(case: Any, admin: bool) -> dict[str, str]:
@@ -81,6 +70,9 @@ def credentials(case: Any, admin: bool) -> dict[str, str]:
 @schema.parametrize()
 @settings(max_examples=6, deadline=None,
           suppress_health_check=list(HealthCheck))  # fmt: skip
-def test_every_operation_answers_as_documented(case: Any) -> None:
+def test_every_operation_answers_as_documented(case: Any, fuzzed_hub: InProcessHub) -> None:
+    """Each generated request, once as admin and once as a user, answers as documented."""
     for admin in (True, False):
-        case.call_and_validate(headers=credentials(case, admin), checks=CHECKS)
+        case.call_and_validate(
+            base_url=fuzzed_hub.url, headers=credentials(case, admin), checks=CHECKS
+        )
