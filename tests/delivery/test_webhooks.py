@@ -23,9 +23,9 @@ from hub.delivery.webhooks import endpoint_id
 from hub.ops.metrics import parse
 from hub.stores.presence.base import Profile
 from hub.stores.presence.redis import RedisStore
-from tests.delivery.receiver import Receiver, in_order
 from tests.support import eventually
 from tests.support.hubproc import HubProcess, start_hub, user_token
+from tests.support.receiver import Receiver, in_order
 from tests.support.wsclient import connect_user
 
 SECRET = "whsec-test-0123456789"

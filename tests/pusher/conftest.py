@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pusher.support import close_sdks
+from tests.support.pusher import close_sdks
 
 
 @pytest.fixture(autouse=True)

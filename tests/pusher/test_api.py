@@ -20,7 +20,8 @@ import pusher
 import pytest
 
 from hub.model.pusher_auth import body_md5, sign_request
-from tests.pusher.support import (
+from tests.support.hubproc import HubProcess, running_hubs
+from tests.support.pusher import (
     APP_ID,
     APP_KEY,
     APP_SECRET,
@@ -33,7 +34,6 @@ from tests.pusher.support import (
     node_binary,
     sdk,
 )
-from tests.support.hubproc import HubProcess, running_hubs
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -21,8 +21,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from hub.model.pusher_auth import channel_auth
 from hub.ops.apps import DEFAULT_MEMBER_LIMIT
 from hub.stores.channels.store import RedisChannels
-from tests.pusher.support import APP_ID, APP_KEY, APP_SECRET, APPS_ENV
 from tests.support.hubproc import HubProcess, start_hub
+from tests.support.pusher import APP_ID, APP_KEY, APP_SECRET, APPS_ENV
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -15,8 +15,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from hub.model.pusher_auth import channel_auth
-from tests.pusher.support import APP_ID, APP_KEY, APP_SECRET, sdk
 from tests.support.hubproc import HubProcess, start_hub
+from tests.support.pusher import APP_ID, APP_KEY, APP_SECRET, sdk
 
 TIMEOUT_S = 10.0
 

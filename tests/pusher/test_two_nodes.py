@@ -19,7 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.pusher.support import (
+from tests.support.hubproc import (
+    ADMIN_HEADERS,
+    TEST_ADMIN_KEY,
+    HubProcess,
+    running_hubs,
+    user_token,
+)
+from tests.support.pusher import (
     APP_KEY,
     WAIT_S,
     Driver,
@@ -30,13 +37,6 @@ from tests.pusher.support import (
     room_entry,
     sdk,
     wait_until,
-)
-from tests.support.hubproc import (
-    ADMIN_HEADERS,
-    TEST_ADMIN_KEY,
-    HubProcess,
-    running_hubs,
-    user_token,
 )
 from tests.support.wsclient import connect_user
 

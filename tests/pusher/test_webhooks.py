@@ -22,8 +22,8 @@ from hub.delivery.webhooks import endpoint_id
 from hub.ops.apps import App, Webhook
 from hub.ops.metrics import parse, webhook_families
 from hub.wire.pusher_webhook import MIN_RETRY_S, retry_time
-from tests.pusher.support import APP_ID, APP_KEY, APP_SECRET, apps_file, sdk
 from tests.support.hubproc import start_hub
+from tests.support.pusher import APP_ID, APP_KEY, APP_SECRET, apps_file, sdk
 
 
 class Receiver(ThreadingHTTPServer):

@@ -69,9 +69,15 @@ class _Exceptions(logging.Handler):
 
 
 class InProcessHub:
-    """One hub (memory store unless ``HUB_STORE`` says otherwise) on 127.0.0.1, free port."""
+    """One hub (memory store unless ``HUB_STORE`` says otherwise) on 127.0.0.1, free port.
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    ``asgi_ws`` names one of uvicorn's own websocket implementations (``websockets-sansio``)
+    to serve ``/ws`` through the app's ASGI endpoint instead of the hub's engine, as a
+    deployment under stock uvicorn does."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, *, asgi_ws: str | None = None
+                 ) -> None:  # fmt: skip
+        self.asgi_ws = asgi_ws
         values = {
             "HUB_SECRET": TEST_SECRET,
             "HUB_ADMIN_KEY": TEST_ADMIN_KEY,
@@ -83,6 +89,8 @@ class InProcessHub:
         self.app: Starlette = create_app(self.settings)
         self.node: Node = self.app.state.node
         self.port = 0
+        #: Wall clock (ms) when the server started: the store existed by then.
+        self.ready_ms = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -106,7 +114,7 @@ class InProcessHub:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app,
-            ws=protocol_class(Engine(self.node)),
+            ws=self.asgi_ws or protocol_class(Engine(self.node)),
             ws_max_size=self.settings.max_frame_bytes,
             ws_per_message_deflate=False,
             log_config=None,
@@ -129,6 +137,7 @@ class InProcessHub:
                 raise RuntimeError(f"the hub did not start within {START_TIMEOUT_S} s")
             # Start-up runs on the hub's thread; joining it briefly is the poll interval.
             self._thread.join(0.005)
+        self.ready_ms = time.time_ns() // 1_000_000
         return self
 
     def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
@@ -165,6 +174,10 @@ class InProcessHub:
         logging.getLogger().removeHandler(self._exceptions)
         if thread.is_alive():
             raise RuntimeError(f"the hub on port {self.port} did not stop in {STOP_TIMEOUT_S} s")
+
+    async def astop(self) -> None:
+        """:meth:`stop` from a test's event loop, which stays free to answer the drain."""
+        await asyncio.to_thread(self.stop)
 
     def log(self) -> str:
         """Every exception the hub logged, with its traceback."""
