@@ -58,9 +58,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend_name", backends, scope="module")
 
 
+#: Fixtures that start or reach a redis-server: never in the unit tier.
+REDIS_FIXTURES = {"redis_server", "redis_url", "redis_cluster", "cluster_url"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        item.add_marker(tier_of(item.path))
+        tier = tier_of(item.path)
+        item.add_marker(tier)
+        wants = REDIS_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if tier == "unit" and wants:
+            raise pytest.UsageError(f"{item.nodeid} is in tests/unit but asks for {wants}")
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,10 @@ import pytest
 
 from hub.model.text import InvalidText
 from hub.stores.registry import Registry
-from hub.stores.registry import redis as redis_registry
 from hub.stores.registry.base import Admission, Conflict, User, UserChanges, created_key
 from hub.stores.registry.passwords import hash_password, verify_password
 from hub.stores.registry.query import Sort, UserQuery, list_users
-from hub.stores.registry.redis import RedisRegistry
-from tests.registry.conftest import RegistryFactory
+from tests.backends.registry import RegistryFactory
 
 
 def user(uid: str, username: str = "", **fields: object) -> User:
@@ -223,23 +221,6 @@ async def test_two_nodes_see_one_registry(make_registry: RegistryFactory) -> Non
     assert await two.find_username("SHARED") == "u1"
     await two.set_activated("u1", False)
     assert await one.access("u1") is False
-
-
-@pytest.mark.redis
-async def test_a_crash_between_reserving_and_writing_is_repaired(
-    redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A reservation left without an account (a crash) is freed by the next create."""
-    registry = RedisRegistry(redis_url, key_prefix=key_prefix)
-    await registry.start()
-    # Redis creates an account in two steps; this is the state a crash between them leaves.
-    await registry._run("claim", registry.keys.index(), ["u1", "neo"])
-    with pytest.raises(Conflict):
-        await registry.create(user("u1", "neo"))
-    monkeypatch.setattr(redis_registry, "ORPHAN_AGE_MS", 0)
-    made = await registry.create(user("u1", "neo"))
-    assert made.created > 0 and await registry.get("u1") == made
-    await registry.close()
 
 
 def test_index_keys_sort_by_creation_then_id() -> None:

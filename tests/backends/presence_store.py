@@ -1,22 +1,22 @@
 """The store contract, one suite for every backend: memory, Redis, Redis Cluster.
 
 Every test runs against each backend through the same :class:`PresenceStore` calls; Redis
-is a real server (see ``tests/support``). A test owns a fresh key prefix and channel, so
-the session servers are shared without flushing. Timing never relies on fixed sleeps:
-short graces, TTLs and windows are polled with a deadline (:func:`eventually`).
+is a real server (see ``tests/support``). Collected by tests/unit/stores (memory) and
+tests/integration/stores (Redis, Redis Cluster, and the tests only Redis has). A test owns
+a fresh key prefix and channel, so the session servers are shared without flushing. Timing
+never relies on fixed sleeps: short graces, TTLs and windows are polled with a deadline
+(:func:`eventually`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -24,20 +24,13 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from hub.model.presence import MAX_UNTIL_AHEAD_MS, Entry
 from hub.ops.config import Settings
 from hub.stores.local_feed import FEED_LIMIT
-from hub.stores.presence import PresenceStore, StoreUnavailable, open_store
+from hub.stores.presence import PresenceStore, open_store
 from hub.stores.presence.base import Batch, Control, Event, Gap, LiveConnection, Profile
 from hub.stores.presence.memory import MemoryStore
 from hub.stores.presence.redis import SKEW_SLACK_MS, RedisStore
 from tests.support import eventually
-from tests.support.redis_server import RedisServer, start_cluster, start_server
+from tests.support.redis_server import RedisServer
 
-BACKENDS = [
-    pytest.param("memory", id="memory"),
-    pytest.param("redis", id="redis", marks=pytest.mark.redis),
-    pytest.param("redis-cluster", id="redis-cluster", marks=[pytest.mark.redis,
-                                                              pytest.mark.cluster]),
-]  # fmt: skip
-REDIS_BACKENDS = BACKENDS[1:]
 ENTRY_KEYS = {"id", "username", "name", "status", "text", "at"}
 
 
@@ -48,9 +41,10 @@ class Backend:
     servers: list[RedisServer] = field(default_factory=list)
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> Backend:
-    name: str = request.param
+@pytest.fixture
+def backend(request: pytest.FixtureRequest, backend_name: str) -> Backend:
+    """The backend of this run (``backend_name`` comes from the tier: tests/conftest.py)."""
+    name = backend_name
     if name == "memory":
         return Backend(name, "memory://")
     if name == "redis":
@@ -410,40 +404,6 @@ async def test_feed_reports_a_gap_after_lost_messages(
     await feed.ready()
     await store.connect("n1", "c1", profile("u1"), "online")
     await feed.wait_entries("u1", 1)
-
-
-@pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
-async def test_channel_payload_is_documented_msgpack(
-    store: PresenceStore, backend: Backend
-) -> None:
-    """Other services read {v: 1, cursor, users: [entries]} from the channel with msgpack."""
-    assert isinstance(store, RedisStore)
-    host, port = "127.0.0.1", backend.servers[0].port
-    client = Redis(host=host, port=port)
-    pubsub = client.pubsub()
-    try:
-        await pubsub.subscribe(store.channel, store.control)
-
-        async def subscribed() -> bool:
-            await store.publish_control(Control(user="probe", code=0))
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
-            return message is not None
-
-        await eventually(subscribed)
-        view = await store.connect("n1", "c1", Profile("u1", "ann", "Ann"), "online")
-
-        async def batch() -> Any:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
-            if message is None or message["channel"] != store.channel.encode():
-                return None
-            return msgpack.unpackb(message["data"], raw=False)
-
-        payload = await eventually(batch)
-        assert payload == {"v": 1, "cursor": payload["cursor"], "users": [view.entry()]}
-        assert payload["cursor"] >= view.at
-    finally:
-        await pubsub.aclose()
-        await client.aclose()
 
 
 # -- the offline grace -----------------------------------------------------------------
@@ -1015,163 +975,6 @@ async def test_until_out_of_range_is_refused_and_changes_nothing(
     assert view is not None and (view.status, view.until) == ("online", 0)
 
 
-# -- Redis only: several hub nodes, failures ---------------------------------------------
-
-
-@pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
-async def test_nodes_sharing_redis_see_each_other(
-    make_store: StoreFactory, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
-) -> None:
-    """Two hub nodes on one Redis share presence and the feed; either may sweep."""
-    one, two = await make_store(), await make_store()
-    feed = await feed_of(two)
-    await one.heartbeat("n1", 200)
-    await one.connect("n1", "c1", profile("u1"), "online")
-    assert (await two.get("u1")).status == "online"  # type: ignore[union-attr]
-    await feed.wait_entries("u1", 1)
-
-    async def reaped_by_the_other() -> bool:
-        await asyncio.gather(two.sweep(), two.sweep())  # concurrent sweeps are safe
-        user = await one.get("u1")
-        return user is not None and user.status == "offline"
-
-    await eventually(reaped_by_the_other)
-    assert [e["status"] for e in await feed.wait_entries("u1", 2)] == ["online", "offline"]
-
-
-@pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
-async def test_a_node_reaped_while_it_restores_is_told_again(make_store: StoreFactory) -> None:
-    """An expired node learns it from heartbeat; if a sweep reaps it while it restores,
-    the next heartbeat answers False again, so the restore is redone."""
-    store = await make_store()
-    assert isinstance(store, RedisStore)
-    live = [LiveConnection("c1", profile("u1"), "online")]
-    await store.heartbeat("n1", 100)
-    await store.connect("n1", "c1", profile("u1"), "online")
-
-    async def expired() -> bool:
-        return bool(await store._nodes_expired(keys=[store.keys.nodes]))
-
-    await eventually(expired)  # a sweeper reads the node as expired here ...
-    assert not await store.heartbeat("n1", 60_000)
-    await store.restore("n1", live)
-    await store._reap_node("n1", grace_ms=0)  # ... and reaps it after the restore
-    await store._node_reaped(keys=[store.keys.nodes, store.keys.reaped], args=["n1", 60_000])
-    assert (await store.get("u1")).status == "offline"  # type: ignore[union-attr]
-    assert not await store.heartbeat("n1", 60_000)
-    await store.restore("n1", live)
-    assert (await store.get("u1")).status == "online"  # type: ignore[union-attr]
-    assert await store.heartbeat("n1", 60_000)
-
-
-@pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
-async def test_a_dead_node_is_reaped_again_for_late_connections(store: PresenceStore) -> None:
-    """A slow node may register a connection after it was reaped, then die: later sweeps
-    reap it again, so that connection cannot stay online forever."""
-    await store.heartbeat("n1", 100)
-    await store.connect("n1", "c1", profile("u1"), "online")
-
-    async def offline(user: str) -> bool:
-        await store.sweep()
-        return (await store.get(user)).status == "offline"  # type: ignore[union-attr]
-
-    await eventually(lambda: offline("u1"))
-    await store.connect("n1", "late", profile("u2"), "online")
-    await eventually(lambda: offline("u2"))
-
-
-async def _assert_every_call_unavailable(store: PresenceStore) -> None:
-    calls: list[Callable[[], Awaitable[object]]] = [
-        store.now,
-        lambda: store.connect("n1", "c2", profile("u1"), "online"),
-        lambda: store.disconnect("n1", "c1", "u1"),
-        lambda: store.activity("n1", "c1", "u1", "away"),
-        lambda: store.set_status("u1", status="busy"),
-        lambda: store.set_profile(profile("u1")),
-        lambda: store.drop_user("u1"),
-        lambda: store.heartbeat("n1", 1000),
-        lambda: store.restore("n1", [LiveConnection("c1", profile("u1"), "online")]),
-        store.sweep,
-        lambda: store.remove_node("n1", grace=True),
-        lambda: store.changes(None),
-        lambda: store.users(["u1"]),
-        lambda: store.get("u1"),
-        lambda: store.find_username("u1"),
-        lambda: store.publish_control(Control("u1", 4004)),
-    ]
-    for call in calls:
-        started = time.monotonic()
-        with pytest.raises(StoreUnavailable):
-            await asyncio.wait_for(call(), timeout=30)
-        assert time.monotonic() - started < 15, call
-
-
-@pytest.mark.redis
-async def test_redis_down_raises_unavailable_then_recovers(
-    key_prefix: str, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
-) -> None:
-    """Redis down: every call raises StoreUnavailable, none hangs. Back empty: the node is
-    unknown, scripts reload, restore works, and the feed reports a Gap."""
-    server = start_server()
-    try:
-        settings = Settings(store=server.url, key_prefix=key_prefix, channel=f"{key_prefix}p")
-        store = open_store(settings)
-        await store.start()
-        try:
-            feed = await feed_of(store)
-            await store.heartbeat("n1", 60_000)
-            await store.connect("n1", "c1", profile("u1"), "online")
-            server.stop()
-            await _assert_every_call_unavailable(store)
-            server.start()  # same port, no data
-            assert not await store.heartbeat("n1", 60_000)
-            await store.restore("n1", [LiveConnection("c1", profile("u1"), "online")])
-            assert (await store.get("u1")).status == "online"  # type: ignore[union-attr]
-
-            async def gap() -> bool:
-                return any(isinstance(e, Gap) for e in feed.events)
-
-            await eventually(gap)
-            await feed.ready()
-        finally:
-            await store.close()
-    finally:
-        server.cleanup()
-
-
-@pytest.mark.redis
-@pytest.mark.cluster
-async def test_cluster_down_raises_unavailable(key_prefix: str) -> None:
-    """A cluster whose nodes are gone answers StoreUnavailable from every call, in time."""
-    cluster = start_cluster()
-    try:
-        settings = Settings(store=cluster.url, key_prefix=key_prefix, channel=f"{key_prefix}p")
-        store = open_store(settings)
-        await store.start()
-        try:
-            await store.connect("n1", "c1", profile("u1"), "online")
-            cluster.stop()
-            await _assert_every_call_unavailable(store)
-        finally:
-            await store.close()
-    finally:
-        cluster.cleanup()
-
-
-@pytest.mark.redis
-@pytest.mark.parametrize("scheme", ["redis://", "redis+cluster://"])
-async def test_start_against_nothing_is_unavailable(scheme: str) -> None:
-    """start() on an address where nothing listens raises StoreUnavailable, quickly."""
-    from tests.support.redis_server import free_port
-
-    store = open_store(Settings(store=f"{scheme}127.0.0.1:{free_port()}"))
-    try:
-        with pytest.raises(StoreUnavailable):
-            await asyncio.wait_for(store.start(), timeout=30)
-    finally:
-        await store.close()
-
-
 # -- a node's own connections, and reconciling them ---------------------------------------
 
 
@@ -1203,60 +1006,3 @@ async def test_reconcile_removes_connections_no_socket_backs(
     u1, u2 = await store.users(["u1", "u2"])
     assert (u1.status, u2.status) == ("offline", "online")
     assert await store.node_connections("n1") == {"inflight": "u2"}
-
-
-@pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
-async def test_concurrent_sweeps_apply_an_expiry_once(
-    make_store: StoreFactory, feed_of: Callable[[PresenceStore], Awaitable[Feed]]
-) -> None:
-    """Every node sweeps expiries; the one that is due is applied and published once."""
-    one, two = await make_store(), await make_store()
-    feed = await feed_of(two)
-    await one.connect("n1", "c1", profile("u1"), "online")
-    until = await one.now() + 300
-    await one.set_status("u1", status="busy", text="call", until=until)
-
-    async def expired() -> bool:
-        await asyncio.gather(one.expire_statuses(), two.expire_statuses(),
-                             one.expire_statuses(), two.expire_statuses())  # fmt: skip
-        return (await two.get("u1")).status == "online"  # type: ignore[union-attr]
-
-    await eventually(expired, interval=0.05)
-    await assert_quiet_since(feed, two, "u1", 3)
-    assert [e["status"] for e in feed.entries("u1")][:3] == ["online", "busy", "online"]
-
-
-@pytest.mark.redis
-async def test_last_seen_and_expiries_survive_a_redis_restart_with_persistence(
-    key_prefix: str,
-) -> None:
-    """Kept in the user's hash and the bucket's expiry zset: a Redis restarted from its
-    RDB file still knows the last seen, and a later sweep still applies the expiry."""
-    server = start_server()
-    try:
-        settings = Settings(store=server.url, key_prefix=key_prefix, channel=f"{key_prefix}p")
-        store = open_store(settings)
-        await store.start()
-        await store.connect("n1", "c1", profile("gone"), "online")
-        await store.disconnect("n1", "c1", "gone", grace=False)
-        seen = (await store.get("gone")).last_seen  # type: ignore[union-attr]
-        await store.connect("n1", "c2", profile("busy"), "online")
-        until = await store.now() + 1_000
-        await store.set_status("busy", status="busy", until=until)
-        await store.close()
-        assert server.command("SAVE").startswith(b"+OK")
-        server.restart()  # loads the RDB file the SAVE wrote
-        store = open_store(settings)
-        await store.start()
-        try:
-            assert seen > 0 and (await store.get("gone")).last_seen == seen  # type: ignore[union-attr]
-
-            async def expired() -> bool:
-                await store.expire_statuses()
-                return (await store.get("busy")).status == "online"  # type: ignore[union-attr]
-
-            await eventually(expired, interval=0.05)
-        finally:
-            await store.close()
-    finally:
-        server.cleanup()

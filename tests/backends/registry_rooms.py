@@ -15,11 +15,10 @@ from hub.stores.registry.base import (
     Conflict,
     RoomEvent,
     RoomFeedEvent,
-    RoomGap,
     RoomLimitReached,
     RoomLimits,
 )
-from tests.registry.conftest import RegistryFactory
+from tests.backends.registry import RegistryFactory
 from tests.support import eventually
 
 
@@ -184,37 +183,6 @@ async def test_room_events_reach_every_node(
 
     got = await eventually(arrived)
     assert isinstance(got, RoomEvent) and got.entries[0]["member"] is True
-
-
-@pytest.mark.redis
-async def test_room_feed_reports_a_gap_after_reconnecting(
-    redis_url: str, key_prefix: str, reader: type[FeedReader]
-) -> None:
-    """When the feed's connection drops, it resubscribes and reports a RoomGap."""
-    from redis.asyncio import Redis
-
-    from hub.stores.registry.redis import RedisRegistry
-
-    registry = RedisRegistry(redis_url, key_prefix=key_prefix, channel=f"{key_prefix}p")
-    await registry.start()
-    feed = reader(registry)
-    admin = Redis.from_url(redis_url)
-    try:
-
-        async def subscribed() -> bool:
-            return int((await admin.pubsub_numsub(registry.channel))[0][1]) > 0
-
-        await eventually(subscribed)
-        await admin.client_kill_filter(_type="pubsub")
-
-        async def gap() -> bool:
-            return any(isinstance(e, RoomGap) for e in feed.events)
-
-        await eventually(gap)
-    finally:
-        await admin.aclose()
-        await feed.close()
-        await registry.close()
 
 
 # -- caps on the rooms joins create, and invalid text ------------------------------------

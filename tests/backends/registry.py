@@ -1,8 +1,9 @@
-"""Registries on every backend: memory, a real Redis, a real Redis Cluster.
+"""Registry fixtures on every backend: memory, a real Redis, a real Redis Cluster.
 
 Each test owns a fresh key prefix and channel (``key_prefix``), so the session servers
 are shared without flushing. ``make_registry`` may be called twice to get two "nodes" on
-the same backend (two Redis clients, or one shared memory registry).
+the same backend (two Redis clients, or one shared memory registry). The tier directories'
+conftest modules bring these fixtures to tests/backends/registry_*.py.
 """
 
 from __future__ import annotations
@@ -14,19 +15,13 @@ import pytest
 from hub.ops.config import Settings
 from hub.stores.registry import Registry, open_registry
 
-BACKENDS = [
-    pytest.param("memory", id="memory"),
-    pytest.param("redis", id="redis", marks=pytest.mark.redis),
-    pytest.param("redis-cluster", id="redis-cluster", marks=[pytest.mark.redis,
-                                                              pytest.mark.cluster]),
-]  # fmt: skip
-
 RegistryFactory = Callable[..., Awaitable[Registry]]
 
 
-@pytest.fixture(params=BACKENDS)
-def backend_url(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
+@pytest.fixture
+def backend_url(request: pytest.FixtureRequest, backend_name: str) -> str:
+    """The store URL of this run's backend (``backend_name`` comes from the tier)."""
+    name = backend_name
     if name == "memory":
         return "memory://"
     fixture = "redis_url" if name == "redis" else "cluster_url"
