@@ -7,8 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.compat.conftest import connect, uid, wait_offline
-from tests.support.hubproc import ADMIN_HEADERS, HubProcess, rc_headers
+from tests.backends.compat import connect, uid, wait_offline
+from tests.support.hubproc import ADMIN_HEADERS, rc_headers
+from tests.support.inproc import InProcessHub
 from tests.support.wsclient import WsClient
 
 PATH = "/api/v1/users.listByStatus"
@@ -27,7 +28,7 @@ def ids(body: dict[str, Any]) -> list[str]:
 
 @pytest.fixture
 async def team(
-    hub: HubProcess, http: httpx.AsyncClient, sockets: list[WsClient]
+    hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient]
 ) -> tuple[str, list[str]]:
     """Four users with a common stem: agents online/offline, a bot, one never logged in."""
     stem = uid("rc")

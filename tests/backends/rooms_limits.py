@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.rooms.conftest import BACKENDS, Connect, start_nodes
-from tests.support.hubproc import TEST_ADMIN_KEY, HubProcess, user_token
+from tests.backends.rooms import Connect, start_nodes, store_env
+from tests.support.hubproc import TEST_ADMIN_KEY, user_token
+from tests.support.inproc import InProcessHub
 from tests.support.wsclient import MSGPACK, Frame, WsClient
 
 PER_USER = 3
@@ -29,16 +29,12 @@ def name(label: str) -> str:
     return f"{label}-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture(params=BACKENDS)
-def capped(request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
-           ) -> Iterator[HubProcess]:  # fmt: skip
+@pytest.fixture
+def capped(request: pytest.FixtureRequest, backend_name: str, key_prefix: str
+           ) -> Iterator[InProcessHub]:  # fmt: skip
     env = {"HUB_MAX_ROOMS_PER_USER": str(PER_USER), "HUB_MAX_ROOMS": str(TOTAL),
-           "HUB_OFFLINE_GRACE_S": "0"}  # fmt: skip
-    if request.param != "memory":
-        fixture = "redis_url" if request.param == "redis" else "cluster_url"
-        env |= {"HUB_STORE": request.getfixturevalue(fixture), "HUB_KEY_PREFIX": key_prefix,
-                "HUB_CHANNEL": f"{key_prefix}presence"}  # fmt: skip
-    (hub,) = start_nodes(tmp_path, env, 1)
+           "HUB_OFFLINE_GRACE_S": "0", **store_env(request, backend_name, key_prefix)}  # fmt: skip
+    (hub,) = start_nodes(env, 1)
     try:
         yield hub
     finally:
@@ -46,7 +42,7 @@ def capped(request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
         hub.assert_no_tracebacks()
 
 
-async def room_ids(hub: HubProcess) -> set[str]:
+async def room_ids(hub: InProcessHub) -> set[str]:
     async with httpx.AsyncClient(base_url=hub.url, trust_env=False, timeout=10) as http:
         reply = await http.post("/api/1.1/room/list", json={"api_key": TEST_ADMIN_KEY})
         assert reply.status_code == 200, reply.text
@@ -54,7 +50,7 @@ async def room_ids(hub: HubProcess) -> set[str]:
 
 
 async def test_joins_past_the_caps_are_refused_with_limit(
-    capped: HubProcess, connect: Connect
+    capped: InProcessHub, connect: Connect
 ) -> None:
     alice = await connect(capped, name("alice"))
     bob = await connect(capped, name("bob"))
@@ -77,7 +73,7 @@ async def test_joins_past_the_caps_are_refused_with_limit(
 
 
 async def test_lone_surrogates_are_refused_on_every_backend(
-    capped: HubProcess, connect: Connect
+    capped: InProcessHub, connect: Connect
 ) -> None:
     """On memory, Redis and Redis Cluster alike: a room name or status text with a lone
     surrogate is bad_field naming the field, no room is made, the room list answers, and a

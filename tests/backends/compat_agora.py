@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.compat.conftest import connect, uid
+from tests.backends.compat import connect, uid
 from tests.support import eventually
-from tests.support.hubproc import ADMIN_HEADERS, HubProcess, user_token
+from tests.support.hubproc import ADMIN_HEADERS, user_token
+from tests.support.inproc import InProcessHub
 from tests.support.wsclient import WsClient
 
 BASE = "/org1/app1/users"
@@ -153,7 +154,7 @@ async def test_query_one_user(http: httpx.AsyncClient) -> None:
                  "service_resource_not_found")  # fmt: skip
 
 
-async def test_list_users_with_limit_and_cursor(fresh_hub: HubProcess) -> None:
+async def test_list_users_with_limit_and_cursor(fresh_hub: InProcessHub) -> None:
     """Users come in registration order, `limit` at a time, until no cursor is returned."""
     async with httpx.AsyncClient(base_url=fresh_hub.url) as http:
         names = [f"user{i}" for i in range(5)]
@@ -206,7 +207,7 @@ async def test_delete_one_user(http: httpx.AsyncClient) -> None:
                  "service_resource_not_found")  # fmt: skip
 
 
-async def test_delete_the_oldest_users(fresh_hub: HubProcess) -> None:
+async def test_delete_the_oldest_users(fresh_hub: InProcessHub) -> None:
     """DELETE /users?limit=N deletes the N oldest users, with a cursor while more remain."""
     async with httpx.AsyncClient(base_url=fresh_hub.url) as http:
         await register(http, "user1", "user2", "user3")
@@ -261,7 +262,7 @@ async def test_deactivate_and_activate(http: httpx.AsyncClient) -> None:
 
 
 async def test_force_offline(
-    hub: HubProcess, http: httpx.AsyncClient, sockets: list[WsClient]
+    hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient]
 ) -> None:
     """Forcing a user offline closes its socket with 4004 and answers data.result true."""
     name = uid("kick")
@@ -277,7 +278,7 @@ async def test_force_offline(
 
 
 async def test_status_of_one_user(
-    hub: HubProcess, http: httpx.AsyncClient, sockets: list[WsClient]
+    hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient]
 ) -> None:
     """Status answers online while the user is connected, offline otherwise; unknown is 404."""
     name = uid("st")
@@ -301,7 +302,7 @@ async def test_status_of_one_user(
 
 
 async def test_batch_status(
-    hub: HubProcess, http: httpx.AsyncClient, sockets: list[WsClient]
+    hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient]
 ) -> None:
     """Batch status answers each user in order; unknown users are offline (as the page says)."""
     on, off, ghost = uid("on"), uid("off"), uid("ghost")

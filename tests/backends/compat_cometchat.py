@@ -7,8 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.compat.conftest import connect, uid, wait_offline
-from tests.support.hubproc import ADMIN_HEADERS, TEST_ADMIN_KEY, HubProcess
+from tests.backends.compat import connect, uid, wait_offline
+from tests.support.hubproc import ADMIN_HEADERS, TEST_ADMIN_KEY
+from tests.support.inproc import InProcessHub
 from tests.support.wsclient import WsClient
 
 KEY = {"apikey": TEST_ADMIN_KEY}
@@ -34,7 +35,7 @@ def assert_cc_error(response: httpx.Response, status: int, *words: str) -> None:
 
 
 async def test_users_as_the_page_shows_them(
-    hub: HubProcess, http: httpx.AsyncClient, sockets: list[WsClient]
+    hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient]
 ) -> None:
     """A page has data (uid, name, status, role, times), meta.pagination and a cursor."""
     stem = uid("cc")
@@ -75,7 +76,7 @@ async def test_apikey_must_be_the_admin_key(http: httpx.AsyncClient) -> None:
 
 
 async def test_search_key_is_a_prefix_of_uid_or_name(
-    hub: HubProcess, http: httpx.AsyncClient, sockets: list[WsClient]
+    hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient]
 ) -> None:
     """searchKey matches the start of the uid or the name; searchIn narrows it."""
     stem = uid("sk")
@@ -90,7 +91,7 @@ async def test_search_key_is_a_prefix_of_uid_or_name(
 
 
 async def test_status_available_or_offline(
-    hub: HubProcess, http: httpx.AsyncClient, sockets: list[WsClient]
+    hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient]
 ) -> None:
     """status=available lists users not offline (busy included); offline the others."""
     stem = uid("st")
@@ -106,7 +107,7 @@ async def test_status_available_or_offline(
 
 
 async def test_roles_and_tags(
-    hub: HubProcess, http: httpx.AsyncClient, sockets: list[WsClient]
+    hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient]
 ) -> None:
     """role, roles (any of them), tags (any of them) filter; withTags shows the tags."""
     stem = uid("rt")
@@ -123,7 +124,7 @@ async def test_roles_and_tags(
 
 
 async def test_deactivated_users(
-    hub: HubProcess, http: httpx.AsyncClient, sockets: list[WsClient]
+    hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient]
 ) -> None:
     """Deactivated users are left out unless withDeactivated or onlyDeactivated asks."""
     stem = uid("dv")
@@ -138,7 +139,7 @@ async def test_deactivated_users(
     assert uids(await listing(http, searchKey=stem, onlyDeactivated="true")) == [f"{stem}-b"]
 
 
-async def test_pages(hub: HubProcess, http: httpx.AsyncClient, sockets: list[WsClient]) -> None:
+async def test_pages(hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient]) -> None:
     """perPage and page walk the list; the pagination counts pages from the total."""
     stem = uid("pg")
     names = [f"{stem}-{i}" for i in range(5)]

@@ -7,8 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.compat.conftest import connect, uid, wait_offline
-from tests.support.hubproc import TEST_ADMIN_KEY, HubProcess
+from tests.backends.compat import connect, uid, wait_offline
+from tests.support.hubproc import TEST_ADMIN_KEY
+from tests.support.inproc import InProcessHub
 from tests.support.wsclient import WsClient
 
 KEY = {"api_key": TEST_ADMIN_KEY}
@@ -32,7 +33,7 @@ def assert_ifly_error(response: httpx.Response, status: int, *words: str) -> Non
 
 
 async def test_online_users_as_the_page_shows_them(
-    hub: HubProcess, http: httpx.AsyncClient, sockets: list[WsClient]
+    hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient]
 ) -> None:
     """users/list answers every online user with the six user_ fields, and length."""
     stem = uid("if")
@@ -72,7 +73,7 @@ async def test_a_form_body_works_too(http: httpx.AsyncClient) -> None:
 
 
 async def test_room_lifecycle(
-    hub: HubProcess, http: httpx.AsyncClient, sockets: list[WsClient]
+    hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient]
 ) -> None:
     """Create, list, edit, list online members of, and delete a room."""
     made = await post(http, "room/create", room_name="test_room", room_role="1")
@@ -124,7 +125,7 @@ async def test_bad_input_is_refused(
 
 
 async def test_kick_closes_sockets_with_4004(
-    hub: HubProcess, http: httpx.AsyncClient, sockets: list[WsClient]
+    hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient]
 ) -> None:
     """Kicking a user closes its sockets with 4004; with room_id it also leaves the room."""
     name, room = uid("k"), uid("r")

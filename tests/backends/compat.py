@@ -1,23 +1,27 @@
-"""Real hub processes for the compatibility API tests, and helpers to talk to them.
+"""Hubs for the compatibility API tests, and helpers to talk to them.
 
-One memory hub serves a whole test module (``hub``); tests keep out of each other's way
-with unique user names (:func:`uid`) and filters. A test that needs an empty hub (listing
-or deleting "the oldest users") asks for ``fresh_hub``. Users get roles, tags and a type
-the way an app gives them: claims in the token of their first connection.
+The hubs are served in process (tests/support/inproc.py), on the memory store in the unit
+tier and on the session Redis (or Cluster) in the integration tier: ``backend_name`` comes
+from the tier (tests/conftest.py), and each tier's conftest brings these fixtures to the
+suites in tests/backends/compat_*.py. One hub serves a whole test module (``hub``);
+tests keep out of each other's way with unique user names (:func:`uid`) and filters. A
+test that needs an empty hub (listing or deleting "the oldest users") asks for
+``fresh_hub``. Users get roles, tags and a type the way an app gives them: claims in the
+token of their first connection.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.support import eventually
-from tests.support.hubproc import ADMIN_HEADERS, HubProcess, start_hub, user_token
+from tests.support.hubproc import ADMIN_HEADERS, user_token
+from tests.support.inproc import InProcessHub
 from tests.support.wsclient import WsClient, connect_user
 
 #: A grace of 0: a user whose socket closes is offline at once (no waiting in tests).
@@ -29,8 +33,8 @@ def uid(label: str = "u") -> str:
     return f"{label}-{uuid.uuid4().hex[:10]}"
 
 
-def _run(tmp: Path, env: dict[str, str] | None = None) -> Iterator[HubProcess]:
-    hub = start_hub(tmp, {**HUB_ENV, **(env or {})})
+def _run(env: dict[str, str]) -> Iterator[InProcessHub]:
+    hub = InProcessHub({**HUB_ENV, **env}).start()
     try:
         yield hub
     finally:
@@ -38,40 +42,30 @@ def _run(tmp: Path, env: dict[str, str] | None = None) -> Iterator[HubProcess]:
     hub.assert_no_tracebacks()
 
 
-BACKENDS = [
-    pytest.param("memory", id="memory"),
-    pytest.param("redis", id="redis", marks=pytest.mark.redis),
-    pytest.param("redis-cluster", id="redis-cluster", marks=[pytest.mark.redis,
-                                                              pytest.mark.cluster]),
-]  # fmt: skip
-
-
-def _store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+def _store_env(request: pytest.FixtureRequest, backend_name: str) -> dict[str, str]:
     """The hub's store: memory, or the session Redis (or Cluster) under a prefix of its own."""
-    if request.param == "memory":
+    if backend_name == "memory":
         return {}
-    fixture = "redis_url" if request.param == "redis" else "cluster_url"
+    fixture = "redis_url" if backend_name == "redis" else "cluster_url"
     redis_url: str = request.getfixturevalue(fixture)
     prefix = f"c{uuid.uuid4().hex[:10]}:"
     return {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": prefix, "HUB_CHANNEL": f"{prefix}p"}
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def hub(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[HubProcess]:
-    """One hub for the module, on the memory store or on Redis."""
-    yield from _run(tmp_path_factory.mktemp("hub"), _store_env(request))
-
-
-@pytest.fixture(params=BACKENDS)
-def fresh_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HubProcess]:
-    """A hub of this test alone (no users yet), on the memory store or on Redis."""
-    yield from _run(tmp_path, _store_env(request))
+@pytest.fixture(scope="module")
+def hub(request: pytest.FixtureRequest, backend_name: str) -> Iterator[InProcessHub]:
+    """One hub for the module, on this tier's store."""
+    yield from _run(_store_env(request, backend_name))
 
 
 @pytest.fixture
-async def http(hub: HubProcess) -> AsyncIterator[httpx.AsyncClient]:
+def fresh_hub(request: pytest.FixtureRequest, backend_name: str) -> Iterator[InProcessHub]:
+    """A hub of this test alone (no users yet), on this tier's store."""
+    yield from _run(_store_env(request, backend_name))
+
+
+@pytest.fixture
+async def http(hub: InProcessHub) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=hub.url, timeout=10.0) as client:
         yield client
 
@@ -85,7 +79,7 @@ async def sockets() -> AsyncIterator[list[WsClient]]:
         await client.close()
 
 
-async def connect(hub: HubProcess, sockets: list[WsClient], user: str, **claims: Any) -> WsClient:
+async def connect(hub: InProcessHub, sockets: list[WsClient], user: str, **claims: Any) -> WsClient:
     """Connect ``user`` (registered from its token's claims on first connect)."""
     client = await connect_user(hub.ws_url, user_token(user, **claims))
     sockets.append(client)
