@@ -16,6 +16,7 @@ processes, a hub's own stdout, or a second hub sharing Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -188,6 +189,24 @@ class InProcessHub:
         assert not self._exceptions.lines, (
             f"hub on port {self.port} logged an exception:\n{self.log()[:4000]}"
         )
+
+
+@contextlib.contextmanager
+def running_inproc_hubs(
+    env: Mapping[str, str], count: int = 2
+) -> Iterator[tuple[InProcessHub, ...]]:
+    """``count`` in-process hubs sharing ``env`` (one Redis: several nodes); all stopped at
+    the end, then each fails the test if it logged an exception."""
+    hubs: list[InProcessHub] = []
+    try:
+        for _ in range(count):
+            hubs.append(InProcessHub(env).start())
+        yield tuple(hubs)
+    finally:
+        for hub in hubs:
+            hub.stop()
+    for hub in hubs:
+        hub.assert_no_tracebacks()
 
 
 def inproc_hub_fixture(

@@ -1,41 +1,33 @@
-"""Webhooks end to end: real hub processes, real Redis, a real HTTP receiver.
+"""Webhooks end to end: hubs served in process, real Redis, a real HTTP receiver.
 
 - memory and Redis both deliver (the contract), signed, with the documented body;
 - a receiver that fails every other request and is down for OUTAGE_S (30 s, as promised)
   gets every batch, at least once, in order by delivery id, with valid signatures;
-- kill -9 of the delivering node during the backlog loses nothing: the other node finishes;
 - a permanently failing URL dead-letters after HUB_WEBHOOK_RETRY_S, and is counted.
+
+(kill -9 of the delivering node is tests/system/delivery/test_webhooks_kill.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
-from hub.delivery.stream import decode_entries, entry_order, stream_client, stream_keys
+from hub.delivery.stream import entry_order
 from hub.delivery.webhooks import endpoint_id
-from hub.ops.metrics import parse
 from hub.stores.presence.base import Profile
 from hub.stores.presence.redis import RedisStore
 from tests.support import eventually
-from tests.support.hubproc import HubProcess, start_hub, user_token
+from tests.support.hubproc import user_token
+from tests.support.inproc import InProcessHub
 from tests.support.receiver import Receiver, in_order
+from tests.support.webhooks import FAST, OUTAGE_S, SECRET, metrics, received, stream_users
 from tests.support.wsclient import connect_user
 
-SECRET = "whsec-test-0123456789"
-#: How long the receiver is down in the outage test (the issue's 30 s; env-tunable).
-OUTAGE_S = float(os.environ.get("HUB_TEST_WEBHOOK_OUTAGE_S", "30"))
-#: Fast retries for tests: the backoff is capped at this (production: 60 s).
-FAST = {"HUB_WEBHOOK_BACKOFF_MIN_S": "0.05", "HUB_WEBHOOK_BACKOFF_MAX_S": "0.5",
-        "HUB_NODE_TTL_S": "1.5", "HUB_OFFLINE_GRACE_S": "0"}  # fmt: skip
-
-Spawn = Callable[..., HubProcess]
+Spawn = Callable[..., InProcessHub]
 
 
 @pytest.fixture
@@ -46,21 +38,20 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-def spawn(tmp_path: Path, key_prefix: str) -> Iterator[Spawn]:
-    started: list[HubProcess] = []
+def spawn(key_prefix: str) -> Iterator[Spawn]:
+    started: list[InProcessHub] = []
 
-    def run(name: str, store: str, hooks: str, **env: str) -> HubProcess:
+    def run(name: str, store: str, hooks: str, **env: str) -> InProcessHub:
         settings = {"HUB_STORE": store, "HUB_KEY_PREFIX": key_prefix,
                     "HUB_CHANNEL": f"{key_prefix}presence", "HUB_NODE_ID": name,
                     "HUB_WEBHOOKS": hooks, **FAST, **env}  # fmt: skip
-        hub = start_hub(tmp_path, settings, name=name)
+        hub = InProcessHub(settings).start()
         started.append(hub)
         return hub
 
     yield run
     for hub in started:
-        if hub.process is not None and hub.process.poll() is None:
-            hub.stop()
+        hub.stop()
     for hub in started:
         hub.assert_no_tracebacks()
 
@@ -73,29 +64,6 @@ async def gen(redis_url: str, key_prefix: str) -> AsyncIterator[RedisStore]:
     await s.start()
     yield s
     await s.close()
-
-
-async def _stream_users(url: str, key_prefix: str) -> list[tuple[str, str, int]]:
-    """Every change in the stream(s), as (user, status, at)."""
-    r = stream_client(url)
-    entries = []
-    try:
-        for key in stream_keys(key_prefix, cluster=url.startswith("redis+cluster://")):
-            entries += decode_entries(key, await r.xrange(key))
-    finally:
-        await r.aclose()
-    return [(u["id"], u["status"], u["at"]) for e in entries for u in e.users]
-
-
-def _received(receiver: Receiver) -> set[tuple[str, str, int]]:
-    return {(u["id"], u["status"], u["at"]) for u in receiver.users()}
-
-
-async def _metrics(hub: HubProcess) -> dict[str, float]:
-    async with httpx.AsyncClient(base_url=hub.url, trust_env=False, timeout=10) as http:
-        response = await http.get("/metrics")
-    assert response.status_code == 200
-    return parse(response.text)
 
 
 BACKENDS = {"memory": None, "redis": "redis_url", "redis-cluster": "cluster_url"}
@@ -135,8 +103,8 @@ async def test_memory_and_redis_both_deliver_signed_posts(
     await eventually(lambda: _delivered(hub, eid, len(receiver.accepted)))
 
 
-async def _delivered(hub: HubProcess, eid: str, n: int) -> bool:
-    values = await _metrics(hub)
+async def _delivered(hub: InProcessHub, eid: str, n: int) -> bool:
+    values = await metrics(hub)
     return values[f'hub_webhook_delivered_total{{endpoint="{eid}"}}'] >= n
 
 
@@ -178,8 +146,8 @@ async def test_flaky_receiver_down_for_30s_gets_every_batch_in_order(
             await asyncio.sleep(0.05)  # a change rate, not a synchronisation
         assert len(receiver.requests) == down_at  # nothing got through while down
         await receiver.up()
-        expected = await _stream_users(redis_url, key_prefix)
-        await receiver.wait(lambda: set(expected) <= _received(receiver), 60)
+        expected = await stream_users(redis_url, key_prefix)
+        await receiver.wait(lambda: set(expected) <= received(receiver), 60)
         assert all(receiver.valid(r) for r in receiver.requests)
         assert in_order(receiver.accepted)
         # Every other request failed, so there were retries of the same delivery id.
@@ -188,55 +156,10 @@ async def test_flaky_receiver_down_for_30s_gets_every_batch_in_order(
         assert any(r.status == 500 for r in receiver.requests)
         # Exactly one node delivered (neither died, so the lease never moved).
         name = f'hub_webhook_delivered_total{{endpoint="{endpoint_id(receiver.url)}"}}'
-        delivered = sorted([(await _metrics(hub))[name] for hub in nodes])
+        delivered = sorted([(await metrics(hub))[name] for hub in nodes])
         assert delivered[0] == 0 and 1 <= delivered[1] <= len(receiver.accepted)
     finally:
         await receiver.close()
-
-
-@pytest.mark.redis
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", [
-    "redis", pytest.param("redis-cluster", marks=pytest.mark.cluster),
-])  # fmt: skip
-async def test_kill_9_of_the_delivering_node_loses_nothing(
-    backend: str, request: pytest.FixtureRequest, key_prefix: str, spawn: Spawn
-) -> None:
-    redis_url = request.getfixturevalue(BACKENDS[backend] or "redis_url")
-    gen = RedisStore(redis_url, key_prefix=key_prefix, channel=f"{key_prefix}presence",
-                     grace_ms=0)  # fmt: skip
-    await gen.start()
-    receiver = await Receiver(SECRET).up()
-    try:
-        hooks = f"{receiver.url}|{SECRET}"
-        nodes = {name: spawn(name, redis_url, hooks) for name in ("node1", "node2")}
-        await gen.connect("g", "c0", Profile("first"), "online")
-        await receiver.wait(lambda: len(receiver.accepted) >= 1, 20)
-        receiver.failing = True  # the backlog builds up
-        for n in range(30):
-            await gen.connect("g", f"c{n + 1}", Profile(f"u{n}"), "online")
-        failing_from = len(receiver.requests)
-        await receiver.wait(lambda: len(receiver.requests) > failing_from, 20)
-        r = stream_client(redis_url)
-        try:
-            raw = await r.get(f"{key_prefix}webhooks:lease:{endpoint_id(receiver.url)}")
-        finally:
-            await r.aclose()
-        holder = raw.decode() if raw else ""
-        assert holder in nodes
-        nodes[holder].kill()
-        receiver.failing = False
-        expected = await _stream_users(redis_url, key_prefix)
-        await receiver.wait(lambda: set(expected) <= _received(receiver), 60)
-        assert in_order(receiver.accepted)
-        assert all(receiver.valid(req) for req in receiver.requests)
-        survivor = next(hub for name, hub in nodes.items() if name != holder)
-        assert (await _metrics(survivor))[
-            f'hub_webhook_delivered_total{{endpoint="{endpoint_id(receiver.url)}"}}'
-        ] >= 1
-    finally:
-        await receiver.close()
-        await gen.close()
 
 
 @pytest.mark.redis
@@ -269,7 +192,7 @@ async def test_permanently_failing_url_dead_letters_after_the_retry_time(
             assert int(fields[b"at"]) / 1000 - born >= 2.0
         finally:
             await r.aclose()
-        values = await _metrics(hub)
+        values = await metrics(hub)
         assert values[f'hub_webhook_dead_letters_total{{endpoint="{eid}"}}'] == 1
         assert values[f'hub_webhook_retries_total{{endpoint="{eid}"}}'] >= 2
         # Then the endpoint goes on with what comes next.
@@ -295,5 +218,5 @@ async def test_memory_dead_letters_are_counted(spawn: Spawn) -> None:
         await receiver.close()
 
 
-async def _dead(hub: HubProcess, eid: str) -> bool:
-    return (await _metrics(hub))[f'hub_webhook_dead_letters_total{{endpoint="{eid}"}}'] >= 1
+async def _dead(hub: InProcessHub, eid: str) -> bool:
+    return (await metrics(hub))[f'hub_webhook_dead_letters_total{{endpoint="{eid}"}}'] >= 1

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.hubproc import ADMIN_HEADERS, TEST_ADMIN_KEY, HubProcess, rc_headers, start_hub
+from tests.support.hubproc import ADMIN_HEADERS, TEST_ADMIN_KEY, rc_headers
 from tests.support.hubproc import user_token as token
+from tests.support.inproc import InProcessHub
 from tests.support.wsclient import WsClient, connect_user
 
 
@@ -18,8 +18,8 @@ def name(label: str) -> str:
     return f"{label}-{uuid.uuid4().hex[:8]}"
 
 
-def hub_with(tmp: Path, **env: str) -> Iterator[HubProcess]:
-    hub = start_hub(tmp, {"HUB_OFFLINE_GRACE_S": "0", **env})
+def hub_with(**env: str) -> Iterator[InProcessHub]:
+    hub = InProcessHub({"HUB_OFFLINE_GRACE_S": "0", **env}).start()
     try:
         yield hub
     finally:
@@ -28,17 +28,17 @@ def hub_with(tmp: Path, **env: str) -> Iterator[HubProcess]:
 
 
 @pytest.fixture
-def closed_hub(tmp_path: Path) -> Iterator[HubProcess]:
+def closed_hub() -> Iterator[InProcessHub]:
     """A hub that admits registered users only (HUB_AUTO_REGISTER=false)."""
-    yield from hub_with(tmp_path, HUB_AUTO_REGISTER="false")
+    yield from hub_with(HUB_AUTO_REGISTER="false")
 
 
 @pytest.fixture
-def open_hub(tmp_path: Path) -> Iterator[HubProcess]:
-    yield from hub_with(tmp_path)
+def open_hub() -> Iterator[InProcessHub]:
+    yield from hub_with()
 
 
-async def test_first_connect_registers_the_user_from_its_claims(open_hub: HubProcess) -> None:
+async def test_first_connect_registers_the_user_from_its_claims(open_hub: InProcessHub) -> None:
     """With auto-registration a new user's token claims become its account."""
     user = name("neo")
     claims = token(user, name="Thomas Anderson", username=f"{user}-handle", roles=["agent"],
@@ -61,7 +61,7 @@ async def test_first_connect_registers_the_user_from_its_claims(open_hub: HubPro
         await client.close()
 
 
-async def test_a_token_claiming_a_taken_username_is_refused(open_hub: HubProcess) -> None:
+async def test_a_token_claiming_a_taken_username_is_refused(open_hub: InProcessHub) -> None:
     """A new user whose token claims another user's username is closed with 4001."""
     owner = name("owner")
     async with httpx.AsyncClient(base_url=open_hub.url) as http:
@@ -78,7 +78,7 @@ async def test_a_token_claiming_a_taken_username_is_refused(open_hub: HubProcess
 
 
 async def test_without_auto_registration_only_registered_users_connect(
-    closed_hub: HubProcess,
+    closed_hub: InProcessHub,
 ) -> None:
     """Unknown users are refused (4001 on hello, 401 on REST); registered ones get in."""
     stranger, member = name("stranger"), name("member")

@@ -1,4 +1,4 @@
-"""Admin actions reach every node: two hub processes on one real Redis (and on a Redis
+"""Admin actions reach every node: two hubs (in process) on one real Redis (and on a Redis
 Cluster), with a 30 s offline grace.
 
 The grace is long on purpose: a user who shows offline within seconds of a deactivation,
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,11 +16,10 @@ import pytest
 from tests.support.hubproc import (
     ADMIN_HEADERS,
     TEST_ADMIN_KEY,
-    HubProcess,
     rc_headers,
-    running_hubs,
     user_token,
 )
+from tests.support.inproc import InProcessHub, running_inproc_hubs
 from tests.support.wsclient import WsClient, connect_user
 
 pytestmark = pytest.mark.redis
@@ -38,14 +36,12 @@ def name(label: str) -> str:
     pytest.param("redis_url", id="redis"),
     pytest.param("cluster_url", id="redis-cluster", marks=pytest.mark.cluster),
 ])  # fmt: skip
-def nodes(
-    request: pytest.FixtureRequest, key_prefix: str, tmp_path: Path
-) -> Iterator[tuple[HubProcess, ...]]:
+def nodes(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[tuple[InProcessHub, ...]]:
     """Two hubs on one Redis (or one Redis Cluster) with a 30 s offline grace."""
     redis_url: str = request.getfixturevalue(request.param)
     env = {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix,
            "HUB_CHANNEL": f"{key_prefix}presence", "HUB_OFFLINE_GRACE_S": "30"}  # fmt: skip
-    with running_hubs(tmp_path, env) as hubs:
+    with running_inproc_hubs(env) as hubs:
         yield hubs
 
 
@@ -57,14 +53,14 @@ async def clients() -> AsyncIterator[list[WsClient]]:
         await client.close()
 
 
-async def connect(clients: list[WsClient], hub: HubProcess, user: str, *,
+async def connect(clients: list[WsClient], hub: InProcessHub, user: str, *,
                   subscribe: bool = False) -> WsClient:  # fmt: skip
     client = await connect_user(hub.ws_url, user_token(user), subscribe=subscribe)
     clients.append(client)
     return client
 
 
-async def refused_hello(hub: HubProcess, user: str) -> int | None:
+async def refused_hello(hub: InProcessHub, user: str) -> int | None:
     """Open a socket, say hello as ``user``; the close code the hub answered with."""
     client = await WsClient.open(hub.ws_url)
     try:
@@ -81,7 +77,7 @@ def bearer(user: str) -> dict[str, str]:
 
 
 async def test_deactivate_closes_sockets_everywhere_and_refuses_the_user(
-    nodes: tuple[HubProcess, HubProcess], clients: list[WsClient]
+    nodes: tuple[InProcessHub, InProcessHub], clients: list[WsClient]
 ) -> None:
     """Deactivated on node 1: its sockets on both nodes close 4003, it is offline at once,
     a new hello and its REST calls are refused; activating lifts all that."""
@@ -114,7 +110,7 @@ async def test_deactivate_closes_sockets_everywhere_and_refuses_the_user(
 
 
 async def test_force_offline_closes_with_4004_without_grace(
-    nodes: tuple[HubProcess, HubProcess], clients: list[WsClient]
+    nodes: tuple[InProcessHub, InProcessHub], clients: list[WsClient]
 ) -> None:
     """Agora's force offline on node 1 closes the user's node-2 socket with 4004, offline at
     once; the user may connect again right away."""
@@ -136,7 +132,7 @@ async def test_force_offline_closes_with_4004_without_grace(
 
 
 async def test_iflychat_kick_closes_with_4004_everywhere(
-    nodes: tuple[HubProcess, HubProcess], clients: list[WsClient]
+    nodes: tuple[InProcessHub, InProcessHub], clients: list[WsClient]
 ) -> None:
     """iFlyChat's kick on node 2 closes the user's sockets on both nodes with 4004."""
     one, two = nodes
@@ -154,7 +150,7 @@ async def test_iflychat_kick_closes_with_4004_everywhere(
 
 
 async def test_a_normal_close_still_waits_for_the_grace(
-    nodes: tuple[HubProcess, HubProcess], clients: list[WsClient]
+    nodes: tuple[InProcessHub, InProcessHub], clients: list[WsClient]
 ) -> None:
     """Control: a user who just closes its socket stays online inside the 30 s grace."""
     one, two = nodes
@@ -166,7 +162,9 @@ async def test_a_normal_close_still_waits_for_the_grace(
     assert status.json()["data"] == {user: "online"}
 
 
-async def test_deactivating_an_unknown_user_is_a_404(nodes: tuple[HubProcess, HubProcess]) -> None:
+async def test_deactivating_an_unknown_user_is_a_404(
+    nodes: tuple[InProcessHub, InProcessHub],
+) -> None:
     """Nothing happens to a user nobody registered: Agora answers 404."""
     one, _ = nodes
     async with httpx.AsyncClient(base_url=one.url) as http:
