@@ -12,7 +12,6 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from hub.model.pusher_auth import channel_auth
 from hub.ops.apps import DEFAULT_MEMBER_LIMIT
 from hub.stores.channels.store import RedisChannels
-from tests.support.hubproc import HubProcess, start_hub
+from tests.support.inproc import InProcessHub
 from tests.support.pusher import APP_ID, APP_KEY, APP_SECRET, APPS_ENV
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -33,16 +32,15 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def hub(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[HubProcess]:
-    process = start_hub(
-        tmp_path,
+def hub(redis_url: str, prefix: str) -> Iterator[InProcessHub]:
+    process = InProcessHub(
         {
             "HUB_STORE": redis_url,
             "HUB_KEY_PREFIX": prefix,
             "HUB_CHANNEL": f"{prefix}presence",
             "HUB_PUSHER_APPS": APPS_ENV,
         },
-    )
+    ).start()
     try:
         yield process
     finally:

@@ -1,4 +1,4 @@
-"""Two hub processes sharing one real Redis: what one node learns, the other node and any
+"""Two hubs (in process) sharing one real Redis: what one node learns, the other node and any
 plain Redis subscriber see."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +14,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from tests.support.hubproc import ADMIN_HEADERS, HubProcess, running_hubs, user_token
+from tests.support.hubproc import ADMIN_HEADERS, user_token
+from tests.support.inproc import InProcessHub, running_inproc_hubs
 from tests.support.wsclient import TIMEOUT_S, connect_user
 
 pytestmark = pytest.mark.redis
@@ -31,9 +31,7 @@ def channel(key_prefix: str) -> str:
 
 
 @pytest.fixture
-def nodes(
-    redis_url: str, key_prefix: str, channel: str, tmp_path: Path
-) -> Iterator[tuple[HubProcess, ...]]:
+def nodes(redis_url: str, key_prefix: str, channel: str) -> Iterator[tuple[InProcessHub, ...]]:
     """Two hubs on one Redis, with this test's own key prefix and channel."""
     env = {
         "HUB_STORE": redis_url,
@@ -41,7 +39,7 @@ def nodes(
         "HUB_CHANNEL": channel,
         "HUB_OFFLINE_GRACE_S": "0",
     }
-    with running_hubs(tmp_path, env) as hubs:
+    with running_inproc_hubs(env) as hubs:
         yield hubs
 
 

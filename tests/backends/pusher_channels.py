@@ -1,5 +1,6 @@
 """One contract for the channel state and bus on every backend: memory, Redis and Redis
-Cluster. Each subscribe/unsubscribe reports exactly the transitions it made."""
+Cluster. Each subscribe/unsubscribe reports exactly the transitions it made. Collected by
+tests/unit/pusher (memory) and tests/integration/pusher (Redis, Redis Cluster)."""
 
 from __future__ import annotations
 
@@ -14,20 +15,12 @@ import pytest
 from hub.ops.config import Settings
 from hub.stores.channels.store import Bus, ChannelState, Joined, Left, open_channels
 
-BACKENDS = [
-    pytest.param("memory", id="memory"),
-    pytest.param("redis", id="redis", marks=pytest.mark.redis),
-    pytest.param(
-        "redis-cluster", id="redis-cluster", marks=[pytest.mark.redis, pytest.mark.cluster]
-    ),
-]
 
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 async def backend(
-    request: pytest.FixtureRequest, key_prefix: str
+    request: pytest.FixtureRequest, key_prefix: str, backend_name: str
 ) -> AsyncIterator[tuple[ChannelState, Bus]]:
-    name: str = request.param
+    name = backend_name
     url = "memory://"
     if name == "redis":
         url = request.getfixturevalue("redis_server").url

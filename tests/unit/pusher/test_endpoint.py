@@ -7,7 +7,6 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,14 +14,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from hub.model.pusher_auth import channel_auth
-from tests.support.hubproc import HubProcess, start_hub
+from tests.support.inproc import InProcessHub
 from tests.support.pusher import APP_ID, APP_KEY, APP_SECRET, sdk
 
 TIMEOUT_S = 10.0
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessHub]:
     folder = tmp_path_factory.mktemp("pusher")
     apps = folder / "apps.json"
     apps.write_text(
@@ -38,7 +37,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
             ]
         )
     )
-    process = start_hub(Path(folder), {"HUB_PUSHER_APPS_FILE": str(apps)})
+    process = InProcessHub({"HUB_PUSHER_APPS_FILE": str(apps)}).start()
     try:
         yield process
     finally:
@@ -83,7 +82,7 @@ class Client:
 
 
 @pytest.fixture
-async def client(hub: HubProcess) -> AsyncIterator[Any]:
+async def client(hub: InProcessHub) -> AsyncIterator[Any]:
     opened: list[ClientConnection] = []
 
     async def open_(
