@@ -62,13 +62,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 REDIS_FIXTURES = {"redis_server", "redis_url", "redis_cluster", "cluster_url"}
 
 
+def fixturenames(item: pytest.Item) -> set[str]:
+    return set(getattr(item, "fixturenames", ()))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = tier_of(item.path)
         item.add_marker(tier)
-        wants = REDIS_FIXTURES & set(getattr(item, "fixturenames", ()))
+        wants = REDIS_FIXTURES & fixturenames(item)
         if tier == "unit" and wants:
             raise pytest.UsageError(f"{item.nodeid} is in tests/unit but asks for {wants}")
+        # A backend suite's test runs once per tier's backends; one that ignores the backend
+        # would run in every tier, the same test twice.
+        module = getattr(getattr(item, "function", None), "__module__", "")
+        if module.startswith("tests.backends.") and "backend_name" not in fixturenames(item):
+            raise pytest.UsageError(f"{item.nodeid} comes from {module} but runs on no backend")
 
 
 @pytest.fixture(scope="session")

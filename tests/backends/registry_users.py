@@ -6,7 +6,7 @@ import pytest
 
 from hub.model.text import InvalidText
 from hub.stores.registry import Registry
-from hub.stores.registry.base import Admission, Conflict, User, UserChanges, created_key
+from hub.stores.registry.base import Admission, Conflict, User, UserChanges
 from hub.stores.registry.passwords import hash_password, verify_password
 from hub.stores.registry.query import Sort, UserQuery, list_users
 from tests.backends.registry import RegistryFactory
@@ -221,20 +221,6 @@ async def test_two_nodes_see_one_registry(make_registry: RegistryFactory) -> Non
     assert await two.find_username("SHARED") == "u1"
     await two.set_activated("u1", False)
     assert await one.access("u1") is False
-
-
-def test_index_keys_sort_by_creation_then_id() -> None:
-    """Creation keys order numerically by time (zero-padded), then by id."""
-    keys = [created_key(99, "b"), created_key(1000, "a"), created_key(99, "a")]
-    assert sorted(keys) == [created_key(99, "a"), created_key(99, "b"), created_key(1000, "a")]
-
-
-def test_password_hashes_are_salted_scrypt() -> None:
-    """Two hashes of one password differ, both verify it, neither verifies another."""
-    one, two = hash_password("s3cret"), hash_password("s3cret")
-    assert one != two and one.startswith("scrypt$")
-    assert verify_password("s3cret", one) and verify_password("s3cret", two)
-    assert not verify_password("other", one) and not verify_password("s3cret", "garbage")
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,9 @@ arrives as the class a real server's reply would become.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import pytest
 import redis.exceptions as rex
 from redis._parsers.base import BaseParser
@@ -15,6 +18,9 @@ from redis.asyncio.connection import Connection
 
 from hub.stores.presence.base import StoreUnavailable
 from hub.stores.presence.redis import unavailable
+
+#: redis-py's own reply parser (untyped there): a reply's text in, the exception it raises.
+parse_error = cast(Callable[[str], rex.ResponseError], BaseParser.parse_error)
 
 #: Replies a failover, a restart or a long script produce: "retry later".
 TRANSIENT_REPLIES = [
@@ -51,7 +57,7 @@ async def test_a_closed_connection_inside_redis_py_is_store_unavailable() -> Non
 @pytest.mark.parametrize("reply", TRANSIENT_REPLIES, ids=lambda r: r.split()[0])
 def test_a_transient_error_reply_is_store_unavailable(reply: str) -> None:
     """Loading, cluster down, a redirect mid-failover or a busy script: retry later."""
-    error = BaseParser.parse_error(reply)
+    error = parse_error(reply)
     with pytest.raises(StoreUnavailable) as caught, unavailable():
         raise error
     assert caught.value.__cause__ is error
@@ -60,7 +66,7 @@ def test_a_transient_error_reply_is_store_unavailable(reply: str) -> None:
 @pytest.mark.parametrize("reply", BUG_REPLIES, ids=lambda r: r.split()[0])
 def test_an_error_reply_that_is_a_bug_passes_through(reply: str) -> None:
     """A script error or a wrong type is not "unavailable": it surfaces as redis-py raised it."""
-    error = BaseParser.parse_error(reply)
+    error = parse_error(reply)
     with pytest.raises(rex.ResponseError) as caught, unavailable():
         raise error
     assert caught.value is error

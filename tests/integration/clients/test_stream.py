@@ -1,23 +1,17 @@
-"""The SDK's change-stream consumer against real Redis, a real hub and real processes.
+"""The SDK's change-stream consumer against a real Redis (and a hub served in process for
+recovery by snapshot):
 
 - batches come in stream order with their entry ids, and acked ones are gone for good;
-- a consumer killed with SIGKILL while it holds a batch loses nothing: another consumer of
-  its group reclaims the batch (XAUTOCLAIM) and acks it;
-- a consumer whose group fell out of the stream gets a snapshot from the hub's REST API
-  and says so (``gap``, ``full``);
-- on a Redis Cluster it reads every bucket's stream.
-"""
+- a consumer behind the stream's retention gets a snapshot and says so; a stream trimmed
+  under a slow group, or lost by Redis, is reported as a gap, and a quiet one is not;
+- on a Redis Cluster the consumer merges every bucket.
+
+(A consumer killed mid-batch is tests/system/clients/test_stream_kill.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -25,11 +19,12 @@ from redis.asyncio import Redis
 from hub.clients.stream import StreamBatch, StreamConsumer
 from hub.stores.presence.base import Profile
 from hub.stores.presence.redis import RedisStore
-from tests.support.hubproc import TEST_ADMIN_KEY, HubProcess, start_hub
+from tests.support.hubproc import TEST_ADMIN_KEY
+from tests.support.inproc import InProcessHub
 
 pytestmark = pytest.mark.redis
 
-#: Deadline for one batch to arrive.
+
 WAIT_S = 20.0
 
 
@@ -77,81 +72,10 @@ async def test_batches_in_order_with_ids_and_ack(
         assert await _pending(redis_url, f"{key_prefix}changes", "svc") == 0
 
 
-CONSUMER_SCRIPT = textwrap.dedent(
-    """
-    import asyncio, sys
-    from hub.clients.stream import StreamConsumer
-
-    async def main():
-        url, prefix = sys.argv[1], sys.argv[2]
-        async with StreamConsumer(url, "svc", "doomed", key_prefix=prefix,
-                                  block_ms=200) as c:
-            print("READY", flush=True)
-            async for batch in c:
-                print("GOT", batch.id, flush=True)
-                await asyncio.Event().wait()  # handling it: killed before the ack
-
-    asyncio.run(main())
-    """
-)
-
-
 @pytest.fixture
-def doomed(tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=10)
-        if p.stdout:
-            p.stdout.close()
-
-
-async def _line(proc: subprocess.Popen[str]) -> str:
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), WAIT_S)
-    assert line, "the consumer process exited early"
-    return line.strip()
-
-
-async def test_consumer_killed_mid_batch_loses_nothing(
-    redis_url: str, key_prefix: str, store: RedisStore,
-    doomed: list[subprocess.Popen[str]],
-) -> None:  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-c", CONSUMER_SCRIPT, redis_url, key_prefix],
-                            stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
-    doomed.append(proc)
-    assert await _line(proc) == "READY"
-    await store.connect("n1", "c1", Profile("alice"), "online")
-    got = await _line(proc)
-    assert got.startswith("GOT ")
-    held = got.split()[1]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-    await store.connect("n1", "c2", Profile("bob"), "online")
-
-    survivor = StreamConsumer(redis_url, "svc", "survivor", key_prefix=key_prefix,
-                              block_ms=200, claim_idle_ms=300)  # fmt: skip
-    async with survivor:
-        it = aiter(survivor)
-        seen: dict[str, StreamBatch] = {}
-        while len(seen) < 2:
-            (batch,) = await _take(it, 1)
-            seen[batch.id] = batch
-            await survivor.ack(batch)
-        assert held in seen
-        assert seen[held].users[0]["id"] == "alice"
-        assert {b.users[0]["id"] for b in seen.values()} == {"alice", "bob"}
-        assert survivor.claimed >= 1
-    assert await _pending(redis_url, f"{key_prefix}changes", "svc") == 0
-
-
-@pytest.fixture
-def hub(tmp_path: Path, redis_url: str, key_prefix: str) -> Iterator[HubProcess]:
-    process = start_hub(tmp_path, {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix,
-                                   "HUB_CHANNEL": f"{key_prefix}presence"})  # fmt: skip
+def hub(redis_url: str, key_prefix: str) -> Iterator[InProcessHub]:
+    process = InProcessHub({"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix,
+                            "HUB_CHANNEL": f"{key_prefix}presence"}).start()  # fmt: skip
     try:
         yield process
     finally:
@@ -160,7 +84,7 @@ def hub(tmp_path: Path, redis_url: str, key_prefix: str) -> Iterator[HubProcess]
 
 
 async def test_consumer_behind_retention_gets_a_snapshot_and_says_so(
-    redis_url: str, key_prefix: str, store: RedisStore, hub: HubProcess
+    redis_url: str, key_prefix: str, store: RedisStore, hub: InProcessHub
 ) -> None:
     key = f"{key_prefix}changes"
     c = StreamConsumer(redis_url, "late", "w1", key_prefix=key_prefix, block_ms=200,

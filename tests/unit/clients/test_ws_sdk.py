@@ -1,29 +1,21 @@
-"""The Python SDK (hub.clients.ws) and the pub/sub consumer (hub.clients.pubsub) against real hubs.
-
-Every test talks to ``python -m hub serve`` processes over real websockets; the pub/sub
-tests use a real redis-server. The state-map rules are also checked on their own, with no
-socket. Waits are deadlines on conditions, never fixed sleeps.
-"""
+"""The Python SDK (hub.clients.ws) against a hub served in process, over real websockets;
+the state-map rules and the pub/sub message format on their own, with no socket."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgpack
 import pytest
-from redis.asyncio import Redis
 
-from hub.clients.pubsub import PubSubConsumer, RecoveryRefused, decode_message
+from hub.clients.pubsub import decode_message
 from hub.clients.ws import (
     Client,
     Deactivated,
@@ -41,18 +33,14 @@ from hub.model.presence import Entry
 from tests.support import eventually
 from tests.support.hubproc import (
     ADMIN_HEADERS,
-    TEST_ADMIN_KEY,
-    HubProcess,
-    hub_fixture,
-    start_hub,
     user_token,
 )
-from tests.support.redis_server import RedisServer
+from tests.support.inproc import InProcessHub, inproc_hub_fixture
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 15.0
 
-hub = hub_fixture({"HUB_OFFLINE_GRACE_S": "0.2"})
+
+hub = inproc_hub_fixture({"HUB_OFFLINE_GRACE_S": "0.2"})
 
 
 def uid(label: str) -> str:
@@ -75,9 +63,6 @@ async def next_matching(changes: AsyncIterator[Entry], user: str, status: str) -
         raise AssertionError(f"the iterator ended before {user} was {status}")
 
     return await asyncio.wait_for(find(), TIMEOUT_S)
-
-
-# -- the state map, no socket -----------------------------------------------------------------
 
 
 def test_delta_keeps_the_larger_at() -> None:
@@ -140,11 +125,8 @@ def test_scopes_urls_and_close_codes() -> None:
     assert "disconnected by an admin (close code 4004): kicked" in str(closed_error(4004, "kicked"))
 
 
-# -- against a hub ----------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("codec", ["json", "msgpack"])
-async def test_set_status_is_acked_and_seen_by_a_subscriber(hub: HubProcess, codec: str) -> None:
+async def test_set_status_is_acked_and_seen_by_a_subscriber(hub: InProcessHub, codec: str) -> None:
     """set_status returns after the ack; another client's changes() and state() show it."""
     alice, bob = uid("alice"), uid("bob")
     async with connect(hub.url, user_token(alice, name="Alice"), codec=codec) as a:  # type: ignore[arg-type]
@@ -165,7 +147,7 @@ async def test_set_status_is_acked_and_seen_by_a_subscriber(hub: HubProcess, cod
         await changes.aclose()
 
 
-async def test_users_scope_and_initial_state(hub: HubProcess) -> None:
+async def test_users_scope_and_initial_state(hub: InProcessHub) -> None:
     """A users scope only holds those users; changes() starts with the current state."""
     me, friend, stranger = uid("me"), uid("friend"), uid("stranger")
     async with connect(hub.url, user_token(friend)), connect(hub.url, user_token(stranger)), \
@@ -177,7 +159,7 @@ async def test_users_scope_and_initial_state(hub: HubProcess) -> None:
         assert sorted(first) == sorted([friend, me])
 
 
-async def test_room_scope_follows_members(hub: HubProcess) -> None:
+async def test_room_scope_follows_members(hub: InProcessHub) -> None:
     """A room scope holds its members; one who leaves comes once with member: false and
     leaves state()."""
     room, alice, bob = uid("room"), uid("alice"), uid("bob")
@@ -199,7 +181,7 @@ async def _take(changes: AsyncIterator[Entry], n: int) -> AsyncIterator[Entry]:
     await changes.aclose()
 
 
-async def test_error_frame_raises_frame_error(hub: HubProcess) -> None:
+async def test_error_frame_raises_frame_error(hub: InProcessHub) -> None:
     """A frame the hub refuses raises FrameError with the hub's code; the session stays up."""
     async with connect(hub.url, user_token(uid("u"))) as c:
         with pytest.raises(FrameError) as caught:
@@ -210,7 +192,7 @@ async def test_error_frame_raises_frame_error(hub: HubProcess) -> None:
             await c.set_status(text="x" * 121)  # refused before it is sent
 
 
-async def test_bad_or_expired_token_raises_not_authenticated(hub: HubProcess) -> None:
+async def test_bad_or_expired_token_raises_not_authenticated(hub: InProcessHub) -> None:
     """4001 is final: a bad token fails connect(); an expiring one ends the session."""
     with pytest.raises(NotAuthenticated, match="4001"):
         async with connect(hub.url, "not-a-token"):
@@ -225,7 +207,7 @@ async def test_bad_or_expired_token_raises_not_authenticated(hub: HubProcess) ->
         assert c.reconnects == 0
 
 
-async def test_admin_disconnect_and_deactivate_are_final(hub: HubProcess) -> None:
+async def test_admin_disconnect_and_deactivate_are_final(hub: InProcessHub) -> None:
     """4004 (an admin disconnected the user) and 4003 (deactivated) end the client for good:
     iterators raise, nothing reconnects, and a deactivated user cannot connect again."""
     kicked, banned = uid("kicked"), uid("banned")
@@ -258,7 +240,7 @@ async def test_unreachable_hub_fails_fast(tmp_path: Path) -> None:
             await Client(f"http://127.0.0.1:{port}", "t").start()
 
 
-async def test_reconnects_and_resumes_after_a_rate_limit_close(hub: HubProcess) -> None:
+async def test_reconnects_and_resumes_after_a_rate_limit_close(hub: InProcessHub) -> None:
     """Closed with 4008, the client reconnects, resubscribes by cursor (a delta snapshot),
     and ends up with what changed meanwhile."""
     me, other = uid("flooder"), uid("other")
@@ -288,149 +270,6 @@ def _async(check: Any) -> Any:
     return run
 
 
-# -- a hub restart, on Redis (the state survives the node) ------------------------------------
-
-
-@pytest.fixture
-def redis_env(redis_url: str, key_prefix: str) -> dict[str, str]:
-    return {"HUB_STORE": redis_url, "HUB_KEY_PREFIX": key_prefix,
-            "HUB_CHANNEL": f"{key_prefix}presence", "HUB_OFFLINE_GRACE_S": "0.2"}  # fmt: skip
-
-
-@pytest.mark.redis
-async def test_node_restart_1012_reconnects_and_resumes(
-    redis_env: dict[str, str], tmp_path: Path
-) -> None:
-    """SIGTERM closes with 1012; the client reconnects when the node is back and receives,
-    by cursor, the change made on another node while it was away."""
-    first = start_hub(tmp_path, redis_env, name="first")
-    second = start_hub(tmp_path, redis_env, name="second")
-    watcher, mover = uid("watcher"), uid("mover")
-    try:
-        async with connect(second.url, user_token(mover)) as m:
-            client = Client(first.url, user_token(watcher), backoff_max_s=0.5,
-                            resume_slack_ms=0)  # one Redis, one clock  # fmt: skip
-            async with client as c:
-                await c.subscribe("all")
-                await eventually(_async(lambda: mover in c.state()))
-                first.stop()  # drains: 1012 to every socket
-                await eventually(_async(lambda: not c.connected))
-                assert c.last_close is not None and c.last_close[0] == 1012
-                await m.set_status("busy", "while the node restarted")
-                first.start()  # same port
-                await eventually(_async(lambda: c.reconnects == 1 and c.connected), TIMEOUT_S)
-                await eventually(_async(lambda: c.state()[mover]["status"] == "busy"))
-                sub = c.subscription("all")
-                assert sub is not None and sub.delta_snapshots >= 1
-    finally:
-        first.stop()
-        second.stop()
-
-
-# -- the SDK example ----------------------------------------------------------------------------
-
-
-async def test_sdk_example_runs_against_a_live_hub(hub: HubProcess) -> None:
-    """examples/sdk_watch.py prints who is online, then a change made by someone else."""
-    me, other = uid("example"), uid("colleague")
-    async with connect(hub.url, user_token(other)) as o:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "examples" / "sdk_watch.py"), hub.url,
-            user_token(me), "1", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            assert process.stdout is not None
-            lines: list[str] = []
-            while not all(any(u in line for line in lines) for u in (me, other)):
-                raw = await asyncio.wait_for(process.stdout.readline(), TIMEOUT_S)
-                assert raw, f"the example ended early: {lines}"
-                lines.append(raw.decode())
-            assert next(line for line in lines if other in line).split()[:3] == [
-                "now",
-                other,
-                "online",
-            ]
-            mine = next(line for line in lines if me in line)
-            assert "watching presence" in mine
-            await o.set_status("away", "coffee")
-            out, err = await asyncio.wait_for(process.communicate(), TIMEOUT_S)
-            assert process.returncode == 0, err.decode()
-            change = out.decode().strip().splitlines()[-1].split()
-            assert change[:3] == ["change", other, "away"] and change[-1] == "coffee"
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-
-
-# -- the pub/sub consumer -----------------------------------------------------------------------
-
-
-class TcpRelay:
-    """A real TCP relay in front of Redis that can refuse new connections: it keeps the
-    consumer disconnected for as long as a test needs a change to fall into the gap."""
-
-    def __init__(self, port: int) -> None:
-        self.target = port
-        self.refusing = False
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> TcpRelay:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        except OSError:
-            writer.close()
-            return
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-
-
-@pytest.fixture
-def channel(key_prefix: str) -> str:
-    return f"{key_prefix}presence"
-
-
-@pytest.fixture
-def redis_hub(
-    redis_url: str, key_prefix: str, channel: str, tmp_path: Path
-) -> Iterator[HubProcess]:
-    env = {
-        "HUB_STORE": redis_url,
-        "HUB_KEY_PREFIX": key_prefix,
-        "HUB_CHANNEL": channel,
-        "HUB_OFFLINE_GRACE_S": "0.2",
-    }
-    process = start_hub(tmp_path, env)
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
 def test_decode_message() -> None:
     """A v1 message decodes to its cursor and entries; anything else is refused."""
     data = msgpack.packb({"v": 1, "cursor": 7, "users": [{"id": "a", "status": "away", "at": 6}]})
@@ -441,105 +280,7 @@ def test_decode_message() -> None:
             decode_message(bad)
 
 
-@pytest.mark.redis
-async def test_pubsub_consumer_recovers_a_gap_through_rest(
-    redis_hub: HubProcess, redis_server: RedisServer, redis_url: str, channel: str
-) -> None:
-    """The consumer follows the channel; after CLIENT KILL TYPE pubsub, a change made while
-    it was cut off comes back through GET users.presence?from=<cursor>."""
-    alice = uid("alice")
-    relay = await TcpRelay(redis_server.port).start()
-    plain = Redis.from_url(redis_url)
-    watch = plain.pubsub()
-    try:
-        consumer = PubSubConsumer(relay.url, channel=channel, api_url=redis_hub.url,
-                                  api_key=TEST_ADMIN_KEY, backoff_max_s=0.2)  # fmt: skip
-        async with consumer, connect(redis_hub.url, user_token(alice)) as a:
-            assert consumer.recoveries == 1  # the first load
-            await eventually(_async(lambda: alice in consumer.state))
-            assert consumer.state[alice]["status"] == "online"
-            assert consumer.messages >= 1  # that change came by pub/sub
-            messages = consumer.messages
-
-            relay.refusing = True
-            killed = redis_server.command("CLIENT", "KILL", "TYPE", "pubsub")
-            assert killed.startswith(b":") and int(killed[1:]) >= 1
-            await eventually(_async(lambda: not consumer._subscribed.is_set()))
-            await watch.subscribe(channel)  # after the kill, which ends every subscriber
-            await a.set_status("busy", "during the gap")
-            # The hub published it (a plain subscriber sees it) while the consumer was away.
-            await _published(watch, alice, "busy")
-            assert consumer.state[alice]["status"] == "online"
-
-            relay.refusing = False
-            await eventually(_async(lambda: consumer.gaps == 1 and consumer.recoveries == 2),
-                             TIMEOUT_S)  # fmt: skip
-            assert consumer.state[alice]["status"] == "busy"
-            assert consumer.state[alice]["text"] == "during the gap"
-            assert consumer.messages == messages, "the busy state must have come from REST"
-
-            # Back on the channel: later changes flow by pub/sub again.
-            await a.set_status("away")
-            await eventually(_async(lambda: consumer.state[alice]["status"] == "away"))
-            assert consumer.messages > messages
-    finally:
-        await watch.aclose()  # type: ignore[no-untyped-call]
-        await plain.aclose()
-        await relay.close()
-
-
-async def _published(watch: Any, user: str, status: str) -> None:
-    async def seen() -> bool:
-        message = await watch.get_message(timeout=0.5)
-        if message is None or message["type"] != "message":
-            return False
-        _, entries = decode_message(message["data"])
-        return any(e["id"] == user and e["status"] == status for e in entries)
-
-    await eventually(seen, TIMEOUT_S)
-
-
-@pytest.mark.redis
-async def test_pubsub_consumer_refuses_bad_credentials(
-    redis_hub: HubProcess, redis_url: str, channel: str
-) -> None:
-    """A wrong api_key is a configuration error: start() raises instead of retrying forever."""
-    consumer = PubSubConsumer(redis_url, channel=channel, api_url=redis_hub.url, api_key="wrong")
-    with pytest.raises(RecoveryRefused, match="401"):
-        await asyncio.wait_for(consumer.start(), TIMEOUT_S)
-    await consumer.close()
-
-
-@pytest.mark.redis
-async def test_pubsub_example_runs(redis_hub: HubProcess, redis_url: str, channel: str) -> None:
-    """examples/pubsub_consumer.py prints who is online, then each change."""
-    alice = uid("alice")
-    async with connect(redis_hub.url, user_token(alice)) as a:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "examples" / "pubsub_consumer.py"), redis_url,
-            redis_hub.url, TEST_ADMIN_KEY, channel, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            assert process.stdout is not None
-
-            async def line_with(*words: str) -> str:
-                while True:
-                    assert process.stdout is not None
-                    raw = await asyncio.wait_for(process.stdout.readline(), TIMEOUT_S)
-                    assert raw, "the example ended early"
-                    if all(w in raw.decode().split() for w in words):
-                        return raw.decode()
-
-            await line_with(alice, "online")
-            await a.set_status("busy", "example")
-            assert (await line_with(alice, "busy")).split() == [alice, "busy", "example"]
-        finally:
-            process.kill()
-            await process.wait()
-
-
-async def test_set_status_until_and_last_seen(hub: HubProcess) -> None:
+async def test_set_status_until_and_last_seen(hub: InProcessHub) -> None:
     """set_status(until=...) expires back to online with no text; last_seen="nobody"
     keeps lastSeen off the user's offline entry."""
     watcher, bob = uid("watcher"), uid("bob")

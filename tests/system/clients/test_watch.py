@@ -1,14 +1,13 @@
-"""``presence-hub watch`` against a real hub: --once, the line feed on a pipe, the screen on
-a terminal (a real pty), and the errors a user can run into."""
+"""``presence-hub watch`` run as a user runs it (its own process) against a real hub:
+--once, the line feed on a pipe, the screen on a terminal (a real pty), and the errors a
+user can run into. The hub is served in process where it is never killed."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import pty
-import re
 import subprocess
 import sys
 import uuid
@@ -16,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from hub.clients.watch import View, age, change_line, counts, fit, table
 from hub.clients.ws import connect
-from tests.support.hubproc import TEST_SECRET, HubProcess, hub_fixture, start_hub, user_token
+from tests.support.hubproc import TEST_SECRET, start_hub, user_token
+from tests.support.inproc import InProcessHub, inproc_hub_fixture
 
 TIMEOUT_S = 15.0
 
-hub = hub_fixture({"HUB_OFFLINE_GRACE_S": "0.2"})
+
+hub = inproc_hub_fixture({"HUB_OFFLINE_GRACE_S": "0.2"})
 
 
 def uid(label: str) -> str:
@@ -45,85 +45,6 @@ async def run_watch(tmp_path: Path, *args: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(process.communicate(), TIMEOUT_S)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
-
-
-# -- formatting, no socket ----------------------------------------------------------------------
-
-
-def test_formatting() -> None:
-    """Ages are short, changes read as before -> after, the table sorts by status."""
-    assert [age(ms) for ms in (0, 999, 5_000, 125_000, 7_200_000, 200_000_000)] == [
-        "now", "now", "5s", "2m", "2h", "2d"]  # fmt: skip
-    alice = {"id": "alice", "name": "Alice", "status": "online", "text": "", "at": 0}
-    busy = {**alice, "status": "busy", "text": "in a meeting", "at": 1000}
-    line = change_line(alice, busy, colour=False)  # type: ignore[arg-type]
-    assert line.endswith('alice (Alice)  online -> busy  "in a meeting"')
-    assert "\x1b[31mbusy" in change_line(alice, busy, colour=True)  # type: ignore[arg-type]
-    bob = {**alice, "id": "bob", "name": "Bob"}
-    rows = [busy, bob, {**alice, "id": "zed", "status": "offline"}]
-    lines = table(rows, 61_000, colour=False)  # type: ignore[arg-type]
-    assert lines[0].split() == ["STATUS", "USER", "NAME", "SINCE", "TEXT"]
-    assert [line.split()[:2] for line in lines[1:]] == [["online", "bob"], ["busy", "alice"]]
-    assert lines[2].rstrip().endswith("1m  in a meeting")
-    assert counts(rows) == "1 online, 1 busy"  # type: ignore[arg-type]
-
-
-ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-def test_lines_are_cut_at_words_to_the_terminal_width() -> None:
-    """A line longer than the terminal is cut at a word with an ellipsis, colours kept and
-    closed; the terminal never has to wrap (which split words mid-way)."""
-    line = (
-        "21:04:05  alice (Alice)  \x1b[32monline\x1b[0m -> \x1b[31mbusy\x1b[0m  "
-        '"in a meeting about the roadmap"'
-    )
-    for width in (30, 45, 60):
-        cut = fit(line, width)
-        plain = ESCAPES.sub("", cut)
-        assert len(plain) <= width, (width, plain)
-        assert plain.endswith("\u2026")
-        kept = plain[:-1].split()
-        full = ESCAPES.sub("", line).split()
-        assert kept == full[: len(kept)], f"a word was cut: {plain!r}"
-        assert cut.endswith("\x1b[0m")
-    assert fit("short", 40) == "short"
-    rows = [{"id": "alice", "name": "Alice", "status": "busy", "at": 0,
-             "text": "reviewing the quarterly roadmap with the platform team"}]  # fmt: skip
-    row = table(rows, 1000, width=60, colour=False)[1]  # type: ignore[arg-type]
-    assert len(row) <= 60 and row.endswith("\u2026")
-    assert row.split("  ")[-1][:-1].strip() in rows[0]["text"]
-    assert "reviewing the quarterly" in row and not row[:-1].endswith(" ")
-
-
-def test_a_token_without_a_name_is_not_shown_twice() -> None:
-    """The hub fills a missing name with the id: "bob", not "bob bob" or "bob (bob)"."""
-    bob = {"id": "bob", "username": "bob", "name": "bob", "status": "online", "text": "", "at": 0}
-    row = table([bob], 1000, colour=False)[1]  # type: ignore[list-item]
-    assert row.split() == ["online", "bob", "1s"]
-    line = change_line(None, bob, colour=False)  # type: ignore[arg-type]
-    assert "bob (bob)" not in line and line.split()[1:] == ["bob", "->", "online"]
-    named = {**bob, "name": "Bob Stone"}
-    assert "bob (Bob Stone)" in change_line(None, named, colour=False)  # type: ignore[arg-type]
-
-
-def test_the_screen_marks_a_stale_table() -> None:
-    """While disconnected the screen says STALE since when; live again, the mark goes."""
-    out = io.StringIO()
-    view = View(out, {"all": True}, "http://hub", tty=True, colour=False, feed=5)
-    view.snapshot(
-        {"alice": {"id": "alice", "name": "Alice", "status": "online", "text": "", "at": 0}}
-    )  # type: ignore[dict-item]
-    view.tick(True)
-    assert "STALE" not in out.getvalue()
-    view.tick(False)
-    screen = out.getvalue().rsplit("\x1b[2J", 1)[1]
-    assert "reconnecting" in screen and "STALE since" in screen and "alice" in screen
-    view.tick(True)
-    assert "STALE" not in out.getvalue().rsplit("\x1b[2J", 1)[1]
-
-
-# -- against a hub ------------------------------------------------------------------------------
 
 
 async def test_pipe_marks_the_list_stale_while_the_hub_is_down(tmp_path: Path) -> None:
@@ -155,7 +76,7 @@ async def test_pipe_marks_the_list_stale_while_the_hub_is_down(tmp_path: Path) -
         own.stop()
 
 
-async def test_once_prints_who_is_online_and_exits(hub: HubProcess, tmp_path: Path) -> None:
+async def test_once_prints_who_is_online_and_exits(hub: InProcessHub, tmp_path: Path) -> None:
     """--once prints the table of users not offline (never the watcher itself) and exits 0."""
     alice, bob = uid("alice"), uid("bob")
     async with connect(hub.url, user_token(alice, name="Alice")), \
@@ -173,7 +94,7 @@ async def test_once_prints_who_is_online_and_exits(hub: HubProcess, tmp_path: Pa
     assert "online" in lines[-1] and "busy" in lines[-1]
 
 
-async def test_scope_users_and_msgpack(hub: HubProcess, tmp_path: Path) -> None:
+async def test_scope_users_and_msgpack(hub: InProcessHub, tmp_path: Path) -> None:
     """--scope users:... lists only those users; --codec msgpack works the same."""
     alice, bob = uid("alice"), uid("bob")
     async with connect(hub.url, user_token(alice)), connect(hub.url, user_token(bob)):
@@ -184,7 +105,7 @@ async def test_scope_users_and_msgpack(hub: HubProcess, tmp_path: Path) -> None:
     assert alice in out and bob not in out
 
 
-async def test_pipe_prints_one_line_per_change(hub: HubProcess, tmp_path: Path) -> None:
+async def test_pipe_prints_one_line_per_change(hub: InProcessHub, tmp_path: Path) -> None:
     """On a pipe, after the table, every change is one line: who, before -> after, text."""
     alice = uid("alice")
     process = await asyncio.create_subprocess_exec(
@@ -214,7 +135,7 @@ async def test_pipe_prints_one_line_per_change(hub: HubProcess, tmp_path: Path) 
         await process.wait()
 
 
-async def test_terminal_screen(hub: HubProcess, tmp_path: Path) -> None:
+async def test_terminal_screen(hub: InProcessHub, tmp_path: Path) -> None:
     """On a terminal it redraws a screen: title, coloured table, recent changes."""
     alice = uid("alice")
     primary, secondary = pty.openpty()
@@ -256,7 +177,7 @@ async def test_terminal_screen(hub: HubProcess, tmp_path: Path) -> None:
         os.close(primary)
 
 
-async def test_errors_are_clear(hub: HubProcess, tmp_path: Path) -> None:
+async def test_errors_are_clear(hub: InProcessHub, tmp_path: Path) -> None:
     """A bad token says 4001; an unreachable hub says so; both exit 1. A bad scope exits 2."""
     code, _, err = await run_watch(tmp_path, "--url", hub.url, "--token", "nope", "--once")
     assert code == 1 and "not authenticated (close code 4001)" in err
