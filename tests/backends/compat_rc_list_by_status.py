@@ -102,6 +102,33 @@ async def test_offset_count_and_sort(http: httpx.AsyncClient, team: tuple[str, l
     assert ids(by_login)[-1] == names[3], "never logged in sorts last, descending"
 
 
+async def test_roles_user_lists_exactly_the_users_shown_with_it(
+    hub: InProcessHub, http: httpx.AsyncClient, sockets: list[WsClient],
+    team: tuple[str, list[str]],
+) -> None:  # fmt: skip
+    """roles[]=user finds the users whose roles show ``user`` (those with no roles show it,
+    as Rocket.Chat gives it to every account) and no one else: not an account whose roles
+    are ["admin"], nor an admin or moderator as CometChat makes them, nor a bot."""
+    stem, names = team
+    admin, moderator = f"{stem}-admin", f"{stem}-mod"
+    await connect(hub, sockets, admin, roles=["admin"])
+    await connect(hub, sockets, moderator, roles=["moderator", "admin"])
+    users = await http.get(PATH, params=[("searchTerm", stem), ("roles[]", "user")],
+                           headers=rc_headers(names[0]))  # fmt: skip
+    assert users.status_code == 200, users.text
+    listed = users.json()["users"]
+    assert [u["_id"] for u in listed] == [names[0], names[1], names[3]]
+    assert all("user" in u["roles"] for u in listed), listed
+    every = await listing(http, names[0], searchTerm=stem)
+    shown = {u["_id"]: u["roles"] for u in every["users"]}
+    assert shown[admin] == ["admin"] and shown[moderator] == ["moderator", "admin"]
+    assert shown[names[3]] == ["user"]
+    both = [("searchTerm", stem), ("roles[]", "user"), ("roles[]", "admin")]
+    either = await http.get(PATH, params=both, headers=rc_headers(names[0]))
+    assert [u["_id"] for u in either.json()["users"]] == [
+        admin, names[0], names[1], names[3], moderator]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [({"sort": "{bad"}, "sort"), ({"sort": '{"email": 1}'}, "sort"),
