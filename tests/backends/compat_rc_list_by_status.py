@@ -123,7 +123,7 @@ async def test_roles_user_lists_exactly_the_users_shown_with_it(
     shown = {u["_id"]: u["roles"] for u in every["users"]}
     assert shown[admin] == ["admin"] and shown[moderator] == ["moderator", "admin"]
     assert shown[names[3]] == ["user"]
-    both = [("searchTerm", stem), ("roles[]", "user"), ("roles[]", "admin")]
+    both = (("searchTerm", stem), ("roles[]", "user"), ("roles[]", "admin"))
     either = await http.get(PATH, params=both, headers=rc_headers(names[0]))
     assert [u["_id"] for u in either.json()["users"]] == [
         admin, names[0], names[1], names[3], moderator]  # fmt: skip
