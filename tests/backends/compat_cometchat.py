@@ -161,6 +161,8 @@ async def test_pages(hub: InProcessHub, http: httpx.AsyncClient, sockets: list[W
 @pytest.mark.parametrize(
     ("params", "field"),
     [({"perPage": "1001"}, "perPage"), ({"perPage": "0"}, "perPage"),
+     ({"perPage": "abc"}, "perPage"), ({"perPage": "1e3"}, "perPage"),
+     ({"perPage": "1000.0"}, "perPage"), ({"page": "2e0"}, "page"),
      ({"page": "0"}, "page"), ({"page": "one"}, "page"), ({"status": "busy"}, "status"),
      ({"searchIn": "email"}, "searchIn"), ({"withTags": "maybe"}, "withTags"),
      ({"onlyDeactivated": "2"}, "onlyDeactivated"), ({"count": "yes please"}, "count")],
