@@ -53,6 +53,25 @@ def entry(user: str, status: str, at: int, **extra: Any) -> Entry:
     return e  # type: ignore[return-value]
 
 
+async def listening(changes: AsyncIterator[Entry]) -> AsyncIterator[Entry]:
+    """``changes`` with its listener registered now: an SDK iterator registers on its first
+    step, so one first stepped after an action could miss the change it waits for (the
+    delta can arrive before the action's ack is handled)."""
+    first = asyncio.ensure_future(anext(changes))
+    await asyncio.sleep(0)  # one turn of the loop: the first step runs up to its wait
+
+    async def rest() -> AsyncIterator[Entry]:
+        try:
+            yield await first
+            async for entry in changes:
+                yield entry
+        finally:
+            first.cancel()
+            await changes.aclose()
+
+    return rest()
+
+
 async def next_matching(changes: AsyncIterator[Entry], user: str, status: str) -> Entry:
     """The next entry of ``user`` with ``status`` from an SDK iterator, within the deadline."""
 
@@ -132,7 +151,7 @@ async def test_set_status_is_acked_and_seen_by_a_subscriber(hub: InProcessHub, c
     async with connect(hub.url, user_token(alice, name="Alice"), codec=codec) as a:  # type: ignore[arg-type]
         state = await a.subscribe("all")
         assert state[alice]["status"] == "online" and a.user["id"] == alice
-        changes = a.changes("all", initial=False)
+        changes = await listening(a.changes("all", initial=False))
         async with connect(hub.url, user_token(bob), codec=codec) as b:  # type: ignore[arg-type]
             await b.set_status("busy", "in a meeting")
             seen = await next_matching(changes, bob, "busy")
@@ -167,7 +186,7 @@ async def test_room_scope_follows_members(hub: InProcessHub) -> None:
         await a.join(room)
         await b.join(room)
         assert set(await a.subscribe(f"room:{room}")) == {alice, bob}
-        changes = a.changes(f"room:{room}", initial=False)
+        changes = await listening(a.changes(f"room:{room}", initial=False))
         await b.leave(room)
         left = await asyncio.wait_for(anext(changes), TIMEOUT_S)
         assert (left["id"], left.get("member")) == (bob, False)
@@ -286,7 +305,7 @@ async def test_set_status_until_and_last_seen(hub: InProcessHub) -> None:
     watcher, bob = uid("watcher"), uid("bob")
     async with connect(hub.url, user_token(watcher)) as a:
         await a.subscribe("all")
-        changes = a.changes("all", initial=False)
+        changes = await listening(a.changes("all", initial=False))
         async with connect(hub.url, user_token(bob)) as b:
             until = time.time_ns() // 1_000_000 + 1_500  # the memory store's clock
             await b.set_status("busy", "in a meeting", until=until, last_seen="nobody")
