@@ -23,12 +23,13 @@ import logging
 import time
 from typing import Any
 
+from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hub.model.auth import Claims
 from hub.model.presence import Entry
 from hub.node.fanout import RESYNC, Outbox
-from hub.node.node import Node
+from hub.node.node import DRAIN_RETRY_AFTER_S, Node
 from hub.session.core import HUB_DIALECTS, Admit, Close, Limits, Run, Send, Session
 from hub.stores.presence.base import LiveConnection, StoreUnavailable
 from hub.transport.engine import set_status as apply_status
@@ -252,14 +253,28 @@ def _expire_later(session: WsSession) -> asyncio.TimerHandle | None:
     )
 
 
+async def refuse_draining(ws: WebSocket) -> None:
+    """HTTP 503 with ``Retry-After`` instead of the upgrade (the ASGI websocket denial
+    response); a server without that extension can only close, as 1012 does."""
+    if "websocket.http.response" not in ws.scope.get("extensions", {}):
+        await ws.close(p.CloseCode.RESTARTING, "node restarting")
+        return
+    await ws.send_denial_response(
+        PlainTextResponse(
+            "node restarting\n", 503, headers={"Retry-After": str(DRAIN_RETRY_AFTER_S)}
+        )
+    )
+
+
 async def websocket_endpoint(ws: WebSocket) -> None:
     node: Node = ws.app.state.node
     offered = list(ws.scope.get("subprotocols") or [])
     codec = p.codec_for(offered)
-    await ws.accept(subprotocol=codec.name if codec.name in offered else None)
     if node.draining:
-        await ws.close(p.CloseCode.RESTARTING, "node restarting")
+        # Refused before the upgrade, so a proxy can send the client to a live hub.
+        await refuse_draining(ws)
         return
+    await ws.accept(subprotocol=codec.name if codec.name in offered else None)
     s = node.settings
     limits = Limits(s.secret, s.max_frame_bytes, s.rate_per_s, s.hello_timeout_s, s.window_s)
     rules = Session(HUB_DIALECTS[codec.name], limits, asyncio.get_running_loop().time())

@@ -40,7 +40,7 @@ from websockets.server import ServerProtocol
 
 from hub.model.auth import Claims
 from hub.model.presence import Entry, in_window
-from hub.node.node import Node
+from hub.node.node import DRAIN_RETRY_AFTER_S, Node
 from hub.session.core import (
     HUB_DIALECTS,
     Action,
@@ -349,7 +349,13 @@ class Connection(asyncio.Protocol):
         if path != "/ws":
             self._hand_off(head or b"")
             return
-        response = ws.accept(request)
+        if self._engine.node.draining:
+            # Before the upgrade, so a proxy (nginx's proxy_next_upstream http_503) can still
+            # send this client to a live hub; after it, only a 1012 close would be left.
+            response = ws.reject(503, "node restarting\n")
+            response.headers["Retry-After"] = str(DRAIN_RETRY_AFTER_S)
+        else:
+            response = ws.accept(request)
         ws.send_response(response)
         accepted = response.status_code == 101
         outcome = "[accepted]" if accepted else str(response.status_code)

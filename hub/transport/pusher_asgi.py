@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hub.node.channels import PusherService, Socket
 from hub.session import pusher as s
+from hub.transport.asgi import refuse_draining
 from hub.wire import pusher as p
 
 log = logging.getLogger("hub.pusher.ws")
@@ -80,6 +81,10 @@ async def _refuse(websocket: WebSocket, code: int, message: str) -> None:
 
 async def endpoint(websocket: WebSocket) -> None:
     service: PusherService = websocket.app.state.pusher
+    if service.node.draining:
+        # Refused before the upgrade, so a proxy can send the client to a live hub.
+        await refuse_draining(websocket)
+        return
     key = websocket.path_params.get("key", "")
     app = service.apps.by_key.get(key)
     if app is None:
@@ -99,9 +104,6 @@ async def endpoint(websocket: WebSocket) -> None:
             p.Close.UNSUPPORTED_PROTOCOL,
             f"Unsupported protocol version {raw[:16]!r} (5 to 7 are served)",
         )
-        return
-    if service.node.draining:
-        await _refuse(websocket, p.Close.GENERIC_RECONNECT, "node restarting")
         return
     await websocket.accept()
     settings = service.settings

@@ -1,7 +1,8 @@
 """The shipped nginx site (deploy/nginx/presence-hub.conf) with the real nginx in front of
 two hubs on one Redis: it loads inside ``http {}``, carries websockets and REST, and a
-SIGTERM drain of one hub moves that hub's clients to the other without an offline flap
-while REST (and /readyz) answers from the hub that is not draining.
+SIGTERM drain of one hub moves that hub's clients to the other, each in a single reconnect
+(the draining hub answers the handshake with 503 and nginx passes it on), without an
+offline flap, while REST (and /readyz) answers from the hub that is not draining.
 
 nginx runs in the foreground (``daemon off``) with its own prefix, pid, temp and log files
 in this test's temporary directory, on a free port; the site is copied there with its
@@ -23,9 +24,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from tests.support.faults import close_all
+from tests.support import eventually
+from tests.support.faults import RawWsClient, close_all
 from tests.support.hubproc import (
     ADMIN_HEADERS,
     HubProcess,
@@ -198,24 +199,17 @@ def node_of(client: WsClient) -> str:
     return str(client.ready["conn"]).split(".", 1)[0]
 
 
-async def reconnect(url: str, token: str) -> tuple[WsClient, int]:
-    """Open, hello; on a 1012 (a draining hub) or a refused connection, try again after
-    20 ms. Returns the client and the number of attempts."""
-    for attempt in range(1, 200):
-        try:
-            client = await WsClient.open(url)
-        except (OSError, InvalidHandshake):
-            await asyncio.sleep(0.02)  # nginx found no hub for a moment: try again
-            continue
-        try:
-            await client.hello(token, timeout=5)
-            return client, attempt
-        except (AssertionError, ConnectionClosed):
-            await client.close()
-            if client.close_code not in (1012, 1013, 1006, None):
-                raise
-        await asyncio.sleep(0.02)
-    raise AssertionError("could not reconnect through nginx")
+async def reconnect_once(url: str, token: str) -> WsClient:
+    """One reconnect, as a client does after a 1012: open and hello, no second try. It
+    lands on a live hub only if nginx moved it there (a draining hub answers the handshake
+    with 503 before any upgrade, and proxy_next_upstream passes it on)."""
+    client = await WsClient.open(url)
+    try:
+        await client.hello(token, timeout=5)
+    except BaseException:
+        await client.close()
+        raise
+    return client
 
 
 async def test_websockets_and_rest_through_nginx_and_a_drain_moves_clients(
@@ -229,6 +223,7 @@ async def test_websockets_and_rest_through_nginx_and_a_drain_moves_clients(
                                  subscribe=True)  # fmt: skip
     clients: dict[str, WsClient] = {}
     moved: list[WsClient] = []
+    holder: RawWsClient | None = None
     async with httpx.AsyncClient(base_url=nginx.url, trust_env=False, timeout=10) as http:
         try:
             for user in users:
@@ -263,6 +258,13 @@ async def test_websockets_and_rest_through_nginx_and_a_drain_moves_clients(
                         answers.append(reply.status_code)
                     await asyncio.sleep(0.005)
 
+            # A client of hub A that answers no close handshake holds A's drain open for
+            # its bound (DRAIN_CLOSE_S): the reconnects below reach A's handshake while it
+            # drains, whatever the machine's speed.
+            holder = await RawWsClient.open("127.0.0.1", hub_a.port)
+            await holder.send({"op": "hello", "token": user_token(f"holder-{users[0]}")})
+            ready = await asyncio.wait_for(holder.read_frame(), 10)
+            assert ready is not None and ready["op"] == "ready", ready
             # Three pollers, so some call lands on hub A in the moment it drains.
             pollers = [asyncio.create_task(poll_rest()) for _ in range(3)]
             await asyncio.sleep(0.05)  # a few polls before the drain (not synchronisation)
@@ -270,14 +272,18 @@ async def test_websockets_and_rest_through_nginx_and_a_drain_moves_clients(
             assert hub_a.process is not None
             hub_a.process.send_signal(signal.SIGTERM)
 
-            async def back(user: str) -> tuple[WsClient, int]:
+            async def back(user: str) -> WsClient:
                 old = clients[user]
                 code = await old.wait_closed(timeout=15)
                 assert code == 1012, f"{user} closed with {code}, not 1012"
-                return await reconnect(nginx.ws_url, tokens[user])
+                # least_conn prefers hub A now (its sockets are gone): the single attempt
+                # reaches hub A's handshake while it drains.
+                return await reconnect_once(nginx.ws_url, tokens[user])
 
-            results = await asyncio.gather(*(back(u) for u in on_a))
-            moved = [client for client, _ in results]
+            results = await asyncio.gather(*(back(u) for u in on_a), return_exceptions=True)
+            moved = [r for r in results if isinstance(r, WsClient)]
+            failed = [r for r in results if not isinstance(r, WsClient)]
+            assert not failed, f"{len(failed)} of {len(on_a)} single reconnects failed: {failed}"
             took = time.monotonic() - drained_at
             assert all(node_of(c) == "hubB" for c in moved)
             assert took < GRACE_S, f"clients took {took:.2f} s to move, past the grace"
@@ -315,4 +321,54 @@ async def test_websockets_and_rest_through_nginx_and_a_drain_moves_clients(
                 assert flaps == [], f"{user} flapped: {flaps}"
             assert not watcher.closed
         finally:
+            if holder is not None:
+                await holder.close()
             await close_all([watcher, *clients.values(), *moved])
+
+
+async def test_one_reconnect_during_a_drain_is_passed_on_to_the_live_hub(
+    two_hubs: list[HubProcess], nginx: Nginx
+) -> None:
+    """SIGTERM to hub A: each of its clients reconnects once through nginx and lands on hub
+    B. least_conn sends the first reconnect to A (it has no sockets left), whose handshake
+    answers 503 before any upgrade, and nginx passes it on (503, then 101 from B)."""
+    hub_a, hub_b = two_hubs
+    users = [f"d-{uuid.uuid4().hex[:8]}" for _ in range(CLIENTS)]
+    tokens = {u: user_token(u) for u in users}
+    clients = {u: await connect_user(nginx.ws_url, tokens[u]) for u in users}
+    moved: list[WsClient] = []
+    holder = await RawWsClient.open("127.0.0.1", hub_a.port)
+    try:
+        on_a = [u for u, c in clients.items() if node_of(c) == "hubA"]
+        assert on_a, "least_conn put no client on hub A"
+        # A client that answers no close handshake holds A's drain open (DRAIN_CLOSE_S),
+        # so the reconnects reach A while it drains, whatever the machine's speed.
+        await holder.send({"op": "hello", "token": user_token(f"holder-{users[0]}")})
+        ready = await asyncio.wait_for(holder.read_frame(), 10)
+        assert ready is not None and ready["op"] == "ready", ready
+        log_mark = len(nginx.access_log())
+        assert hub_a.process is not None
+        hub_a.process.send_signal(signal.SIGTERM)
+
+        async def back(user: str) -> WsClient:
+            assert await clients[user].wait_closed(timeout=15) == 1012
+            return await reconnect_once(nginx.ws_url, tokens[user])
+
+        results = await asyncio.gather(*(back(u) for u in on_a), return_exceptions=True)
+        moved = [r for r in results if isinstance(r, WsClient)]
+        failed = [r for r in results if not isinstance(r, WsClient)]
+        assert not failed, f"{len(failed)} of {len(on_a)} single reconnects failed: {failed}"
+        assert all(node_of(c) == "hubB" for c in moved)
+        # nginx logs a websocket when it ends: close the moved ones, then read the log.
+        await close_all(moved)
+        port_a, port_b = f"127.0.0.1:{hub_a.port}", f"127.0.0.1:{hub_b.port}"
+
+        async def passed_on() -> list[str]:
+            ws = [ln for ln in nginx.access_log()[log_mark:] if '"GET /ws"' in ln]
+            return [ln for ln in ws if f"upstream={port_a}, {port_b} " in ln]
+
+        for line in await eventually(passed_on):
+            assert line.endswith("upstream_status=503, 101"), line
+    finally:
+        await holder.close()
+        await close_all([*clients.values(), *moved])
