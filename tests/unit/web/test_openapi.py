@@ -104,3 +104,18 @@ def test_served_document_and_page(hub: InProcessHub) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'fetch("/openapi.json")' in page.text
     assert "://" not in page.text and "<script src" not in page.text and "@import" not in page.text
+
+
+def test_plain_http_on_ws_and_a_missing_static_file_answer_as_documented(
+    hub: InProcessHub,
+) -> None:
+    """GET /ws without an upgrade, and a file /static does not have: the status and the
+    JSON body the document gives for them (not the text/plain it used to say)."""
+    document = spec()
+    for path, operation in (("/ws", "/ws"), ("/static/no-such-file.js", "/static/{path}")):
+        response = httpx.get(f"{hub.url}{path}", timeout=10)
+        documented = document["paths"][operation]["get"]["responses"]
+        assert str(response.status_code) in documented, (path, response.status_code)
+        media = documented[str(response.status_code)]["content"]
+        assert response.headers["content-type"].split(";")[0] in media, (path, media)
+        assert response.json()["success"] is False
