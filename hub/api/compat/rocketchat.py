@@ -462,6 +462,10 @@ OPERATIONS = [
         "get", f"{PREFIX}/users.getPresence", "rcUsersGetPresence",
         "One user's presence (no parameter: the caller's own)", TAG,
         {200: m.RcGetPresenceAnswer, **_ERRORS}, query=m.RcTargetQuery, security=_AUTH,
+        description="`userId` or `username` names the user. Without either, a user's "
+        "credentials answer for that user; the admin key, which is no user, gets 400 "
+        "`error-user-param-not-provided`. An unknown user is 400 `error-invalid-user`, "
+        "as Rocket.Chat answers.",
     ),
     Operation(
         "post", f"{PREFIX}/users.setStatus", "rcUsersSetStatus",
@@ -479,9 +483,14 @@ OPERATIONS = [
     Operation(
         "get", f"{PREFIX}/users.info", "rcUsersInfo", "One user, as Rocket.Chat shows it", TAG,
         {200: m.RcUserInfoAnswer, **_ERRORS}, query=m.RcTargetQuery, security=_AUTH,
+        description="`userId` or `username` is required: without either, 400 "
+        "`error-user-param-not-provided`; an unknown user is 400 `error-invalid-user`.",
     ),
     Operation(
         "get", f"{PREFIX}/me", "rcMe", "The caller (clients call it to check credentials)",
         TAG, {200: m.RcMeAnswer, **_ERRORS}, security=_AUTH,
+        description="The caller must be a user: X-Auth-Token with X-User-Id, or a user "
+        "token as Bearer. The admin key alone (Bearer) is no user: 400 "
+        "`error-user-param-not-provided`.",
     ),
 ]  # fmt: skip
