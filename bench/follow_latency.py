@@ -33,8 +33,8 @@ from redis.asyncio import Redis  # noqa: E402
 from hub.clients.stream import StreamConsumer  # noqa: E402
 from hub.stores.presence.base import Profile  # noqa: E402
 from hub.stores.presence.redis import RedisStore  # noqa: E402
-from tests.delivery.receiver import Receiver  # noqa: E402
 from tests.support.hubproc import start_hub  # noqa: E402
+from tests.support.receiver import Receiver  # noqa: E402
 from tests.support.redis_server import start_server  # noqa: E402
 
 PREFIX = "bench:"

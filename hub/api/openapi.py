@@ -25,6 +25,7 @@ from hub.api import rest as api
 from hub.api import rooms
 from hub.api.compat import agora, cometchat, iflychat, rocketchat
 from hub.api.http import reply
+from hub.api.schema.native import HubError
 from hub.api.spec import Operation
 
 DOCS_PAGE = Path(__file__).with_name("docs.html")
@@ -78,7 +79,20 @@ OPERATIONS = [
                 "name": "Sec-WebSocket-Protocol", "in": "header", "required": False,
                 "schema": {"type": "string", "enum": ["hub.v1.json", "hub.v1.msgpack"]},
             }],
-            "responses": {"101": {"description": "Switching to the websocket protocol."}},
+            "responses": {
+                "101": {"description": "Switching to the websocket protocol."},
+                "404": {
+                    "description": "A plain HTTP request (no websocket upgrade): /ws serves "
+                    "only the handshake.",
+                    "content": {"application/json": {"schema": {"$ref": REF.format(
+                        name="HubError")}}},
+                },
+                "503": {
+                    "description": "The node is draining (SIGTERM): the handshake is refused "
+                    "before any upgrade, so a proxy can send the client to a live hub.",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                },
+            },
             "x-websocket": {
                 "subprotocols": ["hub.v1.json", "hub.v1.msgpack"],
                 "closeCodes": {
@@ -104,8 +118,7 @@ OPERATIONS = [
               raw={200: _HTML}),
     Operation(
         "get", "/static/{path}", "static", "The browser client's files (ES modules, CSS)",
-        "Live page", {}, raw={200: ("application/octet-stream", "The file."),
-                              404: ("text/plain", "No such file.")},
+        "Live page", {404: HubError}, raw={200: ("application/octet-stream", "The file.")},
     ),
 ]  # fmt: skip
 

@@ -62,6 +62,9 @@ EXPIRY_SWEEP_S = 0.5
 #: to the grace (the closes go on meanwhile): a client that reads nothing can hold its close
 #: for many seconds, and the hand-off must not wait for it.
 DRAIN_CLOSE_S = 2.0
+#: ``Retry-After`` (seconds) on the 503 a draining node answers a new websocket handshake
+#: with: a proxy moves the client to a live node at once, a direct client waits this long.
+DRAIN_RETRY_AFTER_S = 1
 
 
 class HelloGate(Protocol):

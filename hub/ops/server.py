@@ -63,11 +63,16 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def engine_for(app: Starlette) -> Engine:
+    """The websocket engine of an app made by :func:`hub.ops.app.create_app`."""
+    state = app.state
+    return Engine(state.node, state.commands, state.pusher, state.drivers, state.hub_limits)
+
+
 def run(app: Starlette, settings: Settings, reuse_port: bool = False) -> None:
     # /ws is served by the hub's own websocket engine (hub/transport/engine.py): frame once, write
     # once, no ASGI per message. Everything else is the Starlette app.
-    state = app.state
-    engine = Engine(state.node, state.commands, state.pusher, state.drivers, state.hub_limits)
+    engine = engine_for(app)
     config = uvicorn.Config(
         app,
         ws=protocol_class(engine),

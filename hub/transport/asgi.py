@@ -18,6 +18,7 @@ from collections import deque
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from hub.node.node import DRAIN_RETRY_AFTER_S
 from hub.session.core import Session
 from hub.session.driver import Driver, Drivers
 from hub.session.rules_hub import HubRules
@@ -30,8 +31,6 @@ log = logging.getLogger("hub.ws")
 HIGH_WATER = 16
 #: How long a close waits for the frames before it to be sent.
 FLUSH_S = 2.0
-#: Seconds a draining node asks a client to wait before it tries again (elsewhere).
-RETRY_AFTER_S = 1
 
 
 class AsgiTransport:
@@ -141,7 +140,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     drivers: Drivers = state.drivers
     if node.draining:
         await _deny(websocket, 503, "node restarting, retry elsewhere\n",
-                    {"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
+                    {"Retry-After": str(DRAIN_RETRY_AFTER_S)})  # fmt: skip
         return
     loop = asyncio.get_running_loop()
     now = loop.time()

@@ -41,7 +41,7 @@ from websockets.protocol import Protocol as WsProtocol
 from websockets.protocol import State as WsState
 from websockets.server import ServerProtocol
 
-from hub.node.node import Node
+from hub.node.node import DRAIN_RETRY_AFTER_S, Node
 from hub.session.core import Limits, Session
 from hub.session.driver import Driver, Drivers, Handler
 from hub.session.rules_hub import HubRules
@@ -58,8 +58,6 @@ wire_log = logging.getLogger("hub.ws.wire")
 CLOSE_TIMEOUT_S = 5.0
 #: How many framed payloads :func:`framed` remembers (one flush reuses a handful).
 FRAMED_CACHE = 16
-#: Seconds a draining node asks a client to wait before it tries again (elsewhere).
-RETRY_AFTER_S = 1
 #: The path prefix of the Pusher endpoint.
 PUSHER_PREFIX = "/app/"
 
@@ -221,7 +219,7 @@ class Connection(asyncio.Protocol):
         pusher = path.startswith(PUSHER_PREFIX) and engine.pusher is not None
         if engine.node.draining:
             response = ws.reject(503, "node restarting, retry elsewhere\n")
-            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            response.headers["Retry-After"] = str(DRAIN_RETRY_AFTER_S)
         elif path != "/ws" and not pusher:
             response = ws.reject(403, f"no websocket endpoint at {path[:64]}\n")
         else:

@@ -5,8 +5,10 @@ offline, ``full: false``), then ``from`` inside the window (users changed at or 
 offline ones included, the caller left out, ``full: false``), else every user not offline
 (``full: true``). An unparseable ``from`` gets the full answer, as Rocket.Chat does.
 ``users.getPresence`` with no parameter answers the caller's own presence; ``me`` and
-``users.info`` show a user as Rocket.Chat does. Every Rocket.Chat user has the role
-``user``: one whose token names no roles shows (and is found by) ``roles: ["user"]``.
+``users.info`` show a user as Rocket.Chat does. Rocket.Chat gives every account the role
+``user`` unless it was removed: one whose token names no roles shows (and is found by)
+``roles: ["user"]``; one whose roles leave it out (``["admin"]``) neither shows it nor is
+found by ``roles[]=user``.
 
 Errors use Rocket.Chat's shapes, mapped once for the whole app: ``{success: false, error,
 errorType}`` (400, 403, 404, 405, 413, 503) and ``{status: "error", message}`` (401).
@@ -171,11 +173,11 @@ def _list_flag(raw: str | None, name: str) -> bool | None:
 
 
 def _list_query(query: m.RcListByStatusQuery) -> UserQuery:
-    roles = frozenset(query.roles)
     return UserQuery(
         search=query.searchTerm.strip(),
-        # Every user has the role "user": asking for it (among others) filters nothing.
-        roles=frozenset() if "user" in roles else roles,
+        # Matched against the roles each user shows (``user`` for one with none), so the
+        # filter and the answer agree: ["admin"] alone is not found by roles[]=user.
+        roles=frozenset(query.roles),
         type=query.type,
         activated=None if query.status is None else query.status == "active",
         logged_in=_list_flag(query.hasLoggedIn, "hasLoggedIn"),
@@ -460,6 +462,10 @@ OPERATIONS = [
         "get", f"{PREFIX}/users.getPresence", "rcUsersGetPresence",
         "One user's presence (no parameter: the caller's own)", TAG,
         {200: m.RcGetPresenceAnswer, **_ERRORS}, query=m.RcTargetQuery, security=_AUTH,
+        description="`userId` or `username` names the user. Without either, a user's "
+        "credentials answer for that user; the admin key, which is no user, gets 400 "
+        "`error-user-param-not-provided`. An unknown user is 400 `error-invalid-user`, "
+        "as Rocket.Chat answers.",
     ),
     Operation(
         "post", f"{PREFIX}/users.setStatus", "rcUsersSetStatus",
@@ -477,9 +483,14 @@ OPERATIONS = [
     Operation(
         "get", f"{PREFIX}/users.info", "rcUsersInfo", "One user, as Rocket.Chat shows it", TAG,
         {200: m.RcUserInfoAnswer, **_ERRORS}, query=m.RcTargetQuery, security=_AUTH,
+        description="`userId` or `username` is required: without either, 400 "
+        "`error-user-param-not-provided`; an unknown user is 400 `error-invalid-user`.",
     ),
     Operation(
         "get", f"{PREFIX}/me", "rcMe", "The caller (clients call it to check credentials)",
         TAG, {200: m.RcMeAnswer, **_ERRORS}, security=_AUTH,
+        description="The caller must be a user: X-Auth-Token with X-User-Id, or a user "
+        "token as Bearer. The admin key alone (Bearer) is no user: 400 "
+        "`error-user-param-not-provided`.",
     ),
 ]  # fmt: skip

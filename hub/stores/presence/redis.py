@@ -114,22 +114,23 @@ SCRIPTS = (
 ROOM_CHUNK = 500
 
 #: Errors that mean "Redis cannot serve now"; anything else (a script error) is a bug.
+#: Matched by class: redis-py turns each error reply's code into one (LOADING ->
+#: BusyLoadingError, MOVED -> MovedError, ...), whatever wording a release gives it.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
-    rex.ConnectionError,  # also BusyLoadingError, MaxConnectionsError
+    rex.ConnectionError,  # also BusyLoadingError (LOADING), MaxConnectionsError
     rex.TimeoutError,
-    rex.ClusterError,  # also ClusterDownError, MasterDownError
-    rex.TryAgainError,
-    rex.ReadOnlyError,  # a replica promoted mid-failover
+    rex.ClusterError,  # also ClusterDownError (CLUSTERDOWN), MasterDownError (MASTERDOWN)
+    rex.TryAgainError,  # TRYAGAIN
+    rex.ReadOnlyError,  # READONLY: a replica promoted mid-failover
+    rex.AskError,  # ASK, and MovedError (MOVED): a failover redirects faster than we follow
     rex.RedisClusterException,  # also SlotNotCoveredError
     rex.OutOfMemoryError,
     OSError,
     TimeoutError,
 )
-#: Error replies that mean the same, when redis-py has no class for them (MOVED and ASK
-#: reach us only when a failover redirects faster than the client follows).
-_TRANSIENT_REPLIES = (
-    "BUSY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK", "READONLY",
-)  # fmt: skip
+#: Error codes of replies that mean the same but have no class in redis-py: BUSY (a script
+#: past its time limit). The code is the reply's first word, by the protocol itself.
+_TRANSIENT_CODES = frozenset({"BUSY"})
 #: What redis-py's own code raises while a cluster client reconnects under a failover: one
 #: command's CLUSTERDOWN closes every connection of the client, so the others in flight fail
 #: with AttributeError ('NoneType' object has no attribute 'writelines'), RuntimeError
@@ -156,13 +157,22 @@ def unavailable() -> Iterator[None]:
     except _UNAVAILABLE as exc:
         raise StoreUnavailable(f"redis: {exc}") from exc
     except rex.ResponseError as exc:
-        if isinstance(exc, rex.AskError) or str(exc).startswith(_TRANSIENT_REPLIES):
+        if _reply_code(exc) in _TRANSIENT_CODES:
             raise StoreUnavailable(f"redis: {exc}") from exc
         raise
     except _CLIENT_FAILURES as exc:
         if _raised_in_redis_py(exc):
             raise StoreUnavailable(f"redis client: {type(exc).__name__}: {exc}") from exc
         raise
+
+
+def _reply_code(exc: rex.ResponseError) -> str:
+    """The error code of the reply behind ``exc`` (``BUSY``, ``ERR``, ...): recent redis-py
+    releases keep it as ``status_code``, older ones leave it as the message's first word."""
+    code = getattr(exc, "status_code", None)
+    if isinstance(code, str) and code:
+        return code
+    return str(exc).split(" ", 1)[0]
 
 
 def _raised_in_redis_py(exc: BaseException) -> bool:

@@ -1,0 +1,3 @@
+"""tests/backends/compat_cometchat.py on Redis and Redis Cluster."""
+
+from tests.backends.compat_cometchat import *  # noqa: F403

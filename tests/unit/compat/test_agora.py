@@ -1,0 +1,3 @@
+"""tests/backends/compat_agora.py on the memory store."""
+
+from tests.backends.compat_agora import *  # noqa: F403

@@ -1,0 +1,3 @@
+"""tests/backends/compat_cometchat.py on the memory store."""
+
+from tests.backends.compat_cometchat import *  # noqa: F403
