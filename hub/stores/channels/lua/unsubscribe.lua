@@ -9,14 +9,17 @@
 -- ARGV[2] - socket id
 -- ARGV[3] - app id
 -- ARGV[4] - the channel feed (pub/sub channel) member changes are published on
--- Returns {removed, user id, member removed, vacated, version}: removed 0 when the socket
--- was not subscribed (another node reaped it first: nothing to act on), member removed 1
--- when that was the user's last connection in the channel (the member change was published
--- in this same step, at the returned version), vacated 1 when it was the last subscriber.
+-- ARGV[5] - '1' to publish the channel's subscription count after a removed subscription
+-- Returns {removed, user id, member removed, vacated, version, subscriptions}: removed 0
+-- when the socket was not subscribed (another node reaped it first: nothing to act on),
+-- member removed 1 when that was the user's last connection in the channel (the member
+-- change was published in this same step, at the returned version), vacated 1 when it was
+-- the last subscriber, subscriptions the channel's count after this step (published in
+-- this same step when ARGV[5] asks and a subscription was removed).
 -- Idempotent, so several nodes may reap at once and only one acts on each transition.
 local version = tonumber(redis.call('GET', KEYS[6]) or 0)
 local entry = redis.call('HGET', KEYS[1], ARGV[2])
-if not entry then return {0, '', 0, 0, version} end
+if not entry then return {0, '', 0, 0, version, redis.call('HLEN', KEYS[1])} end
 redis.call('HDEL', KEYS[1], ARGV[2])
 redis.call('SREM', KEYS[5], ARGV[1] .. '\t' .. ARGV[2])
 local tab = string.find(entry, '\t', 1, true)
@@ -30,7 +33,8 @@ if uid ~= '' then
   end
 end
 local vacated = 0
-if redis.call('HLEN', KEYS[1]) == 0 then
+local count = redis.call('HLEN', KEYS[1])
+if count == 0 then
   redis.call('SREM', KEYS[4], ARGV[1])
   vacated = 1
 end
@@ -39,4 +43,7 @@ if gone == 1 then
   redis.call('PUBLISH', ARGV[4], cjson.encode({k = 'm', a = ARGV[3], c = ARGV[1], v = version,
                                                u = uid, i = false}))
 end
-return {1, uid, gone, vacated, version}
+if ARGV[5] == '1' then
+  redis.call('PUBLISH', ARGV[4], cjson.encode({k = 'n', a = ARGV[3], c = ARGV[1], n = count}))
+end
+return {1, uid, gone, vacated, version, count}
