@@ -1,8 +1,13 @@
 """The rules of the Pusher wire, ``/app/{key}`` (protocols 5 to 7).
 
 A connection is admitted on open and told its ``socket_id``. Every client frame is checked
-here (names, auth signatures, channel data, client-event permissions and rate) before it
-becomes work for the node (:class:`Subscribe`, :class:`Unsubscribe`, :class:`ClientEvent`).
+here (names, auth signatures, channel data, user data, client-event permissions and rate)
+before it becomes work for the node (:class:`Subscribe`, :class:`Unsubscribe`,
+:class:`ClientEvent`, :class:`SignIn`). A ``pusher:signin`` whose signature does not verify
+gets ``pusher:error`` and the close 4009, as Pusher documents; one that verifies but whose
+``user_data`` is wrong, or a second sign-in, gets ``pusher:error`` and changes nothing. A
+signed-in connection may subscribe to its own ``#server-to-user-<id>`` channel (pusher-js
+does, after ``signin_success``) and to no one else's.
 Frames beyond the session's rate are throttled, not refused: the socket stops being read
 until the rate allows more (a client subscribing to hundreds of channels at once is served,
 a flood is slowed to the rate). A full outbox closes 4100 (the client backs off and
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.model.auth import Claims
-from hub.model.pusher_auth import SignatureError, check_channel_auth
+from hub.model.pusher_auth import SignatureError, check_channel_auth, check_user_auth
 from hub.ops.apps import App
 from hub.session.core import TOO_LARGE, Action, Close, Refusal, Run, Send, Throttle
 from hub.wire import pusher as p
@@ -47,7 +52,12 @@ class ClientEvent:
     user_id: str | None
 
 
-Work = Subscribe | Unsubscribe | ClientEvent
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    user: p.UserData
+
+
+Work = Subscribe | Unsubscribe | ClientEvent | SignIn
 
 #: How a refused subscription is told: (status, type) of ``pusher:subscription_error``.
 _SUBSCRIPTION_ERRORS: dict[str, tuple[int, str]] = {
@@ -82,7 +92,7 @@ class PusherRules:
     """One Pusher connection's wire state: its app, socket id and channels."""
 
     __slots__ = ("activity_timeout_s", "app", "bucket", "channels", "pending", "ping_sent",
-                 "socket_id")  # fmt: skip
+                 "socket_id", "user")  # fmt: skip
 
     binary = False
     needs_hello = False
@@ -99,6 +109,8 @@ class PusherRules:
         self.pending: set[str] = set()
         self.ping_sent: float | None = None
         self.bucket: TokenBucket | None = None  # made on the first client event
+        #: The user this connection signed in as (set once the signature verified).
+        self.user: str | None = None
 
     # -- frames ------------------------------------------------------------------------
 
@@ -125,6 +137,8 @@ class PusherRules:
                 return []
             del self.channels[channel]
             return [Run(Unsubscribe(channel))]
+        if event == "pusher:signin":
+            return self._signin(frame.data)
         if event.startswith("client-"):
             return self._client_event(frame, now)
         return [Send(p.error(f"unsupported event {event[:64]!r}"))]
@@ -132,8 +146,16 @@ class PusherRules:
     def _subscribe(self, data: Any) -> list[Action]:
         if not isinstance(data, dict):
             return [Send(p.error("pusher:subscribe needs data with a channel"))]
+        name = data.get("channel")
+        if isinstance(name, str) and name.startswith(p.SERVER_TO_USER):
+            # The node delivers a signed-in user's events without a subscription; this only
+            # answers pusher-js, which subscribes to the channel after signin_success.
+            if self.user is not None and name == p.user_channel(self.user):
+                return [Send(p.subscription_succeeded(name))]
+            message = "a #server-to-user- channel is only for the connection signed in as that user"
+            return [Send(p.subscription_error(name, message, 403))]
         try:
-            channel = p.check_channel(data.get("channel"))
+            channel = p.check_channel(name)
         except p.FrameError as exc:
             return [Send(p.error(str(exc)))]
         if channel in self.channels or channel in self.pending:
@@ -187,6 +209,29 @@ class PusherRules:
         user = member.user_id if member else None
         return [Run(ClientEvent(channel, frame.event, frame.data, user))]
 
+    def _signin(self, data: Any) -> list[Action]:
+        if self.user is not None:
+            return [Send(p.error(f"this connection is already signed in as {self.user!r}"))]
+        if not isinstance(data, dict):
+            return [Send(p.error("pusher:signin needs data with auth and user_data"))]
+        raw = data.get("user_data")
+        if not isinstance(raw, str):
+            return [Send(p.error("pusher:signin needs user_data, a JSON string"))]
+        try:
+            check_user_auth(self.app.key, self.app.secret, self.socket_id, data.get("auth"), raw)
+        except SignatureError as exc:
+            message = f"Invalid signature: {exc}"
+            return [
+                Send(p.error(message, p.Close.UNAUTHORIZED)),
+                Close(p.Close.UNAUTHORIZED, message),
+            ]
+        try:
+            user = p.parse_user_data(raw)
+        except p.FrameError as exc:
+            return [Send(p.error(str(exc)))]
+        self.user = user.id
+        return [Run(SignIn(user))]
+
     # -- answers -----------------------------------------------------------------------
 
     def admitted(self, result: object) -> list[Action]:
@@ -202,6 +247,9 @@ class PusherRules:
         return []
 
     def failed(self, work: Work, code: str, message: str) -> list[Action]:
+        if isinstance(work, SignIn):
+            self.user = None  # nothing took effect: the client may sign in again
+            return [Send(p.error(f"sign-in failed: {message}"))]
         if isinstance(work, Subscribe):
             self.pending.discard(work.channel)
             status, kind = _SUBSCRIPTION_ERRORS.get(code, (500, "ServerError"))
