@@ -8,6 +8,7 @@ from hub.delivery.core import Backoff
 from hub.delivery.pusher import Webhooks
 from hub.node.channels import ChannelService
 from hub.node.node import Node
+from hub.node.watchlists import Watchlists
 from hub.ops import apps as apps_mod
 from hub.ops.config import Settings
 from hub.stores.channels import open_channels
@@ -23,7 +24,10 @@ def create_service(settings: Settings, node: Node) -> ChannelService | None:
         backoff=Backoff(settings.webhook_backoff_min_s, settings.webhook_backoff_max_s),
         timeout_s=settings.webhook_timeout_s,
     )  # fmt: skip
-    service = ChannelService(settings, node, apps, open_channels(settings), webhooks)
+    watchlists = Watchlists(node.store.users, settings.tick_ms / 1000)
+    node.on_batch(watchlists.on_batch)
+    node.on_recover(watchlists.on_recover)
+    service = ChannelService(settings, node, apps, open_channels(settings), webhooks, watchlists)
     node.upkeeps.append(service)
     return service
 
