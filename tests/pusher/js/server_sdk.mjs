@@ -1,6 +1,7 @@
 // Calls the hub's HTTP API with the real `pusher` Node server SDK.
 // argv[2]: JSON {"port", "appId", "key", "secret", "calls": [{"fn", "args"}]}
-// Prints one JSON line per call: {"fn", "status", "body"} or {"fn", "error", "status"}.
+// Prints one JSON line per call: {"fn", "status", "body"} or {"fn", "error", "status",
+// "body"} (the error's response body, as text).
 import Pusher from "pusher";
 
 const spec = JSON.parse(process.argv[2]);
@@ -16,6 +17,6 @@ for (const call of spec.calls) {
                                  body: text ? JSON.parse(text) : null }));
   } catch (e) {
     console.log(JSON.stringify({ fn: call.fn, error: String(e?.message ?? e),
-                                 status: e?.status ?? null }));
+                                 status: e?.status ?? null, body: e?.body ?? null }));
   }
 }
