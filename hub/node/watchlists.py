@@ -10,10 +10,14 @@ transition appears only once the offline grace ran out, so a reload inside it is
 offline.
 
 The index keeps, for the ids watched on this node only, their newest known state (by
-``at``, so a late or repeated entry never undoes a newer one) and, per watcher, what it
-was last told. Changes are batched: at most one frame per watcher per tick, holding only
-what differs from what it was told (a user who went offline and came back within a tick is
-no news). After lost feed messages the watched ids are read again from the store.
+``at``, so a late or repeated entry never undoes a newer one) and, per watcher, which ids
+it was told are online. Changes are batched: at most one frame per watcher per tick,
+holding only what differs from what it was told (a user who went offline and came back
+within a tick is no news); a flush looks only at the ids that changed, not at whole lists.
+After lost feed messages the watched ids are read again from the store.
+
+Sized for many watchers per node (``bench/watchlist_index.py``): lists rather than sets
+per watched id, and per watcher only the ids told online.
 """
 
 from __future__ import annotations
@@ -36,13 +40,15 @@ Reader = Callable[[Sequence[str]], Awaitable[list[UserView]]]
 class Watcher:
     """One signed-in connection's watchlist, and what it was told of it."""
 
-    __slots__ = ("ids", "ready", "send", "told")
+    __slots__ = ("ids", "online", "pending", "ready", "send")
 
     def __init__(self, ids: tuple[str, ...], send: Callable[[str], object]) -> None:
         self.ids = ids
         self.send = send
-        #: id -> online, as last told (nothing is told before :meth:`Watchlists.start`).
-        self.told: dict[str, bool] = {}
+        #: The ids it was told are online (nothing is told before :meth:`Watchlists.start`).
+        self.online: set[str] = set()
+        #: Ids whose state changed since the last flush (repeats allowed).
+        self.pending: list[str] = []
         self.ready = False
 
 
@@ -52,7 +58,8 @@ class Watchlists:
     def __init__(self, read: Reader, tick_s: float) -> None:
         self.read = read
         self.tick_s = tick_s
-        self.watchers: dict[str, set[Watcher]] = {}
+        #: id -> its watchers (a list: most ids have few, and a set costs 4x the memory).
+        self.watchers: dict[str, list[Watcher]] = {}
         #: id -> (at, online): the newest state known of each watched id.
         self.state: dict[str, tuple[int, bool]] = {}
         self.dirty: set[Watcher] = set()
@@ -66,7 +73,7 @@ class Watchlists:
         newer of the two states wins)."""
         watcher = Watcher(ids, send)
         for uid in ids:
-            self.watchers.setdefault(uid, set()).add(watcher)
+            self.watchers.setdefault(uid, []).append(watcher)
         try:
             views = await self.read(ids)
         except BaseException:
@@ -79,7 +86,8 @@ class Watchlists:
     def start(self, watcher: Watcher) -> None:
         """Tell the watcher who of its list is online now; every change follows."""
         online = [uid for uid in watcher.ids if self._online(uid)]
-        watcher.told = {uid: self._online(uid) for uid in watcher.ids}
+        watcher.online = set(online)
+        watcher.pending = []
         watcher.ready = True
         self.dirty.discard(watcher)
         if online:
@@ -87,12 +95,13 @@ class Watchlists:
 
     def unwatch(self, watcher: Watcher) -> None:
         watcher.ready = False
+        watcher.pending = []
         self.dirty.discard(watcher)
         for uid in watcher.ids:
             watchers = self.watchers.get(uid)
-            if watchers is None:
+            if watchers is None or watcher not in watchers:
                 continue
-            watchers.discard(watcher)
+            watchers.remove(watcher)
             if not watchers:
                 del self.watchers[uid]
                 self.state.pop(uid, None)
@@ -117,14 +126,18 @@ class Watchlists:
             return
         changed = False
         for entry in batch.users:
-            watchers = self.watchers.get(entry["id"])
-            if watchers is not None and self._learn(
-                entry["id"], entry["at"], entry["status"] != "offline"
-            ):
-                self.dirty.update(watchers)
+            uid = entry["id"]
+            watchers = self.watchers.get(uid)
+            if watchers is not None and self._learn(uid, entry["at"], entry["status"] != "offline"):
+                self._changed(uid, watchers)
                 changed = True
         if changed:
             self._schedule()
+
+    def _changed(self, uid: str, watchers: list[Watcher]) -> None:
+        for watcher in watchers:
+            watcher.pending.append(uid)
+        self.dirty.update(watchers)
 
     def on_recover(self) -> None:
         """The presence feed lost messages: read every watched id again."""
@@ -138,7 +151,7 @@ class Watchlists:
                 for view in await self.read(ids[start : start + READ_CHUNK]):
                     watchers = self.watchers.get(view.id)
                     if watchers and self._learn(view.id, view.at, view.status != "offline"):
-                        self.dirty.update(watchers)
+                        self._changed(view.id, watchers)
         except StoreUnavailable:
             log.warning("watchlists not re-read after a feed gap: the store is unreachable")
         if self.dirty:
@@ -154,16 +167,20 @@ class Watchlists:
         self._timer = None
         dirty, self.dirty = self.dirty, set()
         for watcher in dirty:
+            pending, watcher.pending = watcher.pending, []
             if not watcher.ready:
                 continue  # told the whole state when it starts
             online: list[str] = []
             offline: list[str] = []
-            told = watcher.told
-            for uid in watcher.ids:
+            told = watcher.online
+            for uid in dict.fromkeys(pending):
                 now = self._online(uid)
-                if told.get(uid, False) != now:
-                    told[uid] = now
-                    (online if now else offline).append(uid)
+                if now and uid not in told:
+                    told.add(uid)
+                    online.append(uid)
+                elif not now and uid in told:
+                    told.discard(uid)
+                    offline.append(uid)
             if online or offline:
                 watcher.send(p.watchlist_events(online, offline))
 
