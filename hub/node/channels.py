@@ -592,9 +592,17 @@ class ChannelService:
         sock.driver.deliver(event.frame)
 
     async def _resync(self) -> None:
-        """The feed lost events: every local presence subscriber gets a fresh member list."""
+        """The feed lost events: every local presence subscriber gets a fresh member list,
+        and every counted channel its count as the store holds it now."""
         self.lists.forget()
         for (app_id, channel), subs in list(self.local.items()):
+            app = self.apps.by_id.get(app_id)
+            if app is not None and app.counts(channel):
+                with contextlib.suppress(StoreUnavailable):
+                    # Read after the fact: a count published just before it could still
+                    # arrive after it; the next change of the channel corrects that.
+                    count = await self.store.subscription_count(app_id, channel)
+                    self.counts.heard((app_id, channel), count)
             if p.kind(channel) != "presence":
                 continue
             try:

@@ -154,6 +154,8 @@ class Watchlists:
                         self._changed(view.id, watchers)
         except StoreUnavailable:
             log.warning("watchlists not re-read after a feed gap: the store is unreachable")
+        except Exception:
+            log.exception("watchlists not re-read after a feed gap")
         if self.dirty:
             self._schedule()
 
