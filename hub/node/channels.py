@@ -56,6 +56,7 @@ from hub.ops.config import Settings
 from hub.session.core import Limits
 from hub.session.driver import Driver, Refused, WorkFailed
 from hub.session.rules_pusher import (
+    NOT_SUBSCRIBED,
     ClientEvent,
     PusherRules,
     SignIn,
@@ -509,6 +510,9 @@ class ChannelService:
     # -- events ------------------------------------------------------------------------
 
     async def client_event(self, sock: PusherSocket, work: ClientEvent) -> None:
+        if work.channel not in sock.rules.channels:
+            # Sent while its subscription was in flight, and that did not take effect.
+            raise WorkFailed(ErrorCode.FORBIDDEN, NOT_SUBSCRIBED)
         extra = {"user_id": work.user_id} if work.user_id is not None else {}
         frame = p.encode(work.event, work.data, work.channel, **extra)
         await self.store.publish(ChannelEvent(sock.app.id, work.channel, frame, sock.id))

@@ -31,6 +31,7 @@ from hub.wire.hub import ErrorCode
 PONG_TIMEOUT_S = 30.0
 #: Client events per second per connection, as Pusher allows.
 CLIENT_EVENTS_PER_S = 10.0
+NOT_SUBSCRIBED = "client events need a channel this connection subscribed to"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,9 @@ class PusherRules:
         self.activity_timeout_s = activity_timeout_s
         #: channel -> the presence member this socket is (None on other channels).
         self.channels: dict[str, p.Member | None] = {}
-        self.pending: set[str] = set()
+        #: channel -> its member, while the subscription is in flight (a client may use
+        #: it as soon as it hears subscription_succeeded, before the node's work returns).
+        self.pending: dict[str, p.Member | None] = {}
         self.ping_sent: float | None = None
         self.bucket: TokenBucket | None = None  # made on the first client event
         #: The user this connection signed in as (set once the signature verified).
@@ -133,9 +136,15 @@ class PusherRules:
         if event == "pusher:unsubscribe":
             data_ = frame.data if isinstance(frame.data, dict) else {}
             channel = data_.get("channel")
-            if not isinstance(channel, str) or channel not in self.channels:
+            if not isinstance(channel, str):
                 return []
-            del self.channels[channel]
+            if channel in self.channels:
+                del self.channels[channel]
+            elif channel in self.pending:
+                # Carried out after the subscription, in order; a new subscribe may follow.
+                del self.pending[channel]
+            else:
+                return []
             return [Run(Unsubscribe(channel))]
         if event == "pusher:signin":
             return self._signin(frame.data)
@@ -179,13 +188,15 @@ class PusherRules:
                 return [Send(p.subscription_error(channel, str(exc), 400, "InvalidChannelData"))]
             except SignatureError as exc:
                 return [Send(p.subscription_error(channel, f"Invalid signature: {exc}", 401))]
-        self.pending.add(channel)
+        self.pending[channel] = member
         return [Run(Subscribe(channel, member))]
 
     def _client_event(self, frame: p.Frame, now: float) -> list[Action]:
         channel = frame.channel
-        if channel is None or channel not in self.channels:
-            return [Send(p.error("client events need a channel this connection subscribed to"))]
+        # A pending channel too: its work runs after the subscription's, which the node
+        # checks took effect.
+        if channel is None or (channel not in self.channels and channel not in self.pending):
+            return [Send(p.error(NOT_SUBSCRIBED))]
         if p.kind(channel) == "public" or channel.startswith(p.ENCRYPTED):
             return [Send(p.error("client events are only for private and presence channels"))]
         if not self.app.client_events:
@@ -205,7 +216,7 @@ class PusherRules:
                     )
                 )
             ]
-        member = self.channels[channel]
+        member = self.channels[channel] if channel in self.channels else self.pending[channel]
         user = member.user_id if member else None
         return [Run(ClientEvent(channel, frame.event, frame.data, user))]
 
@@ -242,8 +253,11 @@ class PusherRules:
         if isinstance(work, Subscribe):
             # The node sent subscription_succeeded itself (with the member list, in order
             # with the channel's events); the channel is now this socket's.
-            self.pending.discard(work.channel)
+            self.pending.pop(work.channel, None)
             self.channels[work.channel] = work.member
+        elif isinstance(work, Unsubscribe):
+            # Of a channel that was pending when the client left it.
+            self.channels.pop(work.channel, None)
         return []
 
     def failed(self, work: Work, code: str, message: str) -> list[Action]:
@@ -251,7 +265,7 @@ class PusherRules:
             self.user = None  # nothing took effect: the client may sign in again
             return [Send(p.error(f"sign-in failed: {message}"))]
         if isinstance(work, Subscribe):
-            self.pending.discard(work.channel)
+            self.pending.pop(work.channel, None)
             status, kind = _SUBSCRIPTION_ERRORS.get(code, (500, "ServerError"))
             return [Send(p.subscription_error(work.channel, message, status, kind))]
         return [Send(p.error(message))]
