@@ -90,9 +90,9 @@ def _wait(driver: Driver, id_: str, name: str, users: list[str], after: int = 0)
 async def test_the_watchlist_tells_who_is_online_then_every_change_from_any_wire_and_hub(
     nodes, driver, hooks
 ):
-    """ann on /ws on node2 is online at sign-in; bob signing in and dee joining a presence
-    channel on node2 come online; ann closing goes offline after the grace; cy, never
-    seen, is never told."""
+    """ann on /ws on node2 is online at sign-in; bob signing in (pusher-js) and dee joining
+    a presence channel (Laravel Echo) on node2 come online; ann closing goes offline after
+    the grace; cy, never seen, is never told."""
     node1, node2 = nodes
     tag = uuid.uuid4().hex[:6]
     ann, bob, cy, dee = (f"{n}-{tag}" for n in ("ann", "bob", "cy", "dee"))
@@ -104,8 +104,11 @@ async def test_the_watchlist_tells_who_is_online_then_every_change_from_any_wire
 
         await asyncio.to_thread(_signed_in, driver, "b", node2, hooks, bob)
         await asyncio.to_thread(_wait, driver, "w", "online", [bob])
-        await asyncio.to_thread(_pusher, driver, "d", node2, hooks, dee)
-        driver.send(op="subscribe", id="d", channel=f"presence-room-{tag}")
+        # dee joins a presence channel with Laravel Echo, without signing in.
+        driver.send(op="echo", id="d", key=APP_KEY, port=node2.port, auth=f"{hooks.url}/auth",
+                    user=dee)  # fmt: skip
+        await asyncio.to_thread(driver.wait, ev("d", "connected"))
+        driver.send(op="join", id="d", channel=f"room-{tag}")
         await asyncio.to_thread(driver.wait, ev("d", "here"))
         await asyncio.to_thread(_wait, driver, "w", "online", [dee])
 
