@@ -4,6 +4,13 @@
 ``GET channels/{name}/users`` and ``POST users/{id}/terminate_connections``. A missing,
 wrong or stale signature is 401; bad input is 400 with a message naming the problem and
 changes nothing.
+
+Events may go to ``#server-to-user-<id>`` (the SDKs' ``sendToUser``): every connection
+signed in as that user, on every node. An event's ``info`` (``subscription_count``,
+``user_count``) asks for the attributes of the channels it went to, counted across every
+node after it was published: ``{"channels": {name: {...}}}`` for ``POST events``, one
+object per event (``{"batch": [...]}``) for ``POST batch_events``; ``user_count`` is given
+for presence channels only.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from hub.wire import pusher as p
 #: Pusher's limits on a trigger.
 MAX_CHANNELS = 100
 MAX_BATCH = 10
+#: The attributes an event's ``info`` may ask for.
+EVENT_INFO = frozenset({"subscription_count", "user_count"})
 
 
 class ApiError(Exception):
@@ -67,8 +76,11 @@ def _json_body(body: bytes) -> dict[str, Any]:
     return value
 
 
-def _event(value: dict[str, Any], where: str) -> tuple[list[str], str, str, str | None]:
-    """(channels, name, data, socket_id) of one event; ApiError naming what is wrong."""
+Event = tuple[list[str], str, str, str | None, frozenset[str]]
+
+
+def _event(value: dict[str, Any], where: str) -> Event:
+    """(channels, name, data, socket_id, info) of one event; ApiError naming what is wrong."""
     name = value.get("name")
     try:
         p.check_event_name(name)
@@ -86,7 +98,7 @@ def _event(value: dict[str, Any], where: str) -> tuple[list[str], str, str, str 
     if len(channels) > MAX_CHANNELS:
         raise ApiError(400, f"{where}at most {MAX_CHANNELS} channels per event")
     try:
-        checked = [p.check_channel(c) for c in channels]
+        checked = [p.check_trigger_channel(c) for c in channels]
     except p.FrameError as exc:
         raise ApiError(400, f"{where}{exc}") from None
     data = value.get("data", "")
@@ -97,7 +109,37 @@ def _event(value: dict[str, Any], where: str) -> tuple[list[str], str, str, str 
     socket_id = value.get("socket_id")
     if socket_id is not None and not isinstance(socket_id, str):
         raise ApiError(400, f"{where}socket_id must be a string")
-    return checked, name, data, socket_id
+    return checked, name, data, socket_id, _event_info(value.get("info"), where)
+
+
+def _event_info(raw: Any, where: str) -> frozenset[str]:
+    if raw is None:
+        return frozenset()
+    if not isinstance(raw, str):
+        raise ApiError(400, f"{where}info must be a comma-separated string of attributes")
+    info = frozenset(i.strip() for i in raw.split(",") if i.strip())
+    unknown = info - EVENT_INFO
+    if unknown:
+        raise ApiError(
+            400,
+            f"{where}unknown info attributes: {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(EVENT_INFO))})",
+        )
+    return info
+
+
+async def _attributes(
+    service: ChannelService, app: App, channel: str, info: frozenset[str]
+) -> dict[str, int]:
+    """The attributes ``info`` asks for of one channel (none of a user's own channel)."""
+    out: dict[str, int] = {}
+    if channel.startswith(p.SERVER_TO_USER):
+        return out
+    if "subscription_count" in info:
+        out["subscription_count"] = await service.store.subscription_count(app.id, channel)
+    if "user_count" in info and p.kind(channel) == "presence":
+        out["user_count"] = await service.store.member_count(app.id, channel)
+    return out
 
 
 def _handler(inner: Any) -> Any:
@@ -115,9 +157,12 @@ def _handler(inner: Any) -> Any:
 
 
 async def events(request: Request, service: ChannelService, app: App, body: bytes) -> Response:
-    channels, name, data, socket_id = _event(_json_body(body), "")
+    channels, name, data, socket_id, info = _event(_json_body(body), "")
     await service.trigger(app, channels, name, data, socket_id)
-    return JSONResponse({})
+    if not info:
+        return JSONResponse({})
+    attrs = {c: await _attributes(service, app, c, info) for c in dict.fromkeys(channels)}
+    return JSONResponse({"channels": attrs})
 
 
 async def batch_events(
@@ -133,9 +178,13 @@ async def batch_events(
         if not isinstance(item, dict):
             raise ApiError(400, f"batch[{n}] must be an object")
         checked.append(_event(item, f"batch[{n}]: "))
-    for channels, name, data, socket_id in checked:
+    for channels, name, data, socket_id, _ in checked:
         await service.trigger(app, channels, name, data, socket_id)
-    return JSONResponse({"batch": [{} for _ in checked]})
+    answers = []
+    for channels, _, _, _, info in checked:
+        # A batch event has one channel (Pusher's format); its attributes are that one's.
+        answers.append(await _attributes(service, app, channels[0], info) if info else {})
+    return JSONResponse({"batch": answers})
 
 
 def _info(request: Request) -> set[str]:

@@ -1,6 +1,8 @@
-"""Pusher's signatures (pure): channel auth and HTTP API request signing.
+"""Pusher's signatures (pure): channel auth, user authentication and HTTP API request signing.
 
 Channel auth: ``<key>:<hex HMAC-SHA256(secret, "socket_id:channel[:channel_data]")>``.
+User authentication (``pusher:signin``): ``<key>:<hex HMAC-SHA256(secret,
+"socket_id::user::user_data")>``.
 HTTP API: the HMAC-SHA256, keyed by the app secret, of ``METHOD\\nPATH\\nQUERY`` where QUERY
 is every parameter but ``auth_signature``, keys lower-cased, sorted, ``key=value`` joined
 with ``&`` (values as sent, not re-encoded); a body comes with its hex MD5 as ``body_md5``.
@@ -42,13 +44,27 @@ def check_channel_auth(
     auth: object,
     channel_data: str | None = None,
 ) -> None:
+    _check(key, auth, channel_auth(key, secret, socket_id, channel, channel_data))
+
+
+def user_auth(key: str, secret: str, socket_id: str, user_data: str) -> str:
+    """What a user authentication endpoint returns as ``auth`` for this socket and user."""
+    return f"{key}:{sign(secret, f'{socket_id}::user::{user_data}')}"
+
+
+def check_user_auth(key: str, secret: str, socket_id: str, auth: object, user_data: str) -> None:
+    """Verify a ``pusher:signin``; :class:`SignatureError` naming what failed."""
+    _check(key, auth, user_auth(key, secret, socket_id, user_data))
+
+
+def _check(key: str, auth: object, expected: str) -> None:
     if not isinstance(auth, str) or ":" not in auth:
         raise SignatureError("auth must be a string key:signature")
     given_key, _, _ = auth.partition(":")
     if given_key != key:
         raise SignatureError("auth was signed for another app key")
-    expected = channel_auth(key, secret, socket_id, channel, channel_data)
-    if not hmac.compare_digest(expected, auth):
+    # Bytes: compare_digest refuses a str that is not ASCII, and a client may send one.
+    if not hmac.compare_digest(expected.encode(), auth.encode("utf-8", "surrogatepass")):
         raise SignatureError("invalid signature")
 
 

@@ -17,6 +17,16 @@ one ``transport.write`` (the same path as a ``/ws`` delta).
   subscription is in flight wait, and member events at or below the list's version are
   dropped as already told. Subscribers joining the same channel at the same time share one
   read of the list and one encoding of the frame.
+- **Users.** A ``pusher:signin`` makes the socket a hub connection of that user (the same
+  :class:`~hub.node.connection.UserConnection` its presence memberships use), reachable by
+  server-to-user events (``#server-to-user-<id>``, published on the channel feed like any
+  channel's) and by ``terminate_connections``; its watchlist is kept by
+  :mod:`hub.node.watchlists`.
+- **Cache channels** keep their last event from the HTTP API in the store (30 minutes); a
+  new subscriber gets it right after ``subscription_succeeded``, or ``pusher:cache_miss``
+  (and the cluster one ``cache_miss`` webhook per miss window).
+- **Subscription counts** (the app's ``subscription_count`` option) are told once a tick by
+  :mod:`hub.node.counts`.
 - **Upkeep** runs in the node's loops: :meth:`ChannelService.beat` once per sweep
   (heartbeat per app, reaping of dead nodes' subscriptions, re-subscribing after this node
   was reaped, retries of what a store error interrupted), :meth:`ChannelService.on_event`
@@ -37,23 +47,29 @@ from typing import Any
 
 from hub.model.auth import Claims
 from hub.node.connection import Busy, UserConnection
+from hub.node.counts import SubscriptionCounts
 from hub.node.node import Node
 from hub.node.shared import Shared, SharedReads
+from hub.node.watchlists import Watcher, Watchlists
 from hub.ops.apps import App, Apps
 from hub.ops.config import Settings
 from hub.session.core import Limits
 from hub.session.driver import Driver, Refused, WorkFailed
 from hub.session.rules_pusher import (
+    NOT_SUBSCRIBED,
     ClientEvent,
     PusherRules,
+    SignIn,
     Subscribe,
     Unsubscribe,
 )
 from hub.stores.channels.base import (
+    Cached,
     ChannelEvent,
     ChannelFeedEvent,
     ChannelGap,
     ChannelStore,
+    CountChange,
     Left,
     MemberChange,
     Members,
@@ -76,6 +92,11 @@ LISTEN_S = 5.0
 #: How often the store's record of this node's subscriptions is checked against its
 #: sockets (and at the next sweep after a store error, whose outcome is unknown).
 RECONCILE_S = 30.0
+#: How long a cache channel keeps its last event (Pusher: up to 30 minutes).
+CACHE_TTL_MS = 30 * 60 * 1000
+#: After a cache miss is reported, further misses of the channel are not, for this long
+#: (so a burst of subscribers to an empty cache channel makes one ``cache_miss`` webhook).
+CACHE_MISS_WINDOW_MS = 10_000
 
 
 def pusher_close(code: int) -> int:
@@ -87,12 +108,20 @@ def pusher_close(code: int) -> int:
 class PusherSocket:
     """What the service keeps of one Pusher connection (its driver's ``state``)."""
 
-    __slots__ = ("app", "driver", "id", "members", "seen", "waiting")
+    __slots__ = ("app", "counts", "driver", "id", "members", "seen", "terminated", "user",
+                 "waiting", "watcher")  # fmt: skip
 
     def __init__(self, app: App, socket_id: str, driver: Driver) -> None:
         self.app = app
         self.id = socket_id
         self.driver = driver
+        #: The user this socket signed in as, and its watchlist.
+        self.user: str | None = None
+        self.watcher: Watcher | None = None
+        #: channel -> the subscription count it was last told.
+        self.counts: dict[str, int] = {}
+        #: Closed by ``terminate_connections``: its users go offline without the grace.
+        self.terminated = False
         #: channels whose subscription is in flight: their feed events wait here.
         self.waiting: dict[str, list[ChannelEvent | MemberChange]] = {}
         #: presence channel -> the member version of the list this socket was given.
@@ -116,15 +145,27 @@ class ChannelService:
     """The Pusher wire of one node."""
 
     def __init__(
-        self, settings: Settings, node: Node, apps: Apps, store: ChannelStore, webhooks: Any
+        self,
+        settings: Settings,
+        node: Node,
+        apps: Apps,
+        store: ChannelStore,
+        webhooks: Any,
+        watchlists: Watchlists,
     ) -> None:
         self.settings = settings
+        self.local: dict[tuple[str, str], dict[str, PusherSocket]] = {}
         self.node = node
         self.apps = apps
         self.store = store
         self.webhooks = webhooks
+        self._hooking: set[asyncio.Task[None]] = set()
         #: How long each app's webhook events are kept (0: the app has no webhook).
         self._hooks_ms = {app.id: retention_ms(app, settings.webhook_retry_s) for app in apps}
+        self.watchlists = watchlists
+        self.counts = SubscriptionCounts(
+            settings.tick_ms / 1000, self.local.get, self._report_count
+        )
         self.limits = Limits(
             secret="",
             max_frame_bytes=settings.max_frame_bytes,
@@ -136,7 +177,6 @@ class ChannelService:
         self.outbox_frames = max(1024, settings.outbox_frames * 4)
         self.activity_timeout_s = settings.pusher_activity_timeout_s
         self.sockets: dict[str, PusherSocket] = {}
-        self.local: dict[tuple[str, str], dict[str, PusherSocket]] = {}
         self.lists: SharedReads[tuple[str, str], Members] = SharedReads(lambda: 0)
         self._prefix = str(secrets.randbelow(9 * 10**8) + 10**8)
         self._seq = itertools.count(1)
@@ -170,6 +210,9 @@ class ChannelService:
             with contextlib.suppress(StoreUnavailable):
                 await self._reap(app, self.node.id)
                 await self.store.forget_node(app.id, self.node.id)
+        self.counts.flush()  # the webhooks of the last changes, before they stop
+        self.counts.close()
+        self.watchlists.close()
         await self.webhooks.stop()
         await self.store.close()
 
@@ -231,6 +274,8 @@ class ChannelService:
             await self._leave(sock, work.channel)
         elif isinstance(work, ClientEvent):
             await self.client_event(sock, work)
+        elif isinstance(work, SignIn):
+            await self.sign_in(sock, work.user)
 
     async def resync(self, driver: Driver) -> None:
         return None  # a full outbox closes a Pusher socket (4100): nothing to resync
@@ -244,6 +289,11 @@ class ChannelService:
         sock.rules.channels.clear()
         for channel in channels:
             await self._leave(sock, channel)
+        if sock.user is not None:
+            self._unlocal(sock, p.user_channel(sock.user))
+        if sock.watcher is not None:
+            self.watchlists.unwatch(sock.watcher)
+            sock.watcher = None
         for user in list(sock.members):
             await self._end_member(sock, user, force=True)
 
@@ -256,12 +306,13 @@ class ChannelService:
         self.local.setdefault(key, {})[sock.id] = sock
         user_id = member.user_id if member else ""
         info = p.dumps(member.user_info if member else None)
+        counts = app.counts(channel)
         try:
             if member is not None:
                 await self._begin_member(sock, member)
             joined = await self.store.subscribe(
                 app.id, channel, sock.id, self.node.id, user_id, info, app.member_limit,
-                self._hooks_ms[app.id],
+                self._hooks_ms[app.id], counts,
             )  # fmt: skip
         except Busy:
             # Admission is full: the client comes back (pusher-js reconnects and resubscribes).
@@ -284,6 +335,15 @@ class ChannelService:
             # The socket closed meanwhile: its cleanup did not see this subscription.
             await self._leave(sock, channel)
             return
+        if counts and joined.status == 1:
+            self.counts.changed(key, joined.subscriptions)
+        cached: Cached | None = None
+        if p.is_cache(channel):
+            try:
+                cached = await self.store.cache_get(app.id, channel, CACHE_MISS_WINDOW_MS)
+            except StoreUnavailable:
+                await self._leave(sock, channel)
+                raise
         if member is not None:
             try:
                 listed = await self._member_list(app.id, channel, joined.version)
@@ -295,14 +355,37 @@ class ChannelService:
         else:
             frame = p.subscription_succeeded(channel)
         sock.driver.send(frame)
-        for event in sock.waiting.pop(channel, []):
+        waiting = sock.waiting.pop(channel, [])
+        if cached is not None:
+            self._cached(sock, channel, cached, waiting)
+        for event in waiting:
             self._deliver(sock, event)
+        if counts:
+            self.counts.joined(key)
         if joined.occupied:
             await self._transition(app, {"name": "channel_occupied", "channel": channel})
         if joined.added and member is not None:
             added = {"name": "member_added", "channel": channel, "user_id": user_id}
             await self._transition(app, added)
             await self._sync_room(app, channel, user_id)
+
+    def _cached(
+        self,
+        sock: PusherSocket,
+        channel: str,
+        cached: Cached,
+        waiting: list[ChannelEvent | MemberChange],
+    ) -> None:
+        """A new subscriber of a cache channel: its last event, or ``pusher:cache_miss``."""
+        if cached.frame is None:
+            sock.driver.send(p.cache_miss(channel))
+            if cached.first_miss:
+                self._hook_soon(sock.app, {"name": "cache_miss", "channel": channel})
+            return
+        # Published while the subscription was in flight: it comes with the waiting
+        # events, in their order, and not twice.
+        if not any(isinstance(e, ChannelEvent) and e.cache_id == cached.event_id for e in waiting):
+            sock.driver.send(cached.frame)
 
     async def _undo(self, sock: PusherSocket, channel: str, member: p.Member | None) -> None:
         """A subscription that did not happen leaves nothing behind."""
@@ -325,7 +408,9 @@ class ChannelService:
         sock.waiting.pop(channel, None)
         sock.seen.pop(channel, None)
         try:
-            left = await self.store.unsubscribe(app.id, channel, sock.id, self._hooks_ms[app.id])
+            left = await self.store.unsubscribe(
+                app.id, channel, sock.id, self._hooks_ms[app.id], app.counts(channel)
+            )
         except StoreUnavailable:
             # Retried by the node's loop: a ghost member must not outlive its socket.
             self._pending_leaves.append((app, channel, sock.id))
@@ -338,6 +423,8 @@ class ChannelService:
     async def _transitions(self, app: App, channel: str, left: Left) -> None:
         if not left.removed:
             return
+        if app.counts(channel):
+            self.counts.changed((app.id, channel), left.subscriptions)
         if left.member_removed:
             removed = {"name": "member_removed", "channel": channel, "user_id": left.user_id}
             await self._transition(app, removed)
@@ -347,12 +434,14 @@ class ChannelService:
 
     def _unlocal(self, sock: PusherSocket, channel: str) -> None:
         key = (sock.app.id, channel)
+        sock.counts.pop(channel, None)
         subs = self.local.get(key)
         if subs is not None:
             subs.pop(sock.id, None)
             if not subs:
                 del self.local[key]
                 self.lists.forget(key)
+                self.counts.forget(key)
 
     # -- one presence truth ------------------------------------------------------------
 
@@ -384,7 +473,7 @@ class ChannelService:
             sock.members[user] = (conn, uses - 1)
             return
         del sock.members[user]
-        await self.node.detach(conn)
+        await self.node.detach(conn, grace=not sock.terminated)
 
     async def _sync_room(self, app: App, channel: str, user: str) -> None:
         """Make the hub room agree with the channel's members (whatever order the
@@ -402,9 +491,37 @@ class ChannelService:
         else:
             self._pending_rooms.discard((app.id, channel, user))
 
+    # -- users -------------------------------------------------------------------------
+
+    async def sign_in(self, sock: PusherSocket, user: p.UserData) -> None:
+        """A verified ``pusher:signin``: the socket becomes a hub connection of the user,
+        reachable by its server-to-user events, then learns its watchlist's state."""
+        try:
+            await self._begin_member(sock, p.Member(user.id, user.user_info))
+        except Busy:
+            sock.driver.close(p.Close.GENERIC_RECONNECT, "hub busy, reconnect")
+            return
+        watcher: Watcher | None = None
+        if user.watchlist:
+            try:
+                watcher = await self.watchlists.watch(user.watchlist, sock.driver.deliver)
+            except StoreUnavailable:
+                await self._end_member(sock, user.id)
+                raise
+        sock.user = user.id
+        sock.watcher = watcher
+        self.local.setdefault((sock.app.id, p.user_channel(user.id)), {})[sock.id] = sock
+        sock.driver.send(p.signin_success(user.raw))
+        if watcher is not None:
+            # No await since the read: no change can fall between it and this.
+            self.watchlists.start(watcher)
+
     # -- events ------------------------------------------------------------------------
 
     async def client_event(self, sock: PusherSocket, work: ClientEvent) -> None:
+        if work.channel not in sock.rules.channels:
+            # Sent while its subscription was in flight, and that did not take effect.
+            raise WorkFailed(ErrorCode.FORBIDDEN, NOT_SUBSCRIBED)
         extra = {"user_id": work.user_id} if work.user_id is not None else {}
         frame = p.encode(work.event, work.data, work.channel, **extra)
         await self.store.publish(ChannelEvent(sock.app.id, work.channel, frame, sock.id))
@@ -425,7 +542,13 @@ class ChannelService:
         """An event from the HTTP API, to every subscriber on every node."""
         for channel in channels:
             frame = p.encode(event, data, channel)
-            await self.store.publish(ChannelEvent(app.id, channel, frame, exclude or ""))
+            cache_id = ""
+            if p.is_cache(channel):
+                # Kept before it is published: a subscriber reading the cache after the
+                # event reached its node's feed finds it (and is not sent it twice).
+                cache_id = secrets.token_hex(8)
+                await self.store.cache_put(app.id, channel, cache_id, frame, CACHE_TTL_MS)
+            await self.store.publish(ChannelEvent(app.id, channel, frame, exclude or "", cache_id))
 
     async def terminate(self, app: App, user: str) -> None:
         await self.store.publish(Terminate(app.id, user))
@@ -434,11 +557,23 @@ class ChannelService:
         """A webhook event made here (client_event...): recorded for the app's endpoints."""
         await self.webhooks.append(app.id, [event])
 
+    def _hook_soon(self, app: App, event: dict[str, Any]) -> None:
+        """:meth:`_hook` from code that cannot wait for it (a tick's callback)."""
+        task = asyncio.get_running_loop().create_task(self._hook(app, event))
+        self._hooking.add(task)
+        task.add_done_callback(self._hooking.discard)
+
     async def _transition(self, app: App, event: dict[str, Any]) -> None:
         """A transition's webhook event: the store recorded it in the same step as the
         transition when it can (Redis); else it is recorded now."""
         if not self.store.records_hooks:
             await self._hook(app, event)
+
+    def _report_count(self, app_id: str, channel: str, count: int) -> None:
+        app = self.apps.by_id.get(app_id)
+        if app is not None:
+            hook = {"name": "subscription_count", "channel": channel}
+            self._hook_soon(app, {**hook, "subscription_count": count})
 
     # -- the feed (from the node's loop) -------------------------------------------------
 
@@ -454,9 +589,13 @@ class ChannelService:
                     waiting.append(event)
                 else:
                     self._deliver(sock, event)
+        elif isinstance(event, CountChange):
+            self.counts.heard((event.app, event.channel), event.count)
         elif isinstance(event, Terminate):
             for sock in list(self.sockets.values()):
                 if sock.app.id == event.app and event.user in sock.members:
+                    # A forced disconnect, as a kick: no offline grace.
+                    sock.terminated = True
                     sock.driver.close(p.Close.UNAUTHORIZED, "terminated by the app")
         elif isinstance(event, Probe):
             if event.node == self.node.id:
@@ -479,9 +618,17 @@ class ChannelService:
         sock.driver.deliver(event.frame)
 
     async def _resync(self) -> None:
-        """The feed lost events: every local presence subscriber gets a fresh member list."""
+        """The feed lost events: every local presence subscriber gets a fresh member list,
+        and every counted channel its count as the store holds it now."""
         self.lists.forget()
         for (app_id, channel), subs in list(self.local.items()):
+            app = self.apps.by_id.get(app_id)
+            if app is not None and app.counts(channel):
+                with contextlib.suppress(StoreUnavailable):
+                    # Read after the fact: a count published just before it could still
+                    # arrive after it; the next change of the channel corrects that.
+                    count = await self.store.subscription_count(app_id, channel)
+                    self.counts.heard((app_id, channel), count)
             if p.kind(channel) != "presence":
                 continue
             try:
@@ -500,7 +647,9 @@ class ChannelService:
         """One sweep: retries, heartbeat per app, restore after a reap, reap dead nodes."""
         while self._pending_leaves:
             app, channel, socket_id = self._pending_leaves[0]
-            left = await self.store.unsubscribe(app.id, channel, socket_id, self._hooks_ms[app.id])
+            left = await self.store.unsubscribe(
+                app.id, channel, socket_id, self._hooks_ms[app.id], app.counts(channel)
+            )
             self._pending_leaves.popleft()
             await self._transitions(app, channel, left)
         for app_id, channel, user in list(self._pending_rooms):
@@ -531,7 +680,9 @@ class ChannelService:
             sock = self.sockets.get(socket_id)
             if sock is not None and (channel in sock.rules.channels or channel in sock.waiting):
                 continue
-            left = await self.store.unsubscribe(app.id, channel, socket_id, self._hooks_ms[app.id])
+            left = await self.store.unsubscribe(
+                app.id, channel, socket_id, self._hooks_ms[app.id], app.counts(channel)
+            )
             await self._transitions(app, channel, left)
             gone += left.removed
         if gone:
@@ -540,7 +691,9 @@ class ChannelService:
 
     async def _reap(self, app: App, node: str) -> None:
         for channel, socket_id in await self.store.node_subscriptions(app.id, node):
-            left = await self.store.unsubscribe(app.id, channel, socket_id, self._hooks_ms[app.id])
+            left = await self.store.unsubscribe(
+                app.id, channel, socket_id, self._hooks_ms[app.id], app.counts(channel)
+            )
             await self._transitions(app, channel, left)
 
     async def _restore(self, app: App) -> None:
@@ -552,10 +705,13 @@ class ChannelService:
             for channel, member in list(sock.rules.channels.items()):
                 user_id = member.user_id if member else ""
                 info = p.dumps(member.user_info if member else None)
+                counts = app.counts(channel)
                 joined = await self.store.subscribe(
                     app.id, channel, sock.id, self.node.id, user_id, info, 2**31,
-                    self._hooks_ms[app.id],
+                    self._hooks_ms[app.id], counts,
                 )  # fmt: skip
+                if counts and joined.status == 1:
+                    self.counts.changed((app.id, channel), joined.subscriptions)
                 restored += 1
                 if joined.added and member is not None:
                     await self._sync_room(app, channel, member.user_id)

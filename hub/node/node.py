@@ -198,6 +198,7 @@ class Node:
         self._registered = False
         self._control_hooks: list[Callable[[Control], Awaitable[None]]] = []
         self._batch_hooks: list[Callable[[Batch], None]] = []
+        self._recover_hooks: list[Callable[[], None]] = []
         self._close_hooks: list[Callable[[Session], Awaitable[None]]] = []
         self._pending_disconnects: list[tuple[str, str]] = []
 
@@ -332,6 +333,11 @@ class Node:
     def on_batch(self, hook: Callable[[Batch], None]) -> None:
         self._batch_hooks.append(hook)
 
+    def on_recover(self, hook: Callable[[], None]) -> None:
+        """Called after the feed lost messages and the fan-out caught up: a hook that keeps
+        state from the batches reads it again."""
+        self._recover_hooks.append(hook)
+
     async def close_user(self, user: str, code: int, reason: str) -> int:
         """Close this node's sockets of ``user``; returns how many."""
         conns = [self.sessions[c] for c in self.by_user.get(user, ()) if c in self.sessions]
@@ -364,6 +370,8 @@ class Node:
                         self.stats.gaps += 1
                         self.fanout.lost()
                         await self.recover()
+                        for rhook in self._recover_hooks:
+                            rhook()
             except asyncio.CancelledError:
                 raise
             except Exception:

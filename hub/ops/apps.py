@@ -1,5 +1,6 @@
 """Pusher apps: ``HUB_PUSHER_APPS`` (``id:key:secret,...``) or ``HUB_PUSHER_APPS_FILE``
-(a JSON list of ``{"id", "key", "secret", "client_events", "member_limit", "webhooks"}``).
+(a JSON list of ``{"id", "key", "secret", "client_events", "member_limit",
+"subscription_count", "webhooks"}``).
 
 Parsing is pure but for reading the file; every mistake is a :class:`ConfigError` naming
 the variable and the app.
@@ -18,7 +19,11 @@ from hub.ops.config import ConfigError
 #: Members per presence channel unless an app says otherwise (Pusher's own cap is 100).
 DEFAULT_MEMBER_LIMIT = 10_000
 WEBHOOK_EVENTS = frozenset(
-    {"channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event"}
+    {"channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event",
+     "cache_miss", "subscription_count"}
+)  # fmt: skip
+_FIELDS = frozenset(
+    {"id", "key", "secret", "client_events", "member_limit", "subscription_count", "webhooks"}
 )
 _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
@@ -37,6 +42,14 @@ class App:
     client_events: bool = True
     member_limit: int = DEFAULT_MEMBER_LIMIT
     webhooks: tuple[Webhook, ...] = field(default=())
+    #: Subscribers of public and private channels are told how many there are
+    #: (``pusher_internal:subscription_count``), and ``subscription_count`` webhooks go out.
+    subscription_count: bool = False
+
+    def counts(self, channel: str) -> bool:
+        """Whether ``channel``'s subscription count is told (never on presence channels,
+        as Pusher)."""
+        return self.subscription_count and not channel.startswith("presence-")
 
 
 class Apps:
@@ -94,7 +107,7 @@ def _app(item: Any, n: int, name: str) -> App:
     where = f"{name}: app #{n + 1}"
     if not isinstance(item, dict):
         raise ConfigError(f"{where} must be an object")
-    unknown = set(item) - {"id", "key", "secret", "client_events", "member_limit", "webhooks"}
+    unknown = set(item) - _FIELDS
     if unknown:
         raise ConfigError(f"{where} has unknown fields: {', '.join(sorted(unknown))}")
     for f in ("id", "key", "secret"):
@@ -106,14 +119,18 @@ def _app(item: Any, n: int, name: str) -> App:
     limit = item.get("member_limit", DEFAULT_MEMBER_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"{where}: member_limit must be a whole number of at least 1")
+    counts = item.get("subscription_count", False)
+    if not isinstance(counts, bool):
+        raise ConfigError(f"{where}: subscription_count must be true or false")
     hooks = item.get("webhooks", [])
     if not isinstance(hooks, list):
         raise ConfigError(f"{where}: webhooks must be a list")
     webhooks = tuple(_webhook(h, f"{where} webhook #{i + 1}") for i, h in enumerate(hooks))
-    return _check(
-        App(str(item["id"]), str(item["key"]), str(item["secret"]), client_events, limit, webhooks),
-        where,
-    )
+    app = App(
+        str(item["id"]), str(item["key"]), str(item["secret"]), client_events, limit, webhooks,
+        counts,
+    )  # fmt: skip
+    return _check(app, where)
 
 
 def _webhook(item: Any, where: str) -> Webhook:

@@ -7,6 +7,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from hub.delivery.pusher import Webhooks
 from hub.node.channels import ChannelService
 from hub.node.node import Node
+from hub.node.watchlists import Watchlists
 from hub.ops import apps as apps_mod
 from hub.ops.config import Settings
 from hub.stores.channels import open_channels
@@ -17,7 +18,10 @@ def create_service(settings: Settings, node: Node) -> ChannelService | None:
     if not len(apps):
         return None
     webhooks = Webhooks.from_settings(settings, list(apps), node.id)
-    service = ChannelService(settings, node, apps, open_channels(settings), webhooks)
+    watchlists = Watchlists(node.store.users, settings.tick_ms / 1000)
+    node.on_batch(watchlists.on_batch)
+    node.on_recover(watchlists.on_recover)
+    service = ChannelService(settings, node, apps, open_channels(settings), webhooks, watchlists)
     node.upkeeps.append(service)
     return service
 

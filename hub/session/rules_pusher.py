@@ -1,8 +1,13 @@
 """The rules of the Pusher wire, ``/app/{key}`` (protocols 5 to 7).
 
 A connection is admitted on open and told its ``socket_id``. Every client frame is checked
-here (names, auth signatures, channel data, client-event permissions and rate) before it
-becomes work for the node (:class:`Subscribe`, :class:`Unsubscribe`, :class:`ClientEvent`).
+here (names, auth signatures, channel data, user data, client-event permissions and rate)
+before it becomes work for the node (:class:`Subscribe`, :class:`Unsubscribe`,
+:class:`ClientEvent`, :class:`SignIn`). A ``pusher:signin`` whose signature does not verify
+gets ``pusher:error`` and the close 4009, as Pusher documents; one that verifies but whose
+``user_data`` is wrong, or a second sign-in, gets ``pusher:error`` and changes nothing. A
+signed-in connection may subscribe to its own ``#server-to-user-<id>`` channel (pusher-js
+does, after ``signin_success``) and to no one else's.
 Frames beyond the session's rate are throttled, not refused: the socket stops being read
 until the rate allows more (a client subscribing to hundreds of channels at once is served,
 a flood is slowed to the rate). A full outbox closes 4100 (the client backs off and
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.model.auth import Claims
-from hub.model.pusher_auth import SignatureError, check_channel_auth
+from hub.model.pusher_auth import SignatureError, check_channel_auth, check_user_auth
 from hub.ops.apps import App
 from hub.session.core import TOO_LARGE, Action, Close, Refusal, Run, Send, Throttle
 from hub.wire import pusher as p
@@ -26,6 +31,7 @@ from hub.wire.hub import ErrorCode
 PONG_TIMEOUT_S = 30.0
 #: Client events per second per connection, as Pusher allows.
 CLIENT_EVENTS_PER_S = 10.0
+NOT_SUBSCRIBED = "client events need a channel this connection subscribed to"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +53,12 @@ class ClientEvent:
     user_id: str | None
 
 
-Work = Subscribe | Unsubscribe | ClientEvent
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    user: p.UserData
+
+
+Work = Subscribe | Unsubscribe | ClientEvent | SignIn
 
 #: How a refused subscription is told: (status, type) of ``pusher:subscription_error``.
 _SUBSCRIPTION_ERRORS: dict[str, tuple[int, str]] = {
@@ -82,7 +93,7 @@ class PusherRules:
     """One Pusher connection's wire state: its app, socket id and channels."""
 
     __slots__ = ("activity_timeout_s", "app", "bucket", "channels", "pending", "ping_sent",
-                 "socket_id")  # fmt: skip
+                 "socket_id", "user")  # fmt: skip
 
     binary = False
     needs_hello = False
@@ -96,9 +107,13 @@ class PusherRules:
         self.activity_timeout_s = activity_timeout_s
         #: channel -> the presence member this socket is (None on other channels).
         self.channels: dict[str, p.Member | None] = {}
-        self.pending: set[str] = set()
+        #: channel -> its member, while the subscription is in flight (a client may use
+        #: it as soon as it hears subscription_succeeded, before the node's work returns).
+        self.pending: dict[str, p.Member | None] = {}
         self.ping_sent: float | None = None
         self.bucket: TokenBucket | None = None  # made on the first client event
+        #: The user this connection signed in as (set once the signature verified).
+        self.user: str | None = None
 
     # -- frames ------------------------------------------------------------------------
 
@@ -121,10 +136,18 @@ class PusherRules:
         if event == "pusher:unsubscribe":
             data_ = frame.data if isinstance(frame.data, dict) else {}
             channel = data_.get("channel")
-            if not isinstance(channel, str) or channel not in self.channels:
+            if not isinstance(channel, str):
                 return []
-            del self.channels[channel]
+            if channel in self.channels:
+                del self.channels[channel]
+            elif channel in self.pending:
+                # Carried out after the subscription, in order; a new subscribe may follow.
+                del self.pending[channel]
+            else:
+                return []
             return [Run(Unsubscribe(channel))]
+        if event == "pusher:signin":
+            return self._signin(frame.data)
         if event.startswith("client-"):
             return self._client_event(frame, now)
         return [Send(p.error(f"unsupported event {event[:64]!r}"))]
@@ -132,8 +155,16 @@ class PusherRules:
     def _subscribe(self, data: Any) -> list[Action]:
         if not isinstance(data, dict):
             return [Send(p.error("pusher:subscribe needs data with a channel"))]
+        name = data.get("channel")
+        if isinstance(name, str) and name.startswith(p.SERVER_TO_USER):
+            # The node delivers a signed-in user's events without a subscription; this only
+            # answers pusher-js, which subscribes to the channel after signin_success.
+            if self.user is not None and name == p.user_channel(self.user):
+                return [Send(p.subscription_succeeded(name))]
+            message = "a #server-to-user- channel is only for the connection signed in as that user"
+            return [Send(p.subscription_error(name, message, 403))]
         try:
-            channel = p.check_channel(data.get("channel"))
+            channel = p.check_channel(name)
         except p.FrameError as exc:
             return [Send(p.error(str(exc)))]
         if channel in self.channels or channel in self.pending:
@@ -157,13 +188,15 @@ class PusherRules:
                 return [Send(p.subscription_error(channel, str(exc), 400, "InvalidChannelData"))]
             except SignatureError as exc:
                 return [Send(p.subscription_error(channel, f"Invalid signature: {exc}", 401))]
-        self.pending.add(channel)
+        self.pending[channel] = member
         return [Run(Subscribe(channel, member))]
 
     def _client_event(self, frame: p.Frame, now: float) -> list[Action]:
         channel = frame.channel
-        if channel is None or channel not in self.channels:
-            return [Send(p.error("client events need a channel this connection subscribed to"))]
+        # A pending channel too: its work runs after the subscription's, which the node
+        # checks took effect.
+        if channel is None or (channel not in self.channels and channel not in self.pending):
+            return [Send(p.error(NOT_SUBSCRIBED))]
         if p.kind(channel) == "public" or channel.startswith(p.ENCRYPTED):
             return [Send(p.error("client events are only for private and presence channels"))]
         if not self.app.client_events:
@@ -183,9 +216,32 @@ class PusherRules:
                     )
                 )
             ]
-        member = self.channels[channel]
+        member = self.channels[channel] if channel in self.channels else self.pending[channel]
         user = member.user_id if member else None
         return [Run(ClientEvent(channel, frame.event, frame.data, user))]
+
+    def _signin(self, data: Any) -> list[Action]:
+        if self.user is not None:
+            return [Send(p.error(f"this connection is already signed in as {self.user!r}"))]
+        if not isinstance(data, dict):
+            return [Send(p.error("pusher:signin needs data with auth and user_data"))]
+        raw = data.get("user_data")
+        if not isinstance(raw, str):
+            return [Send(p.error("pusher:signin needs user_data, a JSON string"))]
+        try:
+            check_user_auth(self.app.key, self.app.secret, self.socket_id, data.get("auth"), raw)
+        except SignatureError as exc:
+            message = f"Invalid signature: {exc}"
+            return [
+                Send(p.error(message, p.Close.UNAUTHORIZED)),
+                Close(p.Close.UNAUTHORIZED, message),
+            ]
+        try:
+            user = p.parse_user_data(raw)
+        except p.FrameError as exc:
+            return [Send(p.error(str(exc)))]
+        self.user = user.id
+        return [Run(SignIn(user))]
 
     # -- answers -----------------------------------------------------------------------
 
@@ -197,13 +253,19 @@ class PusherRules:
         if isinstance(work, Subscribe):
             # The node sent subscription_succeeded itself (with the member list, in order
             # with the channel's events); the channel is now this socket's.
-            self.pending.discard(work.channel)
+            self.pending.pop(work.channel, None)
             self.channels[work.channel] = work.member
+        elif isinstance(work, Unsubscribe):
+            # Of a channel that was pending when the client left it.
+            self.channels.pop(work.channel, None)
         return []
 
     def failed(self, work: Work, code: str, message: str) -> list[Action]:
+        if isinstance(work, SignIn):
+            self.user = None  # nothing took effect: the client may sign in again
+            return [Send(p.error(f"sign-in failed: {message}"))]
         if isinstance(work, Subscribe):
-            self.pending.discard(work.channel)
+            self.pending.pop(work.channel, None)
             status, kind = _SUBSCRIPTION_ERRORS.get(code, (500, "ServerError"))
             return [Send(p.subscription_error(work.channel, message, status, kind))]
         return [Send(p.error(message))]

@@ -1,9 +1,10 @@
-"""Pusher frames, channel-name rules and close codes (pure: no I/O).
+"""Pusher frames, channel-name rules, user data and close codes (pure: no I/O).
 
 A frame is a JSON object ``{"event", "channel"?, "data"?}``. Pusher's own events carry
 ``data`` as an object from the client, but the server sends ``connection_established``,
-``subscription_succeeded`` and member events with ``data`` as a JSON *string*; events
-published through the HTTP API keep the string they were given.
+``subscription_succeeded``, member, sign-in, watchlist and subscription-count events with
+``data`` as a JSON *string*; events published through the HTTP API keep the string they
+were given.
 """
 
 from __future__ import annotations
@@ -23,11 +24,18 @@ MAX_EVENT_NAME = 200
 MAX_EVENT_DATA = 10 * 1024
 MAX_USER_ID = 128
 MAX_USER_INFO = 1024
+
+#: Ids in a signed-in user's watchlist, at most (as Pusher).
+MAX_WATCHLIST = 100
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_\-=@,.;]+$")
 
 PRIVATE = "private-"
 PRESENCE = "presence-"
 ENCRYPTED = "private-encrypted-"
+#: The channel of one signed-in user's server-to-user events (``sendToUser``).
+SERVER_TO_USER = "#server-to-user-"
+#: Channels whose last event is kept for new subscribers.
+CACHE_PREFIXES = ("cache-", "private-cache-", "presence-cache-", "private-encrypted-cache-")
 
 
 class Close(IntEnum):
@@ -166,6 +174,41 @@ def member_removed(channel: str, user_id: str) -> str:
     return encode("pusher_internal:member_removed", dumps({"user_id": user_id}), channel)
 
 
+def signin_success(user_data: str) -> str:
+    """The answer to a good ``pusher:signin``: the ``user_data`` text that was signed."""
+    return encode("pusher:signin_success", dumps({"user_data": user_data}))
+
+
+def watchlist_events(online: list[str], offline: list[str]) -> str:
+    """``pusher_internal:watchlist_events``: who of a watchlist came online, who went offline."""
+    events: list[dict[str, Any]] = []
+    if online:
+        events.append({"name": "online", "user_ids": online})
+    if offline:
+        events.append({"name": "offline", "user_ids": offline})
+    return encode("pusher_internal:watchlist_events", dumps({"events": events}))
+
+
+def cache_miss(channel: str) -> str:
+    return encode("pusher:cache_miss", None, channel)
+
+
+def subscription_count(channel: str, count: int) -> str:
+    return encode(
+        "pusher_internal:subscription_count", dumps({"subscription_count": count}), channel
+    )
+
+
+def is_cache(channel: str) -> bool:
+    """A cache channel (of any kind): its last event is kept for new subscribers."""
+    return channel.startswith(CACHE_PREFIXES)
+
+
+def user_channel(user_id: str) -> str:
+    """The server-to-user channel of a signed-in user."""
+    return SERVER_TO_USER + user_id
+
+
 def kind(channel: str) -> str:
     """``public``, ``private`` or ``presence``."""
     if channel.startswith(PRESENCE):
@@ -186,6 +229,20 @@ def check_channel(name: Any) -> str:
     if name.startswith("#"):
         raise FrameError("channel names starting with # are reserved")
     return name
+
+
+def check_trigger_channel(name: Any) -> str:
+    """A channel the HTTP API may publish to: a valid channel name, or a user's
+    ``#server-to-user-<id>`` channel (what the SDKs' ``sendToUser`` publishes to)."""
+    if isinstance(name, str) and name.startswith(SERVER_TO_USER):
+        user = name[len(SERVER_TO_USER) :]
+        if not user or len(user) > MAX_USER_ID:
+            raise FrameError(
+                f"a {SERVER_TO_USER}<user id> channel needs a user id of 1 to {MAX_USER_ID} "
+                "characters"
+            )
+        return name
+    return check_channel(name)
 
 
 def check_event_name(name: Any) -> str:
@@ -224,3 +281,50 @@ def parse_channel_data(raw: Any) -> Member:
     if len(dumps(info).encode()) > MAX_USER_INFO:
         raise FrameError(f"channel_data.user_info must be at most {MAX_USER_INFO} bytes of JSON")
     return Member(uid, info)
+
+
+@dataclass(frozen=True, slots=True)
+class UserData:
+    """The ``user_data`` of a ``pusher:signin``: who the connection is, as the app signed it."""
+
+    id: str
+    user_info: Any
+    watchlist: tuple[str, ...]
+    #: The JSON text exactly as signed (it is echoed in ``signin_success``).
+    raw: str
+
+
+def parse_user_data(raw: Any) -> UserData:
+    """The ``user_data`` of a sign-in: a JSON string with ``id`` (a string of 1 to 128
+    characters), optional ``user_info`` (at most 1 KB of JSON) and optional ``watchlist``
+    (at most :data:`MAX_WATCHLIST` user ids)."""
+    if not isinstance(raw, str):
+        raise FrameError("user_data must be a JSON string")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise FrameError("user_data is not JSON") from None
+    if not isinstance(value, dict):
+        raise FrameError("user_data must be a JSON object")
+    if "id" not in value:
+        raise FrameError("user_data has no id: it needs one, a string of 1 to 128 characters")
+    uid = value["id"]
+    if not isinstance(uid, str) or not uid or len(uid) > MAX_USER_ID:
+        raise FrameError(f"user_data.id must be a string of 1 to {MAX_USER_ID} characters")
+    info = value.get("user_info")
+    if len(dumps(info).encode()) > MAX_USER_INFO:
+        raise FrameError(f"user_data.user_info must be at most {MAX_USER_INFO} bytes of JSON")
+    watchlist = value.get("watchlist", [])
+    if not isinstance(watchlist, list):
+        raise FrameError("user_data.watchlist must be a list of user ids")
+    if len(watchlist) > MAX_WATCHLIST:
+        raise FrameError(
+            f"user_data.watchlist holds {len(watchlist)} ids; at most {MAX_WATCHLIST} are allowed"
+        )
+    for n, item in enumerate(watchlist):
+        if not isinstance(item, str) or not item or len(item) > MAX_USER_ID:
+            raise FrameError(
+                f"user_data.watchlist[{n}] must be a user id: a string of 1 to {MAX_USER_ID} "
+                "characters"
+            )
+    return UserData(uid, info, tuple(dict.fromkeys(watchlist)), raw)

@@ -15,9 +15,11 @@ import pytest
 from hub.ops.config import Settings
 from hub.stores.channels import open_channels
 from hub.stores.channels.base import (
+    Cached,
     ChannelEvent,
     ChannelFeedEvent,
     ChannelStore,
+    CountChange,
     Joined,
     Left,
     MemberChange,
@@ -190,3 +192,58 @@ async def test_concurrent_joins_give_each_version_once(backend):
     assert versions == list(range(versions[0], versions[0] + 20))
     listed = await state.members("1", ch)
     assert listed.version == versions[-1] and len(listed.info) == 20
+
+
+async def test_counted_changes_publish_the_channel_count_in_order(backend):
+    """A subscribe or unsubscribe asked to count publishes the channel's new number of
+    subscriptions in the same step, and reports it; one not asked publishes none."""
+    state = backend
+    ch = "room-counted"
+    got: list[ChannelFeedEvent] = []
+    reader = await _live_reader(state, got)
+    try:
+        first = await state.subscribe("1", ch, "1.1", "n1", "", "null", 10, counts=True)
+        second = await state.subscribe("1", ch, "2.1", "n2", "", "null", 10, counts=True)
+        again = await state.subscribe("1", ch, "2.1", "n2", "", "null", 10, counts=True)
+        quiet = await state.subscribe("1", ch, "2.2", "n2", "", "null", 10)
+        left = await state.unsubscribe("1", ch, "1.1", counts=True)
+        gone = await state.unsubscribe("1", ch, "1.1", counts=True)  # not subscribed
+        assert [first.subscriptions, second.subscriptions, again.subscriptions] == [1, 2, 2]
+        assert (quiet.subscriptions, left.subscriptions, gone.removed) == (3, 2, False)
+        # A barrier: the counts were published before it, in order.
+        await state.publish(ChannelEvent("1", ch, "{}"))
+        await _until(got, 4)
+        counts = [(e.channel, e.count) for e in got if isinstance(e, CountChange)]
+        assert counts == [(ch, 1), (ch, 2), (ch, 2)]
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def test_a_cache_channel_keeps_its_last_event_and_reports_a_miss_once(backend):
+    """The last event put is read back with its id; a read finding none is the first miss
+    of its window only once, and a put ends the window."""
+    state = backend
+    ch = "cache-weather"
+    assert await state.cache_get("1", ch, 60_000) == Cached(None, first_miss=True)
+    assert await state.cache_get("1", ch, 60_000) == Cached(None, first_miss=False)
+    await state.cache_put("1", ch, "e1", '{"event":"a"}', 60_000)
+    await state.cache_put("1", ch, "e2", '{"event":"b","data":"x\\ny"}', 60_000)
+    assert await state.cache_get("1", ch, 60_000) == Cached('{"event":"b","data":"x\\ny"}', "e2")
+    assert await state.cache_get("2", ch, 60_000) == Cached(None, first_miss=True)
+    assert await state.cache_get("1", "cache-other", 60_000) == Cached(None, first_miss=True)
+
+
+async def test_a_cached_event_expires_with_its_time_to_live(backend):
+    """An event kept for a short time is gone after it, and the next read is a first miss."""
+    state = backend
+    ch = "cache-brief"
+    await state.cache_put("1", ch, "e1", "{}", 100)
+    assert (await state.cache_get("1", ch, 50)).frame == "{}"
+    async with asyncio.timeout(10):
+        while (await state.cache_get("1", ch, 50)).frame is not None:
+            await asyncio.sleep(0.05)
+    async with asyncio.timeout(10):
+        while not (await state.cache_get("1", ch, 50)).first_miss:
+            await asyncio.sleep(0.02)

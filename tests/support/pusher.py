@@ -44,6 +44,21 @@ def close_sdks() -> None:
     _SDKS.clear()
 
 
+def node_sdk(port: int, *calls: dict[str, Any], secret: str = APP_SECRET) -> list[dict[str, Any]]:
+    """Calls of the npm ``pusher`` server SDK on a hub: ``{"fn", "args"}`` in, one
+    ``{"fn", "status", "body"}`` (or ``"error"``) out per call."""
+    spec = {"port": port, "appId": APP_ID, "key": APP_KEY, "secret": secret, "calls": list(calls)}
+    done = subprocess.run(
+        [node_binary(), str(JS_DIR / "server_sdk.mjs"), json.dumps(spec)],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
 def node_binary() -> str:
     node = shutil.which("node")
     assert node, "node is not installed (the Pusher tests need Node 18 or later)"
@@ -140,13 +155,16 @@ def ev(id_: str, kind: str, **fields: Any) -> Callable[[Event], bool]:
 
 
 class Helper(ThreadingHTTPServer):
-    """``POST /auth`` (pusher-js's auth endpoint) and ``POST /webhook`` (a receiver)."""
+    """``POST /auth`` (pusher-js's auth endpoint), ``POST /user-auth`` (its user
+    authentication endpoint: ``user_id``, a JSON ``watchlist``, ``forge`` to sign with a
+    wrong secret) and ``POST /webhook`` (a receiver)."""
 
     daemon_threads = True
     request_queue_size = 128
 
     def __init__(self, hub_port: int) -> None:
-        self.client = sdk(hub_port or 80)
+        self.hub_port = hub_port or 80
+        self.client = sdk(self.hub_port)
         super().__init__(("127.0.0.1", 0), _Handler)
         self.webhooks: list[dict[str, Any]] = []
         self.rejected = 0
@@ -178,6 +196,16 @@ class _Handler(BaseHTTPRequestHandler):
                 custom = {"user_id": user, "user_info": {"id": user, "name": f"User {user}"}}
             reply = json.dumps(self.server.client.authenticate(channel, socket_id, custom))
             self._answer(200, reply.encode())
+        elif self.path == "/user-auth":
+            form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+            user = form.get("user_id", "")
+            user_data: dict[str, Any] = {"id": user, "user_info": {"name": f"User {user}"}}
+            watchlist = json.loads(form.get("watchlist") or "[]")
+            if watchlist:
+                user_data["watchlist"] = watchlist
+            signer = sdk(self.server.hub_port, "not-the-secret") if form.get("forge") else None
+            signed = (signer or self.server.client).authenticate_user(form["socket_id"], user_data)
+            self._answer(200, json.dumps(signed).encode())
         elif self.path == "/webhook":
             checked = self.server.client.validate_webhook(
                 self.headers.get("X-Pusher-Key", ""),
@@ -214,32 +242,21 @@ def helper(hub_port: int) -> Iterator[Helper]:
         server.server_close()
 
 
-def apps_file(path: Path, webhook_url: str) -> Path:
-    path.write_text(
-        json.dumps(
-            [
-                {
-                    "id": APP_ID,
-                    "key": APP_KEY,
-                    "secret": APP_SECRET,
-                    "client_events": True,
-                    "member_limit": 10_000,
-                    "webhooks": [
-                        {
-                            "url": webhook_url,
-                            "event_types": [
-                                "channel_occupied",
-                                "channel_vacated",
-                                "member_added",
-                                "member_removed",
-                                "client_event",
-                            ],
-                        }
-                    ],
-                }
-            ]
-        )
-    )
+def apps_file(path: Path, webhook_url: str, events: tuple[str, ...] = (), **options: Any) -> Path:
+    """A ``HUB_PUSHER_APPS_FILE`` with the test app posting to ``webhook_url`` the member,
+    channel and client events (and ``events``), with the app ``options`` given."""
+    types = ["channel_occupied", "channel_vacated", "member_added", "member_removed",
+             "client_event", *events]  # fmt: skip
+    app = {
+        "id": APP_ID,
+        "key": APP_KEY,
+        "secret": APP_SECRET,
+        "client_events": True,
+        "member_limit": 10_000,
+        "webhooks": [{"url": webhook_url, "event_types": types}],
+        **options,
+    }
+    path.write_text(json.dumps([app]))
     return path
 
 

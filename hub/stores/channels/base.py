@@ -19,8 +19,18 @@ consistent sequence: events at or below ``W`` are already in the list, events ab
 not; no member twice, none missed, on one node or many.
 
 The store also carries the channel feed: events to deliver (:class:`ChannelEvent`, from
-the HTTP API or client events), member changes, and the termination of a user's
-connections, to every node (Redis pub/sub; in-process on ``memory://``).
+the HTTP API or client events), member changes, subscription counts and the termination of
+a user's connections, to every node (Redis pub/sub; in-process on ``memory://``).
+
+**Subscription counts are ordered like member events.** A subscribe or unsubscribe asked
+to count (the app's ``subscription_count`` option) publishes the channel's new number of
+subscriptions (:class:`CountChange`) in the same atomic step, so every node hears the
+counts in the order they happened and the last one it heard is the current one.
+
+**Cache channels** keep their last event (:meth:`ChannelStore.cache_put`, with a time to
+live) for new subscribers; a read that finds none says whether it is the first miss of a
+short window (:meth:`ChannelStore.cache_get`), so one ``cache_miss`` webhook goes out for
+a burst of subscribers, whichever nodes they are on.
 
 Nodes heartbeat per app; any node reaps the subscriptions of a node whose heartbeat
 expired, one unsubscribe at a time, and as each is idempotent only one reaper acts on each
@@ -42,6 +52,8 @@ class Joined:
     #: The app's member version after this step (a member list at this version or later
     #: holds this subscription's member).
     version: int = 0
+    #: The channel's subscriptions after this step, on every node.
+    subscriptions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +63,7 @@ class Left:
     member_removed: bool
     vacated: bool
     version: int = 0
+    subscriptions: int = 0
 
 
 NOT_SUBSCRIBED = Left(False, "", False, False)
@@ -64,15 +77,28 @@ class Members:
     info: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class Cached:
+    """What a cache channel holds: its last event (``frame``, None when there is none, and
+    the ``event_id`` it was published with); on a miss, whether this read is the first of
+    the miss window (it alone reports the miss)."""
+
+    frame: str | None
+    event_id: str = ""
+    first_miss: bool = False
+
+
 @dataclass(slots=True)
 class ChannelEvent:
     """An event for a channel's subscribers (``frame``: the Pusher frame, JSON text),
-    except the socket ``exclude``."""
+    except the socket ``exclude``; ``cache_id`` names it on a cache channel (a subscriber
+    given it from the cache does not get it twice)."""
 
     app: str
     channel: str
     frame: str
     exclude: str = ""
+    cache_id: str = ""
 
 
 @dataclass(slots=True)
@@ -88,6 +114,15 @@ class MemberChange:
     exclude: str = ""
     #: The Pusher frame, made once per node by whoever delivers it first.
     frame: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CountChange:
+    """A channel's number of subscriptions, on every node, after a change."""
+
+    app: str
+    channel: str
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +145,7 @@ class ChannelGap:
     """The channel feed lost events: every presence subscriber needs a fresh list."""
 
 
-ChannelFeedEvent = ChannelEvent | MemberChange | Terminate | Probe | ChannelGap
+ChannelFeedEvent = ChannelEvent | MemberChange | CountChange | Terminate | Probe | ChannelGap
 
 
 class ChannelStore(Protocol):
@@ -136,13 +171,18 @@ class ChannelStore(Protocol):
         user_info: str,
         limit: int,
         hooks_ms: int = 0,
+        counts: bool = False,
     ) -> Joined:
         """Subscribe ``socket``; on a presence channel (``user_id`` given) a user's first
-        connection is a member added, published at a new version."""
+        connection is a member added, published at a new version. With ``counts``, a new
+        subscription publishes the channel's count."""
 
-    async def unsubscribe(self, app: str, channel: str, socket: str, hooks_ms: int = 0) -> Left:
+    async def unsubscribe(
+        self, app: str, channel: str, socket: str, hooks_ms: int = 0, counts: bool = False
+    ) -> Left:
         """Unsubscribe ``socket`` (idempotent); a user's last connection is a member
-        removed, published at a new version."""
+        removed, published at a new version. With ``counts``, a removed subscription
+        publishes the channel's count."""
 
     async def members(self, app: str, channel: str) -> Members:
         """The members of a presence channel and the version they are at, in one step."""
@@ -164,6 +204,15 @@ class ChannelStore(Protocol):
         """(channel, socket id) of every subscription the node holds."""
 
     async def forget_node(self, app: str, node: str) -> None: ...
+
+    async def cache_put(
+        self, app: str, channel: str, event_id: str, frame: str, ttl_ms: int
+    ) -> None:
+        """Keep ``frame`` as the channel's last event for ``ttl_ms``; a miss window ends."""
+
+    async def cache_get(self, app: str, channel: str, miss_ms: int) -> Cached:
+        """The channel's last event; on a miss, the first read opens a window of
+        ``miss_ms`` in which later misses are not first."""
 
     async def publish(self, event: ChannelEvent | Terminate | Probe) -> None:
         """Send an event to every node's feed."""

@@ -14,12 +14,16 @@ script touches one slot:
 ``T:hooks``               stream   the app's webhook events (:mod:`.keys`,
                                    :mod:`hub.delivery.pusher`): the subscribe and
                                    unsubscribe scripts append their transitions' events
+``T:c:<channel>``         string   a cache channel's last event, ``<event id>\\n<frame>``
+                                   (expires: ``PX``)
+``T:cm:<channel>``        string   a cache channel's miss window (expires: ``PX``)
 ========================  =======  ========================================================
 
 The feed is Redis pub/sub on ``<HUB_CHANNEL>:pusher``, JSON messages: ``{"k": "e"}`` an
-event to deliver, ``{"k": "m"}`` a member change (published by the subscribe and
-unsubscribe scripts themselves, so its order is the version's), ``{"k": "t"}`` a
-termination, ``{"k": "p"}`` a node's probe of its own feed.
+event to deliver, ``{"k": "m"}`` a member change and ``{"k": "n"}`` a subscription count
+(both published by the subscribe and unsubscribe scripts themselves, so their order is the
+order of the changes), ``{"k": "t"}`` a termination, ``{"k": "p"}`` a node's probe of its
+own feed.
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ from redis.asyncio.cluster import RedisCluster
 
 from hub.stores.channels.base import (
     NOT_SUBSCRIBED,
+    Cached,
     ChannelEvent,
     ChannelFeedEvent,
     ChannelGap,
+    CountChange,
     Joined,
     Left,
     MemberChange,
@@ -51,7 +57,7 @@ from hub.stores.presence.redis import command_client, subscription, unavailable
 
 log = logging.getLogger("hub.pusher")
 
-SCRIPTS = ("subscribe", "unsubscribe", "members", "heartbeat", "expired")
+SCRIPTS = ("subscribe", "unsubscribe", "members", "heartbeat", "expired", "cache_put", "cache_get")
 
 
 #: Scripts that make webhook events: hook.lua goes in front of them.
@@ -110,15 +116,19 @@ class RedisChannels:
         user_info: str,
         limit: int,
         hooks_ms: int = 0,
+        counts: bool = False,
     ) -> Joined:
         keys = self._channel_keys(app, channel, f"{self._tag(app)}:n:{node}")
         args: list[str | int] = [channel, socket, node, user_id, user_info, limit, app, self.feed,
-                                 hooks_ms]  # fmt: skip
+                                 hooks_ms, int(counts)]  # fmt: skip
         with unavailable():
             row = await self._scripts["subscribe"](keys=keys, args=args)
-        return Joined(int(row[0]), bool(int(row[1])), bool(int(row[2])), int(row[3]))
+        return Joined(int(row[0]), bool(int(row[1])), bool(int(row[2])), int(row[3]),
+                      int(row[4]))  # fmt: skip
 
-    async def unsubscribe(self, app: str, channel: str, socket: str, hooks_ms: int = 0) -> Left:
+    async def unsubscribe(
+        self, app: str, channel: str, socket: str, hooks_ms: int = 0, counts: bool = False
+    ) -> Left:
         t = self._tag(app)
         with unavailable():
             entry = await self._redis.hget(f"{t}:s:{channel}", socket)
@@ -127,10 +137,10 @@ class RedisChannels:
             node = str(entry).split("\t", 1)[0]
             row = await self._scripts["unsubscribe"](
                 keys=self._channel_keys(app, channel, f"{t}:n:{node}"),
-                args=[channel, socket, app, self.feed, hooks_ms],
+                args=[channel, socket, app, self.feed, hooks_ms, int(counts)],
             )
         return Left(bool(int(row[0])), str(row[1]), bool(int(row[2])), bool(int(row[3])),
-                    int(row[4]))  # fmt: skip
+                    int(row[4]), int(row[5]))  # fmt: skip
 
     async def members(self, app: str, channel: str) -> Members:
         t = self._tag(app)
@@ -185,6 +195,29 @@ class RedisChannels:
             await self._redis.zrem(f"{t}:nodes", node)
             await self._redis.delete(f"{t}:n:{node}")
 
+    # -- cache channels ------------------------------------------------------------------
+
+    async def cache_put(
+        self, app: str, channel: str, event_id: str, frame: str, ttl_ms: int
+    ) -> None:
+        t = self._tag(app)
+        with unavailable():
+            await self._scripts["cache_put"](
+                keys=[f"{t}:c:{channel}", f"{t}:cm:{channel}"], args=[event_id, frame, ttl_ms]
+            )
+
+    async def cache_get(self, app: str, channel: str, miss_ms: int) -> Cached:
+        t = self._tag(app)
+        with unavailable():
+            row = await self._scripts["cache_get"](
+                keys=[f"{t}:c:{channel}", f"{t}:cm:{channel}"], args=[miss_ms]
+            )
+        held = row[0]
+        if held is None:
+            return Cached(None, first_miss=bool(int(row[1])))
+        event_id, _, frame = str(held).partition("\n")
+        return Cached(frame, event_id)
+
     # -- the feed ------------------------------------------------------------------------
 
     async def publish(self, event: ChannelEvent | Terminate | Probe) -> None:
@@ -196,6 +229,8 @@ class RedisChannels:
             message = {"k": "e", "a": event.app, "c": event.channel, "f": event.frame}
             if event.exclude:
                 message["x"] = event.exclude
+            if event.cache_id:
+                message["i"] = event.cache_id
         with unavailable():
             await self._redis.publish(self.feed, json.dumps(message, separators=(",", ":")))
 
@@ -219,7 +254,10 @@ def _decode(data: bytes) -> ChannelFeedEvent | None:
         m = json.loads(data)
         kind = m["k"]
         if kind == "e":
-            return ChannelEvent(str(m["a"]), str(m["c"]), str(m["f"]), str(m.get("x") or ""))
+            return ChannelEvent(str(m["a"]), str(m["c"]), str(m["f"]), str(m.get("x") or ""),
+                                str(m.get("i") or ""))  # fmt: skip
+        if kind == "n":
+            return CountChange(str(m["a"]), str(m["c"]), int(m["n"]))
         if kind == "m":
             info = m.get("i")
             return MemberChange(str(m["a"]), str(m["c"]), int(m["v"]), str(m["u"]),

@@ -10,6 +10,10 @@
 //   {"op":"trigger","id":"a","channel":"private-x","event":"client-x","data":{...}}
 //   {"op":"bind","id":"a","channel":"c","event":"e"}
 //   {"op":"close","id":"a"}
+// User authentication: "userAuth" (the endpoint), "watchlist" (ids) and "forge" in the
+// "pusher" command, then {"op":"signin","id":"a"}: prints "signed_in", "user_event" (a
+// server-to-user event) and "watchlist" (pusher.user.watchlist's online/offline).
+// Subscriptions print "count" (pusher:subscription_count) and "cache_miss".
 import Pusher from "pusher-js";
 import EchoModule from "laravel-echo";
 import nacl from "tweetnacl";
@@ -30,7 +34,27 @@ function options(cmd) {
     authEndpoint: cmd.auth,
     auth: { params: { user_id: cmd.user ?? "" } },
     ...(cmd.nacl ? { nacl } : {}),
+    userAuthentication: {
+      endpoint: cmd.userAuth ?? "/pusher/user-auth",
+      transport: "ajax",
+      params: {
+        user_id: cmd.user ?? "",
+        watchlist: JSON.stringify(cmd.watchlist ?? []),
+        forge: cmd.forge ? "1" : "",
+      },
+    },
   };
+}
+
+function userEvents(id, pusher) {
+  pusher.connection.bind("message", (m) => {
+    if (m.event === "pusher:signin_success")
+      out({ id, ev: "signed_in", user: pusher.user.user_data?.id ?? null });
+  });
+  pusher.user.bind_global((event, data) => out({ id, ev: "user_event", event, data }));
+  for (const name of ["online", "offline"])
+    pusher.user.watchlist.bind(name, (e) =>
+      out({ id, ev: "watchlist", name: e.name, user_ids: [...e.user_ids].sort() }));
 }
 
 function watchConnection(id, pusher) {
@@ -39,6 +63,9 @@ function watchConnection(id, pusher) {
     out({ id, ev: "connected", socket_id: pusher.connection.socket_id }));
   pusher.connection.bind("error", (e) =>
     out({ id, ev: "error", error: JSON.stringify(e?.error ?? e) }));
+  pusher.connection.bind("message", (m) => {
+    if (m.event === "pusher:error") out({ id, ev: "pusher_error", data: m.data });
+  });
 }
 
 function presenceEvents(id, channel, ch) {
@@ -61,8 +88,12 @@ function handle(cmd) {
       const pusher = new Pusher(cmd.key, options(cmd));
       clients.set(cmd.id, { pusher });
       watchConnection(cmd.id, pusher);
+      userEvents(cmd.id, pusher);
       break;
     }
+    case "signin":
+      c.pusher.signin();
+      break;
     case "echo": {
       const echo = new Echo({ broadcaster: "pusher", key: cmd.key, Pusher, ...options(cmd) });
       clients.set(cmd.id, { echo, pusher: echo.connector.pusher });
@@ -83,6 +114,10 @@ function handle(cmd) {
         if (!event.startsWith("pusher:") && !event.startsWith("pusher_internal:"))
           out({ id: cmd.id, ev: "event", channel: cmd.channel, event, data });
       });
+      ch.bind("pusher:subscription_count", (d) =>
+        out({ id: cmd.id, ev: "count", channel: cmd.channel, count: d.subscription_count }));
+      ch.bind("pusher:cache_miss", () =>
+        out({ id: cmd.id, ev: "cache_miss", channel: cmd.channel }));
       break;
     }
     case "unsubscribe":

@@ -2,7 +2,8 @@
 // argv[2]: JSON {"port", "appId", "key", "secret", "calls": [{"fn", "args"}]}, and
 // "encryptionMasterKeyBase64" for apps with encrypted channels (the SDK encrypts what it
 // triggers on a private-encrypted- channel)
-// Prints one JSON line per call: {"fn", "status", "body"} or {"fn", "error", "status"}.
+// Prints one JSON line per call: {"fn", "status", "body"} or {"fn", "error", "status",
+// "body"} (the error's response body, as text).
 import Pusher from "pusher";
 
 const spec = JSON.parse(process.argv[2]);
@@ -19,6 +20,6 @@ for (const call of spec.calls) {
                                  body: text ? JSON.parse(text) : null }));
   } catch (e) {
     console.log(JSON.stringify({ fn: call.fn, error: String(e?.message ?? e),
-                                 status: e?.status ?? null }));
+                                 status: e?.status ?? null, body: e?.body ?? null }));
   }
 }

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import subprocess
 import threading
 import time
 import uuid
@@ -26,12 +25,11 @@ from tests.support.pusher import (
     APP_KEY,
     APP_SECRET,
     APPS_ENV,
-    JS_DIR,
     Driver,
     Helper,
     ev,
     helper,
-    node_binary,
+    node_sdk,
     sdk,
 )
 
@@ -66,19 +64,6 @@ def driver(tmp_path: Path) -> Iterator[Driver]:
         yield d
     finally:
         d.close()
-
-
-def node_sdk(port: int, *calls: dict[str, Any], secret: str = APP_SECRET) -> list[dict[str, Any]]:
-    spec = {"port": port, "appId": APP_ID, "key": APP_KEY, "secret": secret, "calls": list(calls)}
-    done = subprocess.run(
-        [node_binary(), str(JS_DIR / "server_sdk.mjs"), json.dumps(spec)],
-        cwd=JS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
 def _client(driver: Driver, kind: str, id_: str, node: HubProcess, auth: Helper, user: str) -> str:

@@ -15,19 +15,26 @@
 -- ARGV[7] - app id
 -- ARGV[8] - the channel feed (pub/sub channel) member changes are published on
 -- ARGV[9] - how long webhook events are kept, ms (0: the app has no webhook)
--- Returns {status, occupied, added, version}: status 1 subscribed, 0 already was, -1 the
--- member limit is reached; occupied 1 when the channel had no subscriber before; added 1
--- when this is the user's first connection in the channel, in which case the member change
--- was published in this same step at the returned version (the app's version after it).
--- The webhook events of the transitions (channel_occupied, member_added) are appended to
--- the app's webhook stream in the same step.
+-- ARGV[10] - '1' to publish the channel's subscription count after a new subscription
+-- Returns {status, occupied, added, version, subscriptions}: status 1 subscribed, 0 already
+-- was, -1 the member limit is reached; occupied 1 when the channel had no subscriber
+-- before; added 1 when this is the user's first connection in the channel, in which case
+-- the member change was published in this same step at the returned version (the app's
+-- version after it); subscriptions the channel's count after this step (published in this
+-- same step when ARGV[10] asks and the socket was subscribed). The webhook events of the
+-- transitions (channel_occupied, member_added) are appended to the app's webhook stream in
+-- the same step.
 local version = tonumber(redis.call('GET', KEYS[6]) or 0)
-if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return {0, 0, 0, version} end
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then
+  return {0, 0, 0, version, redis.call('HLEN', KEYS[1])}
+end
 local uid = ARGV[4]
 local added = 0
 if uid ~= '' then
   if redis.call('HEXISTS', KEYS[2], uid) == 0 then
-    if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[6]) then return {-1, 0, 0, version} end
+    if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[6]) then
+      return {-1, 0, 0, version, redis.call('HLEN', KEYS[1])}
+    end
     added = 1
   end
   redis.call('HINCRBY', KEYS[2], uid, 1)
@@ -47,4 +54,8 @@ if added == 1 then
                                                u = uid, i = ARGV[5], x = ARGV[2]}))
   hook(KEYS[7], ARGV[9], cjson.encode({name = 'member_added', channel = ARGV[1], user_id = uid}))
 end
-return {1, occupied, added, version}
+local count = redis.call('HLEN', KEYS[1])
+if ARGV[10] == '1' then
+  redis.call('PUBLISH', ARGV[8], cjson.encode({k = 'n', a = ARGV[7], c = ARGV[1], n = count}))
+end
+return {1, occupied, added, version, count}
