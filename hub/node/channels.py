@@ -519,8 +519,11 @@ class ChannelService:
     # -- events ------------------------------------------------------------------------
 
     async def client_event(self, sock: PusherSocket, work: ClientEvent) -> None:
-        if work.channel not in sock.rules.channels:
-            # Sent while its subscription was in flight, and that did not take effect.
+        subscribed = self.local.get((sock.app.id, work.channel), {})
+        if sock.id not in subscribed or work.channel in sock.waiting:
+            # Sent while its subscription was in flight, and that did not take effect. (The
+            # node's record, not the rules': an unsubscribe queued behind this event may have
+            # left the rules already.)
             raise WorkFailed(ErrorCode.FORBIDDEN, NOT_SUBSCRIBED)
         extra = {"user_id": work.user_id} if work.user_id is not None else {}
         frame = p.encode(work.event, work.data, work.channel, **extra)
