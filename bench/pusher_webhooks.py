@@ -1,7 +1,7 @@
 """What the durable path costs Pusher webhooks: Redis streams against the in-process queue.
 
 A benchmark, not a test. One app with one webhook URL, a real HTTP receiver
-(``tests/delivery/receiver.py``) and ``Webhooks`` in this process, on a ``redis-server`` it
+(``tests/support/receiver.py``) and ``Webhooks`` in this process, on a ``redis-server`` it
 starts on a free port (no persistence) and, as the baseline, on ``memory://`` (the queue
 Pusher webhooks had before). Each round appends ``--events`` ``member_added`` events at
 ``--rate`` a second on each variant in turn, and measures per event the time from the
@@ -32,7 +32,7 @@ from hub.delivery.core import Backoff  # noqa: E402
 from hub.delivery.pusher import Durable, Webhooks  # noqa: E402
 from hub.ops.apps import App, Webhook  # noqa: E402
 from hub.stores.channels.keys import hooks_stream  # noqa: E402
-from tests.delivery.receiver import Receiver  # noqa: E402
+from tests.support.receiver import Receiver  # noqa: E402
 from tests.support.redis_server import start_server  # noqa: E402
 
 APP = ("bench", "bench-key", "bench-secret-0123")
