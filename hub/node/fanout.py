@@ -99,8 +99,13 @@ class Fanout:
         return sub
 
     def go_live(self, sub: Subscription, codec: Codec, cursor: int) -> None:
-        """Release the deltas held while the snapshot was being made."""
+        """Release the deltas held while the snapshot was being made. Outside a room, an
+        entry stamped at or before the snapshot's cursor is in the snapshot already (the
+        presence store's one clock stamps both); a room's entries also carry membership
+        stamps from the registry's clock, so they all go."""
         held, sub.buffer = sub.buffer, None
+        if held and sub.scope.kind != "room":
+            held = [e for e in held if e["at"] > cursor]
         if held:
             data = self._encode(codec, sub.scope, _latest(held), max(cursor, self._cursor))
             if data is not None:

@@ -116,8 +116,10 @@ class DriverOutbox(Outbox):
 
     def put(self, frame: str | bytes) -> bool:
         d = self.driver
-        if not self._items and not self.closed and d.writable:
-            return d.transport.write(frame)
+        t = d.transport
+        # Driver.writable, spelled out: this is the fan-out's hot path.
+        if not self._items and not self.closed and not t.paused and not d.resyncing:
+            return t.write(frame)
         return super().put(frame)
 
     def put_control(self, frame: str | bytes) -> None:

@@ -132,8 +132,8 @@ def protocol_class(engine: Engine) -> type[Connection]:
 class Connection(asyncio.Protocol):
     """One websocket connection: the transport of one :class:`Driver`."""
 
-    __slots__ = ("_closer", "_parts", "_server_state", "alive", "driver", "paused", "peer",
-                 "transport", "ws")  # fmt: skip
+    __slots__ = ("_closer", "_parts", "_server_state", "alive", "driver", "open", "paused",
+                 "peer", "transport", "ws")  # fmt: skip
     _engine: ClassVar[Engine]
 
     def __init__(self, config: Any = None, server_state: Any = None, app_state: Any = None,
@@ -148,6 +148,8 @@ class Connection(asyncio.Protocol):
         self.driver: Driver | None = None
         self.peer = ""
         self.paused = False
+        #: The websocket is open (``ws.state`` as of the last flush: read on every write).
+        self.open = False
         self.alive = True
         #: The fragments of a message being reassembled, behind its opcode.
         self._parts: list[Any] | None = None
@@ -177,6 +179,7 @@ class Connection(asyncio.Protocol):
         self._flush_ws()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
         if self._server_state is not None:
             self._server_state.connections.discard(self)
         if self._closer is not None:
@@ -303,7 +306,7 @@ class Connection(asyncio.Protocol):
     def write(self, data: str | bytes) -> bool:
         """Write one encoded message now (the outbox decides whether to call)."""
         t = self.transport
-        if t is None or self.ws.state is not WsState.OPEN:
+        if t is None or not self.open:
             return False
         try:
             t.write(framed(data))
@@ -341,6 +344,7 @@ class Connection(asyncio.Protocol):
 
     def _flush_ws(self) -> None:
         ws = self.ws
+        self.open = ws.state is WsState.OPEN
         out = ws.data_to_send()
         t = self.transport
         if t is None:
