@@ -1,7 +1,7 @@
 """What the durable path costs Pusher webhooks: Redis streams against the in-process queue.
 
 A benchmark, not a test. One app with one webhook URL, a real HTTP receiver
-(``tests/support/receiver.py``) and ``Webhooks`` in this process, on a ``redis-server`` it
+(``tests/support/receiver.py``) and ``PusherWebhooks`` in this process, on a ``redis-server`` it
 starts on a free port (no persistence) and, as the baseline, on ``memory://`` (the queue
 Pusher webhooks had before). Each round appends ``--events`` ``member_added`` events at
 ``--rate`` a second on each variant in turn, and measures per event the time from the
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from redis.asyncio import Redis  # noqa: E402
 
 from hub.delivery.core import Backoff  # noqa: E402
-from hub.delivery.pusher import Durable, Webhooks  # noqa: E402
+from hub.delivery.pusher import Durable, PusherWebhooks  # noqa: E402
 from hub.ops.apps import App, Webhook  # noqa: E402
 from hub.stores.channels.keys import hooks_stream  # noqa: E402
 from tests.support.receiver import Receiver  # noqa: E402
@@ -49,7 +49,7 @@ async def one_round(
     """(ms from append to arrival per event, µs per append call)."""
     receiver = await Receiver(APP[2]).up()
     app = App(*APP, webhooks=(Webhook(receiver.url),))
-    hooks = Webhooks([app], backoff=Backoff(0.05, 0.5), durable=durable)
+    hooks = PusherWebhooks([app], backoff=Backoff(0.05, 0.5), durable=durable)
     await hooks.start()
     appended: dict[str, float] = {}
     calls: list[float] = []

@@ -30,7 +30,7 @@ Transitions (``channel_occupied``, ``channel_vacated``, ``member_added``,
 transition, with the Lua function of ``hub/stores/channels/lua/hook.lua``
 (``hook(stream, retention, event_json)``), so a node's death between the two cannot lose one.
 Events made in Python (``client_event``, ``cache_miss``, ``subscription_count``) go through
-:meth:`Webhooks.append`: one entry per event, in order, in one script call
+:meth:`PusherWebhooks.append`: one entry per event, in order, in one script call
 (``append_hooks.lua``, the same function).
 
 Every endpoint is one consumer group, ``webhook:<endpoint id>``, on its app's stream, and
@@ -41,7 +41,7 @@ once per cluster in the normal case; after a node's death the next holder re-del
 batch the dead node had in flight (at least once: the receiver may have seen it).
 
 On ``memory://`` (one process) each endpoint has an in-process queue
-(:class:`~hub.delivery.queue.QueueSource`), fed by :meth:`Webhooks.append`; a restart
+(:class:`~hub.delivery.queue.QueueSource`), fed by :meth:`PusherWebhooks.append`; a restart
 loses what was not delivered yet, and dead letters are kept in memory.
 """
 
@@ -166,7 +166,7 @@ class Endpoint:
     deliverer: Deliverer
 
 
-class Webhooks:
+class PusherWebhooks:
     """The webhook endpoints of every app; started and stopped with the Pusher service."""
 
     def __init__(
@@ -220,7 +220,7 @@ class Webhooks:
             self._keeper = Keeper(sources, durable.sweep_s if durable else 1.0, "pusher webhooks")
 
     @classmethod
-    def from_settings(cls, settings: Settings, apps: list[App], node_id: str) -> Webhooks:
+    def from_settings(cls, settings: Settings, apps: list[App], node_id: str) -> PusherWebhooks:
         """The apps' webhooks as the settings say: durable unless the store is memory."""
         durable = None
         if not settings.store.startswith("memory://"):

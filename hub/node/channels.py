@@ -102,7 +102,7 @@ CACHE_MISS_WINDOW_MS = 10_000
 def pusher_close(code: int) -> int:
     """A hub close code as a Pusher one: Pusher's own range stays; a drain (1012) and
     anything else asks pusher-js to reconnect at once."""
-    return code if 4000 <= code < 4300 else p.Close.GENERIC_RECONNECT
+    return code if 4000 <= code < 4300 else p.CloseCode.GENERIC_RECONNECT
 
 
 class PusherSocket:
@@ -202,7 +202,7 @@ class ChannelService:
 
     async def stop(self) -> None:
         for sock in list(self.sockets.values()):
-            sock.driver.close(p.Close.GENERIC_RECONNECT, "node restarting")
+            sock.driver.close(p.CloseCode.GENERIC_RECONNECT, "node restarting")
         deadline = time.monotonic() + 2.0
         while self.sockets and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -236,9 +236,9 @@ class ChannelService:
         """The rules of a new socket on ``/app/{key}?protocol=...``, or why it is refused."""
         app = self.apps.by_key.get(key)
         if app is None:
-            return (p.Close.APP_UNKNOWN, "App key not known to this hub"), None
+            return (p.CloseCode.APP_UNKNOWN, "App key not known to this hub"), None
         if not protocol:
-            return (p.Close.NO_PROTOCOL, "No protocol version supplied"), None
+            return (p.CloseCode.NO_PROTOCOL, "No protocol version supplied"), None
         raw = protocol[0]
         try:
             version = int(raw)
@@ -246,7 +246,7 @@ class ChannelService:
             version = -1
         if version not in p.PROTOCOLS:
             message = f"Unsupported protocol version {raw[:16]!r} (5 to 7 are served)"
-            return (p.Close.UNSUPPORTED_PROTOCOL, message), None
+            return (p.CloseCode.UNSUPPORTED_PROTOCOL, message), None
         return None, PusherRules(app, self.new_socket_id(), self.activity_timeout_s)
 
     def new_socket_id(self) -> str:
@@ -258,7 +258,7 @@ class ChannelService:
         rules = driver.session.rules
         assert isinstance(rules, PusherRules)
         if self.node.draining:
-            raise Refused(p.Close.GENERIC_RECONNECT, "node restarting")
+            raise Refused(p.CloseCode.GENERIC_RECONNECT, "node restarting")
         sock = PusherSocket(rules.app, rules.socket_id, driver)
         driver.state = sock
         self.sockets[sock.id] = sock
@@ -299,7 +299,9 @@ class ChannelService:
 
     # -- subscriptions -----------------------------------------------------------------
 
-    async def subscribe(self, sock: PusherSocket, channel: str, member: p.Member | None) -> None:
+    async def subscribe(
+        self, sock: PusherSocket, channel: str, member: p.ChannelMember | None
+    ) -> None:
         app = sock.app
         key = (app.id, channel)
         sock.waiting[channel] = []
@@ -317,7 +319,7 @@ class ChannelService:
         except Busy:
             # Admission is full: the client comes back (pusher-js reconnects and resubscribes).
             await self._undo(sock, channel, member)
-            sock.driver.close(p.Close.GENERIC_RECONNECT, "hub busy, reconnect")
+            sock.driver.close(p.CloseCode.GENERIC_RECONNECT, "hub busy, reconnect")
             return
         except StoreUnavailable:
             # The subscription may have landed all the same (a timeout): reconciliation
@@ -387,7 +389,7 @@ class ChannelService:
         if not any(isinstance(e, ChannelEvent) and e.cache_id == cached.event_id for e in waiting):
             sock.driver.send(cached.frame)
 
-    async def _undo(self, sock: PusherSocket, channel: str, member: p.Member | None) -> None:
+    async def _undo(self, sock: PusherSocket, channel: str, member: p.ChannelMember | None) -> None:
         """A subscription that did not happen leaves nothing behind."""
         self._unlocal(sock, channel)
         sock.waiting.pop(channel, None)
@@ -445,7 +447,7 @@ class ChannelService:
 
     # -- one presence truth ------------------------------------------------------------
 
-    async def _begin_member(self, sock: PusherSocket, member: p.Member) -> None:
+    async def _begin_member(self, sock: PusherSocket, member: p.ChannelMember) -> None:
         user = member.user_id
         current = sock.members.get(user)
         if current is not None:
@@ -497,9 +499,9 @@ class ChannelService:
         """A verified ``pusher:signin``: the socket becomes a hub connection of the user,
         reachable by its server-to-user events, then learns its watchlist's state."""
         try:
-            await self._begin_member(sock, p.Member(user.id, user.user_info))
+            await self._begin_member(sock, p.ChannelMember(user.id, user.user_info))
         except Busy:
-            sock.driver.close(p.Close.GENERIC_RECONNECT, "hub busy, reconnect")
+            sock.driver.close(p.CloseCode.GENERIC_RECONNECT, "hub busy, reconnect")
             return
         watcher: Watcher | None = None
         if user.watchlist:
@@ -599,7 +601,7 @@ class ChannelService:
                 if sock.app.id == event.app and event.user in sock.members:
                     # A forced disconnect, as a kick: no offline grace.
                     sock.terminated = True
-                    sock.driver.close(p.Close.UNAUTHORIZED, "terminated by the app")
+                    sock.driver.close(p.CloseCode.UNAUTHORIZED, "terminated by the app")
         elif isinstance(event, Probe):
             if event.node == self.node.id:
                 self._listening.set()
@@ -728,4 +730,4 @@ class ChannelService:
     async def drain(self) -> None:
         """The node drains: every Pusher socket is asked to reconnect elsewhere."""
         for sock in list(self.sockets.values()):
-            sock.driver.close(p.Close.GENERIC_RECONNECT, "node restarting")
+            sock.driver.close(p.CloseCode.GENERIC_RECONNECT, "node restarting")

@@ -80,7 +80,7 @@ class RestGate(Protocol):
 
 
 class Member(Protocol):
-    """A session as the rooms see it: only its user matters."""
+    """What joins a room (a connection: only its user matters)."""
 
     @property
     def user(self) -> str: ...
@@ -111,8 +111,8 @@ class Core:
     fanout: Fanout
 
 
-class Session(Protocol):
-    """A live connection as the node sees it (implemented by the websocket layer)."""
+class Attached(Protocol):
+    """A connection attached to the node (a :class:`hub.node.connection.UserConnection`)."""
 
     @property
     def conn(self) -> str: ...
@@ -174,7 +174,7 @@ class Node:
         self.gate = gate
         self.rest_gate = rest_gate
         self.rooms = rooms
-        self.sessions: dict[str, Session] = {}
+        self.sessions: dict[str, Attached] = {}
         # Connections whose store registration is in flight (not yet in ``sessions``).
         self.connecting: set[str] = set()
         # The newest entry seen for each user with a socket here: what this node offers back
@@ -199,7 +199,7 @@ class Node:
         self._control_hooks: list[Callable[[Control], Awaitable[None]]] = []
         self._batch_hooks: list[Callable[[Batch], None]] = []
         self._recover_hooks: list[Callable[[], None]] = []
-        self._close_hooks: list[Callable[[Session], Awaitable[None]]] = []
+        self._close_hooks: list[Callable[[Attached], Awaitable[None]]] = []
         self._pending_disconnects: list[tuple[str, str]] = []
 
     # -- lifecycle -----------------------------------------------------------------
@@ -278,11 +278,11 @@ class Node:
         self.remove(c)
         await self.connection_closed(c, grace=grace)
 
-    def add(self, session: Session) -> None:
+    def add(self, session: Attached) -> None:
         self.sessions[session.conn] = session
         self.by_user.setdefault(session.user, set()).add(session.conn)
 
-    def remove(self, session: Session) -> None:
+    def remove(self, session: Attached) -> None:
         self.sessions.pop(session.conn, None)
         conns = self.by_user.get(session.user)
         if conns is not None:
@@ -299,10 +299,10 @@ class Node:
             if cur is None or entry["at"] >= cur["at"]:
                 self.remembered[uid] = entry
 
-    def on_close(self, hook: Callable[[Session], Awaitable[None]]) -> None:
+    def on_close(self, hook: Callable[[Attached], Awaitable[None]]) -> None:
         self._close_hooks.append(hook)
 
-    async def connection_closed(self, session: Session, *, grace: bool = True) -> None:
+    async def connection_closed(self, session: Attached, *, grace: bool = True) -> None:
         """A socket ended: hand its connection to the grace (unless kicked or draining, or
         ``grace`` is false: a client that signed out)."""
         for hook in self._close_hooks:
@@ -503,7 +503,7 @@ class Node:
         if self._owed is None or liveness is Liveness.LOST:
             self._owed = liveness
 
-    def _choices(self, sessions: list[Session], live: list[LiveConnection]) -> list[Choice]:
+    def _choices(self, sessions: list[Attached], live: list[LiveConnection]) -> list[Choice]:
         """What each local user chose, as far as this node can tell from the newest entry it
         saw (exact when all the user's sockets are here), versioned by that entry's ``at``."""
         states: dict[str, list[str]] = {}

@@ -27,10 +27,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Protocol
 
 from hub.model.presence import Entry, Status, in_window
-from hub.node.node import Core, Node
+from hub.node.node import Core, Member, Node
 from hub.stores.presence.base import UserView
 from hub.stores.registry.base import (
     NO_LIMITS,
@@ -50,13 +49,6 @@ CHUNK = 1000
 #: How far before a cursor the membership log is read: the registry clock and the presence
 #: clock may differ by a few milliseconds, and re-reading a state is harmless.
 SLACK_MS = 2_000
-
-
-class Member(Protocol):
-    """What joins a room over the websocket (a session: only its user matters)."""
-
-    @property
-    def user(self) -> str: ...
 
 
 def member_entry(user: str, view: UserView | None, member: bool, at: int) -> Entry:

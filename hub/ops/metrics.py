@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 from hub import __version__
 from hub.delivery.core import DeliveryStats
 from hub.model.roster import Part
-from hub.node.node import Node, Session
+from hub.node.node import Attached, Node
 from hub.node.queries import Queries
 from hub.stores.presence.base import (
     Batch,
@@ -365,7 +365,7 @@ class HubMetrics:
         node.on_batch(self._batch)
         self.instruments.registry.register(HubCollector(self))
 
-    async def _retire(self, session: Session) -> None:
+    async def _retire(self, session: Attached) -> None:
         # Runs before anything awaits in the close path: the session has just left
         # node.sessions, so its overflows move to the retired total with no scrape between.
         self.closed_connections += 1

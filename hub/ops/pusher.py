@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, WebSocketRoute
 
-from hub.delivery.pusher import Webhooks
+from hub.delivery.pusher import PusherWebhooks
 from hub.node.channels import ChannelService
 from hub.node.node import Node
 from hub.node.watchlists import Watchlists
@@ -17,7 +17,7 @@ def create_service(settings: Settings, node: Node) -> ChannelService | None:
     apps = apps_mod.load(settings.pusher_apps, settings.pusher_apps_file)
     if not len(apps):
         return None
-    webhooks = Webhooks.from_settings(settings, list(apps), node.id)
+    webhooks = PusherWebhooks.from_settings(settings, list(apps), node.id)
     watchlists = Watchlists(node.store.users, settings.tick_ms / 1000)
     node.on_batch(watchlists.on_batch)
     node.on_recover(watchlists.on_recover)

@@ -37,7 +37,7 @@ NOT_SUBSCRIBED = "client events need a channel this connection subscribed to"
 @dataclass(frozen=True, slots=True)
 class Subscribe:
     channel: str
-    member: p.Member | None = None
+    member: p.ChannelMember | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,19 +97,19 @@ class PusherRules:
 
     binary = False
     needs_hello = False
-    overflow_close = p.Close.OVER_CAPACITY
-    try_again = p.Close.GENERIC_RECONNECT
-    restart_close = p.Close.GENERIC_RECONNECT
+    overflow_close = p.CloseCode.OVER_CAPACITY
+    try_again = p.CloseCode.GENERIC_RECONNECT
+    restart_close = p.CloseCode.GENERIC_RECONNECT
 
     def __init__(self, app: App, socket_id: str, activity_timeout_s: float) -> None:
         self.app = app
         self.socket_id = socket_id
         self.activity_timeout_s = activity_timeout_s
         #: channel -> the presence member this socket is (None on other channels).
-        self.channels: dict[str, p.Member | None] = {}
+        self.channels: dict[str, p.ChannelMember | None] = {}
         #: channel -> its member, while the subscription is in flight (a client may use
         #: it as soon as it hears subscription_succeeded, before the node's work returns).
-        self.pending: dict[str, p.Member | None] = {}
+        self.pending: dict[str, p.ChannelMember | None] = {}
         self.ping_sent: float | None = None
         self.bucket: TokenBucket | None = None  # made on the first client event
         #: The user this connection signed in as (set once the signature verified).
@@ -118,7 +118,7 @@ class PusherRules:
     # -- frames ------------------------------------------------------------------------
 
     def hello(self, data: str | bytes) -> Claims:
-        raise Refusal(p.Close.UNAUTHORIZED, "no hello on this wire")  # never asked: no hello
+        raise Refusal(p.CloseCode.UNAUTHORIZED, "no hello on this wire")  # never asked: no hello
 
     def frame(self, data: str | bytes, now: float) -> list[Action]:
         self.ping_sent = None
@@ -170,7 +170,7 @@ class PusherRules:
         if channel in self.channels or channel in self.pending:
             return []
         kind = p.kind(channel)
-        member: p.Member | None = None
+        member: p.ChannelMember | None = None
         if kind != "public":
             channel_data = data.get("channel_data") if kind == "presence" else None
             try:
@@ -233,8 +233,8 @@ class PusherRules:
         except SignatureError as exc:
             message = f"Invalid signature: {exc}"
             return [
-                Send(p.error(message, p.Close.UNAUTHORIZED)),
-                Close(p.Close.UNAUTHORIZED, message),
+                Send(p.error(message, p.CloseCode.UNAUTHORIZED)),
+                Close(p.CloseCode.UNAUTHORIZED, message),
             ]
         try:
             user = p.parse_user_data(raw)
@@ -277,7 +277,7 @@ class PusherRules:
         """Ping after ``activity_timeout`` of silence; close 4201 without an answer."""
         if self.ping_sent is not None and self.ping_sent >= last_rx:
             if now - self.ping_sent >= PONG_TIMEOUT_S:
-                return [Close(p.Close.PONG_NOT_RECEIVED, "pong not received")]
+                return [Close(p.CloseCode.PONG_NOT_RECEIVED, "pong not received")]
             return []
         if now - last_rx >= self.activity_timeout_s:
             self.ping_sent = now

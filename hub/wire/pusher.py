@@ -38,7 +38,7 @@ SERVER_TO_USER = "#server-to-user-"
 CACHE_PREFIXES = ("cache-", "private-cache-", "presence-cache-", "private-encrypted-cache-")
 
 
-class Close(IntEnum):
+class CloseCode(IntEnum):
     """Close codes in Pusher's ranges: 4000-4099 do not reconnect, 4100-4199 back off,
     4200-4299 reconnect at once."""
 
@@ -254,12 +254,12 @@ def check_event_name(name: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Member:
+class ChannelMember:
     user_id: str
     user_info: Any
 
 
-def parse_channel_data(raw: Any) -> Member:
+def parse_channel_data(raw: Any) -> ChannelMember:
     """The ``channel_data`` of a presence subscription: a JSON string with ``user_id``
     (a string or a number, at most 128 characters) and optional ``user_info`` (at most 1 KB
     of JSON)."""
@@ -280,7 +280,7 @@ def parse_channel_data(raw: Any) -> Member:
     info = value.get("user_info")
     if len(dumps(info).encode()) > MAX_USER_INFO:
         raise FrameError(f"channel_data.user_info must be at most {MAX_USER_INFO} bytes of JSON")
-    return Member(uid, info)
+    return ChannelMember(uid, info)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from hub.delivery.core import Backoff
-from hub.delivery.pusher import Durable, Endpoint, Webhooks
+from hub.delivery.pusher import Durable, Endpoint, PusherWebhooks
 from hub.delivery.queue import QueueSource
 from hub.delivery.stream import stream_client
 from hub.delivery.webhooks import endpoint_id
@@ -123,7 +123,7 @@ async def test_events_are_batched_signed_and_retried_until_accepted(receiver, du
         APP_SECRET,
         webhooks=(Webhook(receiver.url, frozenset({"member_added", "member_removed"})),),
     )
-    hooks = Webhooks([app], backoff=Backoff(0.2, 0.4), durable=durable)
+    hooks = PusherWebhooks([app], backoff=Backoff(0.2, 0.4), durable=durable)
     (endpoint,) = hooks.endpoints
     await hooks.start()
     try:
@@ -160,7 +160,7 @@ async def test_events_are_batched_signed_and_retried_until_accepted(receiver, du
 async def test_a_backlog_goes_in_order_in_batches_of_at_most_100(receiver, durable):
     """250 events appended at once arrive in order, in POSTs of at most 100 events."""
     app = App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook(receiver.url),))
-    hooks = Webhooks([app], backoff=Backoff(0.05, 0.1), durable=durable)
+    hooks = PusherWebhooks([app], backoff=Backoff(0.05, 0.1), durable=durable)
     await hooks.start()
     try:
         events = [
@@ -186,7 +186,7 @@ async def test_delivery_gives_up_after_its_deadline(receiver, durable):
     app = App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook(receiver.url),))
     # 1.5 s from the event's birth: room for retries even when the first attempt waits
     # for the batch and a loaded machine.
-    hooks = Webhooks([app], retry_s=1.5, backoff=Backoff(0.05, 0.1), durable=durable)
+    hooks = PusherWebhooks([app], retry_s=1.5, backoff=Backoff(0.05, 0.1), durable=durable)
     (endpoint,) = hooks.endpoints
     await hooks.start()
     try:
@@ -226,7 +226,7 @@ async def test_events_a_channel_script_appends_with_hook_lua_are_delivered(recei
     its events reach the endpoint in order; an entry that is not an event is acked and
     skipped, and a retention of 0 appends nothing."""
     app = App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook(receiver.url),))
-    hooks = Webhooks([app], backoff=Backoff(0.05, 0.1), durable=durable)
+    hooks = PusherWebhooks([app], backoff=Backoff(0.05, 0.1), durable=durable)
     (endpoint,) = hooks.endpoints
     stream = hooks.stream(app.id)
     assert stream == hooks_stream(durable.prefix, app.id)
@@ -333,7 +333,7 @@ def test_apps_posting_to_one_url_are_one_metrics_series():
         App(APP_ID, APP_KEY, APP_SECRET, webhooks=(Webhook(url),)),
         App("2", "key-2", "secret-2-0123456789", webhooks=(Webhook(url),)),
     ]
-    hooks = Webhooks(apps)
+    hooks = PusherWebhooks(apps)
     first, second = hooks.endpoints
     assert first.id == second.id == endpoint_id(url) and first.stats is second.stats
     first.stats.delivered, first.stats.last_latency_s = 3, 0.25

@@ -76,7 +76,7 @@ def test_channel_names_and_channel_data_follow_pushers_rules():
             p.check_channel(bad)
     assert p.check_channel("x" * 164)
     member = p.parse_channel_data(json.dumps({"user_id": 42, "user_info": {"n": 1}}))
-    assert member == p.Member("42", {"n": 1})
+    assert member == p.ChannelMember("42", {"n": 1})
     for bad in (
         '{"user_info": {}}',
         '{"user_id": ""}',
@@ -176,7 +176,7 @@ def test_subscriptions_check_signatures_and_channel_data():
         _frame("pusher:subscribe", {"channel": "presence-r", "auth": auth, "channel_data": data}),
         1.0,
     )
-    assert ok == Run(s.Subscribe("presence-r", p.Member("u1", None)))
+    assert ok == Run(s.Subscribe("presence-r", p.ChannelMember("u1", None)))
     # Tampered channel_data no longer matches the signature.
     (bad,) = session.receive(
         _frame(
@@ -218,7 +218,7 @@ def test_ping_pong_both_ways():
     assert json.loads(_text(ping))["event"] == "pusher:ping"
     assert session.tick(140.0) == []
     (close,) = session.tick(151.0)
-    assert close == Close(p.Close.PONG_NOT_RECEIVED, "pong not received")
+    assert close == Close(p.CloseCode.PONG_NOT_RECEIVED, "pong not received")
     fresh = _session()
     fresh.tick(121.0)
     fresh.receive(_frame("pusher:pong", {}), 125.0)

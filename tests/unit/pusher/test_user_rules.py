@@ -104,7 +104,7 @@ def test_a_forged_sign_in_is_an_error_then_the_close_4009():
     actions = _signin(rules, json.dumps({"id": "ann"}), secret="wrong-secret-000")
     assert "Invalid signature" in _error(actions)
     assert json.loads(actions[0].data)["data"]["code"] == 4009  # type: ignore[attr-defined]
-    assert isinstance(actions[1], Close) and actions[1].code == p.Close.UNAUTHORIZED
+    assert isinstance(actions[1], Close) and actions[1].code == p.CloseCode.UNAUTHORIZED
     assert rules.user is None
 
 
