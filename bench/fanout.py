@@ -70,7 +70,7 @@ ROOT = HERE.parent
 SECRET = "bench-secret-" + "x" * 24
 ADMIN_KEY = "bench-admin-key-" + "y" * 16
 DEFAULT_RATES = "50,100,200,400,800,1600,3200,6400,12800"
-#: Node peers: bench/node/<script> (``npm ci`` in bench/node installs ws and socket.io).
+#: Node peers: bench/node/<script> (installed on first use, ``npm ci`` in bench/node).
 NODE_SERVERS = {
     "node-ws": "ws_server.js",
     "node-sio": "sio_server.js",
@@ -80,6 +80,20 @@ NODE_SERVERS = {
 SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 #: ``hub-redis-w2``: ``serve --workers 2`` on its own Redis (two nodes on one port).
 SERVERS = ("plain", "hub", "hub-redis", "hub-redis-w2", *NODE_SERVERS)
+
+
+def ensure_node_peers() -> None:
+    """Install the Node peers from ``bench/node/package-lock.json`` unless they are there."""
+    node_dir = HERE / "node"
+    if (node_dir / "node_modules" / "ws").is_dir():
+        return
+    print(f"installing the Node peers: npm ci --prefix {node_dir}", flush=True)
+    subprocess.run(
+        ["npm", "ci", "--prefix", str(node_dir), "--no-audit", "--no-fund"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
 
 # -- the load-generator process ----------------------------------------------------------
 
@@ -314,6 +328,7 @@ class Server:
             if self.redis is not None:
                 env["HUB_STORE"] = self.redis.url
         elif kind in NODE_SERVERS:
+            ensure_node_peers()
             self.cmd = ["node", str(HERE / "node" / NODE_SERVERS[kind]), "--port", str(self.port)]
             if self.redis is not None:
                 self.cmd += ["--redis", f"redis://127.0.0.1:{self.redis.port}"]

@@ -61,7 +61,7 @@ from hub.model.auth import issue_token
 KINDS = ("hub", "hub-redis", "hub-redis-x2")
 SUB = b'{"op":"sub","all":true}'
 SNAPSHOT = b'{"op":"snapshot"'
-#: Targets of the storm at 2,000 clients (issue 15): the last snapshot within this many s.
+#: Targets of the storm at 2,000 clients: the last snapshot within this many s.
 TARGET_S = {"hub": 3.0, "hub-redis": 5.0}
 
 
