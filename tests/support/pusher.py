@@ -242,6 +242,11 @@ def helper(hub_port: int) -> Iterator[Helper]:
         server.server_close()
 
 
+def store_env(url: str, prefix: str) -> dict[str, str]:
+    """The environment that puts a test's hubs on one Redis, under the test's own keys."""
+    return {"HUB_STORE": url, "HUB_KEY_PREFIX": prefix, "HUB_CHANNEL": f"{prefix}presence"}
+
+
 def apps_file(path: Path, webhook_url: str, events: tuple[str, ...] = (), **options: Any) -> Path:
     """A ``HUB_PUSHER_APPS_FILE`` with the test app posting to ``webhook_url`` the member,
     channel and client events (and ``events``), with the app ``options`` given."""

@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +30,7 @@ from tests.support.pusher import (
     helper,
     node_sdk,
     sdk,
+    store_env,
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -42,9 +42,7 @@ def nodes(
 ) -> Iterator[tuple[HubProcess, ...]]:
     prefix = f"t{uuid.uuid4().hex[:10]}:"
     env = {
-        "HUB_STORE": redis_server.url,
-        "HUB_KEY_PREFIX": prefix,
-        "HUB_CHANNEL": f"{prefix}presence",
+        **store_env(redis_server.url, prefix),
         "HUB_PUSHER_APPS": APPS_ENV,
     }
     with running_hubs(tmp_path_factory.mktemp("api"), env) as hubs:
@@ -55,15 +53,6 @@ def nodes(
 def auth() -> Iterator[Helper]:
     with helper(0) as server:
         yield server
-
-
-@pytest.fixture
-def driver(tmp_path: Path) -> Iterator[Driver]:
-    d = Driver(tmp_path / "driver.log")
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _client(driver: Driver, kind: str, id_: str, node: HubProcess, auth: Helper, user: str) -> str:

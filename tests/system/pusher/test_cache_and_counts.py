@@ -19,19 +19,13 @@ from tests.support.pusher import (
     Helper,
     apps_file,
     ev,
-    helper,
     node_sdk,
     sdk,
+    store_env,
     wait_until,
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-@pytest.fixture
-def hooks() -> Iterator[Helper]:
-    with helper(0) as server:
-        yield server
 
 
 @pytest.fixture
@@ -45,22 +39,11 @@ def nodes(
         subscription_count=True,
     )
     env = {
-        "HUB_STORE": redis_url,
-        "HUB_KEY_PREFIX": key_prefix,
-        "HUB_CHANNEL": f"{key_prefix}presence",
+        **store_env(redis_url, key_prefix),
         "HUB_PUSHER_APPS_FILE": str(apps),
     }
     with running_hubs(tmp_path, env) as hubs:
         yield hubs
-
-
-@pytest.fixture
-def driver(tmp_path: Path) -> Iterator[Driver]:
-    d = Driver(tmp_path / "driver.log")
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _connect(driver: Driver, id_: str, node: HubProcess, hooks: Helper, user: str = "") -> None:

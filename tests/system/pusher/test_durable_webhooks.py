@@ -27,7 +27,7 @@ from hub.delivery.webhooks import endpoint_id
 from hub.stores.channels.keys import hooks_group, hooks_lease, hooks_stream
 from tests.support import eventually
 from tests.support.hubproc import HubProcess, start_hub
-from tests.support.pusher import APP_ID, APP_KEY, APP_SECRET, Driver, ev, helper, sdk
+from tests.support.pusher import APP_ID, APP_KEY, APP_SECRET, Driver, ev, helper, sdk, store_env
 from tests.support.receiver import Receiver, Request
 
 TTL_S = 2.0
@@ -88,15 +88,6 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-def driver(tmp_path: Path) -> Iterator[Driver]:
-    d = Driver(tmp_path / "driver.log")
-    try:
-        yield d
-    finally:
-        d.close()
-
-
-@pytest.fixture
 def hubs() -> Iterator[list[HubProcess]]:
     """Hubs a test starts, stopped after it; each fails the test if it logged a traceback
     (one killed on purpose has nothing to say)."""
@@ -120,9 +111,7 @@ async def test_a_killed_nodes_events_reach_a_receiver_that_was_down_exactly_once
     await receiver.down()
     apps = _apps_file(tmp_path / "apps.json", [(receiver.url, ALL_KINDS)])
     env = {
-        "HUB_STORE": redis_url,
-        "HUB_KEY_PREFIX": key_prefix,
-        "HUB_CHANNEL": f"{key_prefix}presence",
+        **store_env(redis_url, key_prefix),
         "HUB_PUSHER_APPS_FILE": str(apps),
         **FAST,
     }

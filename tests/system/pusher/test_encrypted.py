@@ -15,7 +15,6 @@ import secrets
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +31,7 @@ from tests.support.pusher import (
     Driver,
     ev,
     node_binary,
+    store_env,
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -45,9 +45,7 @@ def nodes(
 ) -> Iterator[tuple[HubProcess, ...]]:
     prefix = f"t{uuid.uuid4().hex[:10]}:"
     env = {
-        "HUB_STORE": redis_server.url,
-        "HUB_KEY_PREFIX": prefix,
-        "HUB_CHANNEL": f"{prefix}presence",
+        **store_env(redis_server.url, prefix),
         "HUB_PUSHER_APPS": APPS_ENV,
     }
     with running_hubs(tmp_path_factory.mktemp("encrypted"), env) as hubs:
@@ -81,15 +79,6 @@ def auth_url() -> Iterator[str]:
             process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
-
-
-@pytest.fixture
-def driver(tmp_path: Path) -> Iterator[Driver]:
-    d = Driver(tmp_path / "driver.log")
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def npm_trigger(port: int, channel: str, event: str, data: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from tests.support.pusher import (
     Helper,
     apps_file,
     ev,
-    helper,
+    store_env,
     wait_until,
 )
 from tests.support.wsclient import connect_user
@@ -34,33 +34,16 @@ GRACE_S = 4.0
 
 
 @pytest.fixture
-def hooks() -> Iterator[Helper]:
-    with helper(0) as server:
-        yield server
-
-
-@pytest.fixture
 def nodes(
     redis_url: str, key_prefix: str, tmp_path: Path, hooks: Helper
 ) -> Iterator[tuple[HubProcess, ...]]:
     env = {
-        "HUB_STORE": redis_url,
-        "HUB_KEY_PREFIX": key_prefix,
-        "HUB_CHANNEL": f"{key_prefix}presence",
+        **store_env(redis_url, key_prefix),
         "HUB_OFFLINE_GRACE_S": str(GRACE_S),
         "HUB_PUSHER_APPS_FILE": str(apps_file(tmp_path / "apps.json", f"{hooks.url}/webhook")),
     }
     with running_hubs(tmp_path, env) as hubs:
         yield hubs
-
-
-@pytest.fixture
-def driver(tmp_path: Path) -> Iterator[Driver]:
-    d = Driver(tmp_path / "driver.log")
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _pusher(
