@@ -111,12 +111,30 @@ class Engine:
         self.pusher = pusher
         self.drivers = drivers
         self.limits = limits
+        #: Connections that wrote in this turn of the event loop; later frames to them in
+        #: the same turn are batched into one write when the turn ends (:meth:`_uncork`).
+        self._hot: list[Connection] = []
+        self._uncork_due = False
         if wire_log.level == logging.NOTSET:
             wire_log.setLevel(logging.WARNING)
 
     @property
     def bad_frames(self) -> int:
         return self.drivers.bad_frames
+
+    def warm(self, conn: Connection) -> None:
+        """``conn`` wrote in this turn: batch what follows until the turn ends."""
+        self._hot.append(conn)
+        if not self._uncork_due:
+            self._uncork_due = True
+            asyncio.get_running_loop().call_soon(self._uncork)
+
+    def _uncork(self) -> None:
+        self._uncork_due = False
+        hot, self._hot = self._hot, []
+        for conn in hot:
+            conn.hot = False
+            conn.write_batch()
 
 
 def protocol_class(engine: Engine) -> type[Connection]:
@@ -132,8 +150,8 @@ def protocol_class(engine: Engine) -> type[Connection]:
 class Connection(asyncio.Protocol):
     """One websocket connection: the transport of one :class:`Driver`."""
 
-    __slots__ = ("_closer", "_parts", "_server_state", "alive", "driver", "open", "paused",
-                 "peer", "transport", "ws")  # fmt: skip
+    __slots__ = ("_batch", "_closer", "_parts", "_server_state", "alive", "driver", "hot",
+                 "open", "paused", "peer", "transport", "ws")  # fmt: skip
     _engine: ClassVar[Engine]
 
     def __init__(self, config: Any = None, server_state: Any = None, app_state: Any = None,
@@ -151,6 +169,11 @@ class Connection(asyncio.Protocol):
         #: The websocket is open (``ws.state`` as of the last flush: read on every write).
         self.open = False
         self.alive = True
+        #: Wrote in this turn of the event loop (:meth:`Engine.warm`); frames written after
+        #: that in the same turn wait in ``_batch`` and leave in one write when it ends: a
+        #: burst of events to one socket costs one syscall, not one each.
+        self.hot = False
+        self._batch: list[bytes] | None = None
         #: The fragments of a message being reassembled, behind its opcode.
         self._parts: list[Any] | None = None
         self._closer: asyncio.TimerHandle | None = None
@@ -180,6 +203,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
+        self._batch = None
         if self._server_state is not None:
             self._server_state.connections.discard(self)
         if self._closer is not None:
@@ -309,12 +333,31 @@ class Connection(asyncio.Protocol):
         if t is None or not self.open:
             return False
         try:
-            t.write(framed(data))
+            frame = framed(data)
         except (ValueError, TypeError) as exc:  # a frame that cannot be encoded (UTF-8)
             self._engine.drivers.bad_frames += 1
             log.warning("dropped a frame that cannot be encoded: %s", type(exc).__name__)
             return False
+        batch = self._batch
+        if batch is not None:
+            batch.append(frame)
+        elif self.hot:
+            self._batch = [frame]
+        else:
+            t.write(frame)
+            self.hot = True
+            self._engine.warm(self)
         return True
+
+    def write_batch(self) -> None:
+        """Write the frames batched in this turn, in one write."""
+        batch = self._batch
+        if batch is None:
+            return
+        self._batch = None
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(b"".join(batch))
 
     def close(self, code: int, reason: str) -> None:
         if self.ws.state is WsState.OPEN:
@@ -343,6 +386,7 @@ class Connection(asyncio.Protocol):
         self._flush_ws()
 
     def _flush_ws(self) -> None:
+        self.write_batch()  # data frames written before a control frame leave before it
         ws = self.ws
         self.open = ws.state is WsState.OPEN
         out = ws.data_to_send()
