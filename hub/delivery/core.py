@@ -18,7 +18,6 @@ deliverer stop retrying without settling, so the new holder delivers it instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -29,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
+
+from hub.ops.tasks import cancel_requested, stop_task
 
 log = logging.getLogger("hub.delivery")
 # httpx logs every request with its URL at INFO; a webhook URL may carry a token.
@@ -75,25 +76,6 @@ def verify(
     if abs((time.time() if now is None else now) - timestamp) > tolerance_s:
         return False
     return hmac.compare_digest(given, signature(secret, timestamp, body))
-
-
-def cancel_requested() -> bool:
-    """Whether the running task was asked to stop. A client library that turns the
-    CancelledError of an interrupted call into its own error (redis-py's cluster client
-    can) must not make a retry loop outlive its stop: a loop checks this in its handler."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-async def stop_task(task: asyncio.Task[None], *, every_s: float = 1.0) -> None:
-    """Cancel ``task`` and wait for its end, cancelling again every ``every_s`` in case a
-    cancellation was swallowed on its way (see :func:`cancel_requested`)."""
-    while not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(asyncio.shield(task), every_s)
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        task.result()
 
 
 @dataclass

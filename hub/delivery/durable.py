@@ -32,8 +32,9 @@ from typing import Generic
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from hub.delivery.core import Delivery, DeliveryStats, Source, cancel_requested, stop_task
+from hub.delivery.core import Delivery, DeliveryStats, Source
 from hub.delivery.stream import E, Reader, entry_order, merged
+from hub.ops.tasks import cancel_requested, stop_task
 
 log = logging.getLogger("hub.delivery")
 

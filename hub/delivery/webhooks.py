@@ -29,19 +29,13 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from hub.delivery.core import (
-    Backoff,
-    Deliverer,
-    DeliveryStats,
-    cancel_requested,
-    hub_signer,
-    stop_task,
-)
+from hub.delivery.core import Backoff, Deliverer, DeliveryStats, hub_signer
 from hub.delivery.durable import BLOCK_MS, Keeper, Lease, Skipping, StreamSource
 from hub.delivery.queue import QueueSource
 from hub.delivery.stream import GroupReader, StreamEntry, stream_client
 from hub.model.presence import Entry
 from hub.ops.config import Settings, WebhookEndpoint
+from hub.ops.tasks import cancel_requested, stop_task
 from hub.stores.presence.base import Batch, Gap
 from hub.stores.presence.keys import Keys
 

@@ -33,6 +33,7 @@ from hub.node.connection import Pacer, UserConnection
 from hub.node.fanout import Fanout
 from hub.node.views import Views
 from hub.ops.config import Settings
+from hub.ops.tasks import cancel_requested, stop_tasks
 from hub.stores.presence.base import (
     Batch,
     Choice,
@@ -227,11 +228,7 @@ class Node:
     async def stop(self) -> None:
         if not self.draining:
             await self.drain()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks = []
         await self.store.close()
 
@@ -375,6 +372,8 @@ class Node:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
                 log.exception("feed failed; resubscribing")
                 await asyncio.sleep(0.5)
 
@@ -388,6 +387,8 @@ class Node:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
                 log.exception("wire feed failed; resubscribing")
                 await asyncio.sleep(0.5)
 

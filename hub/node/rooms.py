@@ -24,12 +24,12 @@ member set is reloaded and every room subscriber gets a fresh snapshot.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 
 from hub.model.presence import Entry, Status, in_window
 from hub.node.node import Core, Member, Node
+from hub.ops.tasks import cancel_requested, stop_tasks
 from hub.stores.presence.base import UserView
 from hub.stores.registry.base import (
     NO_LIMITS,
@@ -96,12 +96,7 @@ class Rooms:
         self._task = asyncio.create_task(self._consume(), name="hub-rooms")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._loads.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks([t for t in (self._task, *self._loads.values()) if t is not None])
         self._task = None
 
     # -- the websocket layer (node.rooms) ----------------------------------------------
@@ -208,6 +203,8 @@ class Rooms:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
                 log.exception("room feed failed; resubscribing")
                 await asyncio.sleep(0.5)
 

@@ -37,6 +37,7 @@ from hub.ops.config import Settings
 from hub.ops.metrics import HubMetrics, Instruments
 from hub.ops.pusher import create_service as create_pusher
 from hub.ops.pusher import routes as pusher_routes
+from hub.ops.tasks import stop_in_order
 from hub.session.core import Limits
 from hub.session.driver import Drivers
 from hub.stores.presence import open_store
@@ -127,13 +128,14 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            if pusher is not None:
-                await pusher.stop()
-            await webhooks.stop()
-            await rooms.stop()
-            await admin.stop()
-            await node.stop()
-            await registry.close()
+            await stop_in_order([
+                *([("pusher", pusher.stop)] if pusher is not None else []),
+                ("webhooks", webhooks.stop),
+                ("rooms", rooms.stop),
+                ("admin", admin.stop),
+                ("node", node.stop),
+                ("registry", registry.close),
+            ])  # fmt: skip
 
     hub_api = api.HubApi(services)
     routes = [

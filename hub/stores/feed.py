@@ -23,6 +23,8 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from hub.ops.tasks import cancel_requested
+
 log = logging.getLogger("hub.store.feed")
 
 
@@ -107,6 +109,8 @@ class Subscription:
                 # transport). Each one means "reconnect", never the end of the feed.
                 if self._closed:
                     return
+                if cancel_requested():  # redis-py turned the stop into its own error
+                    raise asyncio.CancelledError from exc
                 # Once per outage at warning level; the retries every second at debug.
                 level = logging.WARNING if attempt == 0 else logging.DEBUG
                 log.log(level, "%s lost (%s); reconnecting", self.what, exc)

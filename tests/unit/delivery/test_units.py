@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from hub.delivery.core import Backoff, cancel_requested, hub_signer, signature, stop_task, verify
+from hub.delivery.core import Backoff, hub_signer, signature, verify
 from hub.delivery.queue import QueueSource
 from hub.delivery.stream import entry_order
 from hub.delivery.webhooks import presence_encoder
@@ -99,55 +99,3 @@ def test_the_hub_signer_makes_both_headers() -> None:
     assert headers == {"X-Hub-Timestamp": "1700000000",
                        "X-Hub-Signature-256": signature("sec", 1700000000, b"{}")}  # fmt: skip
     assert verify("sec", headers, b"{}", now=1700000001)
-
-
-async def test_stop_task_ends_a_loop_that_swallowed_its_first_cancellation() -> None:
-    """A retry loop whose library turned the first CancelledError into its own error (as
-    redis-py's cluster client can) still stops: stop_task cancels again until it ends."""
-    swallowed = asyncio.Event()
-
-    async def loop() -> None:
-        while True:
-            try:
-                try:
-                    await asyncio.sleep(3600)
-                except asyncio.CancelledError:
-                    if swallowed.is_set():
-                        raise
-                    swallowed.set()
-                    raise ConnectionError("interrupted") from None
-            except ConnectionError:
-                pass  # the loop's own handler: log and retry
-            await asyncio.sleep(3600)
-
-    task = asyncio.create_task(loop())
-    await asyncio.sleep(0)
-    async with asyncio.timeout(10):
-        await stop_task(task, every_s=0.05)
-    assert swallowed.is_set() and task.cancelled()
-
-
-async def test_a_loop_that_checks_cancel_requested_stops_at_the_first_cancellation() -> None:
-    """cancel_requested() tells a handler that the error it caught came from a stop."""
-    ended = asyncio.Event()
-
-    async def loop() -> None:
-        try:
-            while True:
-                try:
-                    try:
-                        await asyncio.sleep(3600)
-                    except asyncio.CancelledError:
-                        raise ConnectionError("interrupted") from None
-                except ConnectionError as exc:
-                    if cancel_requested():
-                        raise asyncio.CancelledError from exc
-        finally:
-            ended.set()
-
-    task = asyncio.create_task(loop())
-    await asyncio.sleep(0)
-    task.cancel()
-    async with asyncio.timeout(10):
-        await ended.wait()
-    assert task.cancelled()
