@@ -27,7 +27,6 @@ holds, so a frame queued before a resync snapshot is ignored, not applied twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import Iterable
@@ -37,6 +36,7 @@ from typing import Any, Protocol
 from hub.model.presence import Entry
 from hub.model.roster import Counts, Part, total_of, user_of
 from hub.model.window import Item, Region, diff
+from hub.ops.tasks import stop_tasks
 from hub.session.outbox import Outbox
 from hub.stores.presence.base import Batch, Moves, PresenceStore, RoomMove, Slice
 from hub.wire import hub as p
@@ -577,8 +577,4 @@ class Views:
                           total=group.numbers.counts.total, version=group.version)  # fmt: skip
 
     async def close(self) -> None:
-        for group in list(self._groups.values()):
-            if group.loading is not None:
-                group.loading.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await group.loading
+        await stop_tasks([g.loading for g in self._groups.values() if g.loading is not None])

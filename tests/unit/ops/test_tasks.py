@@ -20,8 +20,10 @@ async def test_stop_task_ends_a_loop_that_swallowed_its_first_cancellation() -> 
     """A retry loop whose library turned the first CancelledError into its own error (as
     redis-py's cluster client can) still stops: stop_task cancels again until it ends."""
     swallowed = asyncio.Event()
+    started = asyncio.Event()
 
     async def loop() -> None:
+        started.set()
         while True:
             try:
                 try:
@@ -36,7 +38,7 @@ async def test_stop_task_ends_a_loop_that_swallowed_its_first_cancellation() -> 
             await asyncio.sleep(3600)
 
     task = asyncio.create_task(loop())
-    await asyncio.sleep(0)
+    await asyncio.wait_for(started.wait(), 10)
     async with asyncio.timeout(10):
         await stop_task(task, every_s=0.05)
     assert swallowed.is_set() and task.cancelled()
@@ -45,8 +47,10 @@ async def test_stop_task_ends_a_loop_that_swallowed_its_first_cancellation() -> 
 async def test_a_loop_that_checks_cancel_requested_stops_at_the_first_cancellation() -> None:
     """cancel_requested() tells a handler that the error it caught came from a stop."""
     ended = asyncio.Event()
+    started = asyncio.Event()
 
     async def loop() -> None:
+        started.set()
         try:
             while True:
                 try:
@@ -61,7 +65,7 @@ async def test_a_loop_that_checks_cancel_requested_stops_at_the_first_cancellati
             ended.set()
 
     task = asyncio.create_task(loop())
-    await asyncio.sleep(0)
+    await asyncio.wait_for(started.wait(), 10)
     task.cancel()
     async with asyncio.timeout(10):
         await ended.wait()
@@ -102,22 +106,31 @@ async def test_a_slow_stop_step_is_logged_with_the_tasks_still_pending(
     release = asyncio.Event()
     ran: list[str] = []
 
+    class Release(logging.Handler):
+        """The step is stuck until its warning is logged."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            release.set()
+
     async def stuck_loop() -> None:
         await release.wait()
 
     stuck = asyncio.create_task(stuck_loop(), name="hub-stuck-loop")
 
     async def slow() -> None:
-        await asyncio.sleep(0.2)
-        release.set()
-        await stuck
+        await asyncio.wait_for(stuck, 10)
         ran.append("slow")
 
     async def after() -> None:
         ran.append("after")
 
-    with caplog.at_level(logging.WARNING, logger="hub.ops"):
-        await stop_in_order([("slow", slow), ("after", after)], slow_s=0.05)
+    handler = Release(logging.WARNING)
+    logging.getLogger("hub.ops").addHandler(handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="hub.ops"):
+            await stop_in_order([("slow", slow), ("after", after)], slow_s=0.05)
+    finally:
+        logging.getLogger("hub.ops").removeHandler(handler)
     [record] = [r for r in caplog.records if "still stopping" in r.getMessage()]
     message = record.getMessage()
     assert message.startswith("shutdown: slow still stopping")
