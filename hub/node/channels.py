@@ -728,6 +728,9 @@ class ChannelService:
         return self.store.events()
 
     async def drain(self) -> None:
-        """The node drains: every Pusher socket is asked to reconnect elsewhere."""
-        for sock in list(self.sockets.values()):
+        """The node drains: every Pusher socket is asked to reconnect elsewhere (until they
+        have closed; the node bounds the wait)."""
+        socks = list(self.sockets.values())
+        for sock in socks:
             sock.driver.close(p.CloseCode.GENERIC_RECONNECT, "node restarting")
+        await asyncio.gather(*(sock.driver.ended() for sock in socks))

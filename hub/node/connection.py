@@ -72,6 +72,10 @@ class UserConnection:
             self.dropped = True
         self.driver.close(self.map_close(code) if self.map_close else code, reason)
 
+    async def ended(self) -> None:
+        """Until the socket behind it is closed."""
+        await self.driver.ended()
+
 
 class Busy(Exception):
     """Admission is full: the client should come back later."""

@@ -128,6 +128,8 @@ class Attached(Protocol):
 
     async def close(self, code: int, reason: str = "") -> None: ...
 
+    async def ended(self) -> None: ...
+
 
 class Upkeep(Protocol):
     """A wire's share of the node's loops (the Pusher wire's channels): its feed, read by
@@ -238,8 +240,13 @@ class Node:
             return
         self.draining = True
         sessions = list(self.sessions.values())
+
+        async def close(s: Attached) -> None:
+            await s.close(CloseCode.RESTARTING, "node restarting")
+            await s.ended()
+
         closes = asyncio.gather(
-            *(s.close(CloseCode.RESTARTING, "node restarting") for s in sessions),
+            *(close(s) for s in sessions),
             *(u.drain() for u in self.upkeeps),
             return_exceptions=True,
         )

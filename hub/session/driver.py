@@ -183,6 +183,7 @@ class Driver:
     """One connection: its session, its outbox, its ordered store work."""
 
     __slots__ = (
+        "_ended",
         "_held",
         "_pending",
         "_resume",
@@ -232,6 +233,8 @@ class Driver:
         self._held: list[str | bytes] | None = None
         self._resume: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
+        #: Made when someone waits for the end (:meth:`ended`), resolved by :meth:`gone`.
+        self._ended: asyncio.Future[None] | None = None
 
     @property
     def writable(self) -> bool:
@@ -281,10 +284,20 @@ class Driver:
         for timer in (self._timer, self._resume):
             if timer is not None:
                 timer.cancel()
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
         if self.admitted and self._pending is None:
             self.drivers.spawn(self._detach())
         # With work pending, the work task detaches when it ends (a status sent just before
         # the client closed still takes effect first).
+
+    async def ended(self) -> None:
+        """Until the transport is closed (a closing handshake done, or the socket cut)."""
+        if self.lost:
+            return
+        if self._ended is None:
+            self._ended = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._ended)
 
     # -- from the node -----------------------------------------------------------------
 

@@ -166,3 +166,17 @@ async def test_a_pusher_flood_is_throttled_in_order_then_closed_past_the_bound()
     for _ in range(MAX_HELD + 10):
         driver.received(json.dumps({"event": "pusher:ping", "data": {}}), loop.time())
     assert transport.closed is not None and transport.closed[0] == 4100
+
+
+async def test_ended_waits_for_the_transport_not_for_the_close_it_asked():
+    """A drain closes a socket, then waits for its end: ``close`` only starts the closing
+    handshake, ``ended`` returns once the transport is gone (at once if it already is)."""
+    driver, transport, _ = _hub()
+    driver.close(1012, "node restarting")
+    assert transport.closed == (1012, "node restarting")
+    waiter = asyncio.ensure_future(driver.ended())
+    done, _ = await asyncio.wait([waiter], timeout=0.05)
+    assert not done, "ended() returned before the transport closed"
+    driver.gone(1012)
+    await asyncio.wait_for(waiter, 5)
+    await asyncio.wait_for(driver.ended(), 5)
