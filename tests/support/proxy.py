@@ -114,7 +114,8 @@ class TcpProxy:
         self._only: frozenset[int] | None = None
         self._server: asyncio.Server | None = None
         self._flows: set[_Flow] = set()
-        self._handlers: set[asyncio.Task[Any]] = set()
+        #: Set by :meth:`close`: a connection accepted from then on is reset at once.
+        self._closing = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy")
 
@@ -214,10 +215,10 @@ class TcpProxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         flow = _Flow(client=writer)
         self._flows.add(flow)
-        handler = asyncio.current_task()
-        if handler is not None:
-            self._handlers.add(handler)
         try:
+            if self._closing:
+                _reset(writer)
+                return
             if self.mode is not None and self._affected([flow]):
                 if self.mode is Cut.RESET:
                     _reset(writer)
@@ -239,7 +240,6 @@ class TcpProxy:
             await asyncio.gather(*flow.tasks, return_exceptions=True)
         finally:
             self._flows.discard(flow)
-            self._handlers.discard(handler)  # type: ignore[arg-type]
             self._close(flow)
 
     async def _swallow(self, reader: asyncio.StreamReader) -> None:
@@ -279,10 +279,19 @@ class TcpProxy:
                 writer.transport.close()
 
     async def _close_all(self) -> None:
+        self._closing = True
         await self._stop_listening()
-        for flow in list(self._flows):
-            self._drop(flow)
-        # Reset flows end their handlers, so the loop stops with nothing pending.
-        if self._handlers:
-            await asyncio.wait(self._handlers, timeout=5)
+        # Reset flows end their handlers. A connection the listener accepted just before it
+        # closed may still be on its way to a handler (a task not yet run): wait for every
+        # task of this loop, so each one's transport is closed before the loop stops.
+        me = asyncio.current_task()
+        while True:
+            for flow in list(self._flows):
+                self._drop(flow)
+            rest = {t for t in asyncio.all_tasks() if t is not me}
+            if not rest:
+                break
+            _, pending = await asyncio.wait(rest, timeout=5)
+            if pending:
+                break
         self._flows.clear()
