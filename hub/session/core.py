@@ -262,14 +262,18 @@ class Session:
         return self._close(code, reason)
 
     def done(self, work: Any) -> list[Action]:
+        # The rules learn the outcome even on a closed session: a Pusher subscription that
+        # took effect while its socket went away must be in the channels its end leaves.
+        actions = self.rules.done(work)
         if self.state is State.CLOSED:
             return []
-        return self._closing(self.rules.done(work))
+        return self._closing(actions)
 
     def failed(self, work: Any, code: str, message: str) -> list[Action]:
+        actions = self.rules.failed(work, code, message)
         if self.state is State.CLOSED:
             return []
-        return self._closing(self.rules.failed(work, code, message))
+        return self._closing(actions)
 
     def closed(self) -> None:
         """The socket is gone; every later frame is ignored."""

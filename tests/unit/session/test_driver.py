@@ -180,3 +180,42 @@ async def test_ended_waits_for_the_transport_not_for_the_close_it_asked():
     driver.gone(1012)
     await asyncio.wait_for(waiter, 5)
     await asyncio.wait_for(driver.ended(), 5)
+
+
+class GatedHandler(SlowHandler):
+    """A subscription's store work that waits for the test; its detach records what the
+    socket's end has to leave."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.left: list[str] | None = None
+        self.pending: list[str] | None = None
+
+    async def run(self, driver: Driver, work: Any) -> None:
+        await self.gate.wait()
+
+    async def detach(self, driver: Driver) -> None:
+        assert isinstance(driver.session.rules, PusherRules)
+        # The node's end of a Pusher socket leaves the rules' channels.
+        self.left = list(driver.session.rules.channels)
+        self.pending = list(driver.session.rules.pending)
+
+
+async def test_a_subscription_that_lands_after_its_socket_went_is_left_by_its_end():
+    """The socket goes while its subscription's store work is in flight; the work then
+    takes effect: the connection's end still knows the channel (no ghost subscriber)."""
+    limits = Limits(secret="", rate_per_s=100, burst=1000)
+    app = App("1", "key", "secret-0123456789")
+    loop = asyncio.get_running_loop()
+    session = Session(PusherRules(app, "1.1", 120), limits, loop.time())
+    transport, handler = Recorder(), GatedHandler()
+    driver = Driver(Drivers(0), session, handler, transport)
+    driver.opened()
+    await _until(lambda: len(transport.written) == 1)  # connection_established
+    subscribe = {"event": "pusher:subscribe", "data": {"channel": "news"}}
+    driver.received(json.dumps(subscribe), loop.time())
+    driver.gone(1000)
+    handler.gate.set()
+    await _until(lambda: handler.left is not None)
+    assert handler.left == ["news"] and handler.pending == []
