@@ -268,6 +268,8 @@ class Keeper:
                 if cancel_requested():
                     raise asyncio.CancelledError from exc
                 log.warning("%s: %s", self.name, exc)
+            if cancel_requested():  # a stop a client library took in and returned from
+                raise asyncio.CancelledError
             await asyncio.sleep(self.sweep_s)
 
     async def stop(self) -> None:

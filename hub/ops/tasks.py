@@ -6,7 +6,7 @@ A client library may turn the ``CancelledError`` of an interrupted call into its
 hangs. :func:`stop_task` cancels until the task really ends; a loop's handler calls
 :func:`cancel_requested` to tell such an error from a real one. :func:`stop_in_order`
 runs a process's stop steps and logs, for a step that takes long, every task still
-pending and where it waits.
+pending and where it waits; a step that never ends is given up, so the process still exits.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ log = logging.getLogger("hub.ops")
 
 #: A stop step slower than this is logged with the tasks still pending.
 SLOW_STOP_S = 5.0
+#: A stop step still running after this is given up (cancelled, not waited for): the
+#: process exits within its orchestrator's grace period whatever holds the step up.
+GIVE_UP_STOP_S = 8.0
 
 
 def cancel_requested() -> bool:
@@ -35,8 +38,13 @@ async def stop_task(task: asyncio.Task[None], *, every_s: float = 1.0) -> None:
     cancellation was swallowed on its way (see :func:`cancel_requested`)."""
     while not task.done():
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+        try:
             await asyncio.wait_for(asyncio.shield(task), every_s)
+        except asyncio.CancelledError:
+            if cancel_requested():
+                raise  # the caller itself is being stopped: it does not wait on
+        except Exception:
+            pass  # the task's own error, or still running: cancel again
     with contextlib.suppress(asyncio.CancelledError, Exception):
         task.result()
 
@@ -59,20 +67,30 @@ def pending_tasks() -> str:
 
 
 async def stop_in_order(
-    steps: Sequence[tuple[str, Callable[[], Awaitable[None]]]], *, slow_s: float = SLOW_STOP_S
+    steps: Sequence[tuple[str, Callable[[], Awaitable[None]]]],
+    *,
+    slow_s: float = SLOW_STOP_S,
+    give_up_s: float = GIVE_UP_STOP_S,
 ) -> None:
     """Run each ``(name, stop)`` step in turn. A step that fails is logged and the rest
     still run; a step still running after ``slow_s`` is logged with :func:`pending_tasks`
-    (once), and waited for."""
+    (once), and one still running after ``give_up_s`` is cancelled and left behind (logged
+    as an error), so that the steps after it run and the process ends."""
     for name, stop in steps:
         step = asyncio.ensure_future(stop())
         done, _ = await asyncio.wait({step}, timeout=slow_s)
         if not done:
             log.warning("shutdown: %s still stopping after %.0f s; pending:\n%s",
                         name, slow_s, pending_tasks())  # fmt: skip
+            done, _ = await asyncio.wait({step}, timeout=max(0.0, give_up_s - slow_s))
+        if not done:
+            step.cancel()
+            log.error("shutdown: %s gave up after %.0f s; pending:\n%s",
+                      name, give_up_s, pending_tasks())  # fmt: skip
+            continue
         try:
-            await step
+            step.result()
         except asyncio.CancelledError:
-            raise
+            log.error("shutdown: %s was cancelled", name)
         except Exception:
             log.exception("shutdown: %s failed", name)

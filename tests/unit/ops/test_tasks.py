@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -153,3 +154,58 @@ async def test_a_failing_stop_step_is_logged_and_the_rest_still_run(
         await stop_in_order([("broken", broken), ("after", after)])
     assert ran == ["after"]
     assert any(r.getMessage() == "shutdown: broken failed" for r in caplog.records)
+
+
+async def test_a_stop_step_that_never_ends_is_given_up_and_the_rest_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A step that swallows every cancellation (a stuck client call) holds the shutdown up
+    no longer than give_up_s: it is cancelled, logged with the pending tasks, left behind,
+    and the steps after it run."""
+    ran: list[str] = []
+    cancels = 0
+    let_go = asyncio.Event()
+
+    async def stubborn() -> None:
+        nonlocal cancels
+        while not let_go.is_set():
+            try:
+                await let_go.wait()
+            except asyncio.CancelledError:
+                cancels += 1
+
+    async def after() -> None:
+        ran.append("after")
+
+    with caplog.at_level(logging.WARNING, logger="hub.ops"):
+        async with asyncio.timeout(10):
+            await stop_in_order([("stubborn", stubborn), ("after", after)],
+                                slow_s=0.05, give_up_s=0.1)  # fmt: skip
+    assert ran == ["after"] and cancels == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("shutdown: stubborn gave up after") for m in messages), messages
+    let_go.set()  # the left-behind step ends with the test
+
+
+async def test_stop_task_gives_way_when_its_caller_is_stopped() -> None:
+    """stop_task waits for a task that never ends; cancelling the caller ends the wait."""
+    started, let_go = asyncio.Event(), asyncio.Event()
+
+    async def stubborn() -> None:
+        started.set()
+        while not let_go.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await let_go.wait()
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.wait_for(started.wait(), 10)
+    caller = asyncio.create_task(stop_task(task, every_s=0.02))
+    done, _ = await asyncio.wait([caller], timeout=0.1)
+    assert not done, "stop_task returned while the task still ran"
+    caller.cancel()
+    async with asyncio.timeout(10):
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+    assert not task.done()
+    let_go.set()
+    await asyncio.wait_for(task, 10)
