@@ -3,8 +3,6 @@ from the change index by cursor, so the queue still ends with every user's lates
 
 from __future__ import annotations
 
-import asyncio
-
 from hub.delivery.queue import QueueSource
 from hub.delivery.webhooks import Webhooks
 from hub.node.node import Node
@@ -53,5 +51,4 @@ async def _gap(hooks: Webhooks) -> bool:
 
 
 async def _has_text(source: QueueSource, text: str) -> bool:
-    await asyncio.sleep(0)
     return any(u.get("text") == text for q in source._queue for u in q.users)

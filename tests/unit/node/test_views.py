@@ -71,7 +71,11 @@ async def node() -> AsyncIterator[Node]:
     store = MemoryStore(grace_ms=0)
     n = Node(store, Views(store, margin=3))
     tasks = [asyncio.create_task(n.run()), asyncio.create_task(n.fanout.run())]
-    await asyncio.sleep(0)  # the feed consumer is reading before anything is published
+
+    async def reading() -> bool:  # the feed consumer reads before anything is published
+        return store.feed_consumers == 1
+
+    await eventually(reading)
     yield n
     for task in tasks:
         task.cancel()
